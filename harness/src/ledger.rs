@@ -1,0 +1,47 @@
+//! The server's ground truth, read back through the admin export after a run.
+//!
+//! The harness never looks into the server's database: it reads the order ledger and the
+//! inventory view over HTTP, so it can verify a server it did not start.
+
+use serde::{Deserialize, Serialize};
+
+/// One persisted order, as the admin export lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerOrder {
+    pub order_id: String,
+    pub buyer_id: String,
+    pub quantity: u32,
+    pub idempotency_key: String,
+    /// Which claim path decided the order (`redis`, `postgres`, …); informational.
+    pub decided_by: String,
+    /// RFC 3339 time the order was committed.
+    pub created_at: String,
+}
+
+/// The inventory view of one sale as the admin export reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryView {
+    /// `None` for an unlimited sale.
+    pub cap: Option<u64>,
+    /// The Redis counter, `None` when it is not loaded or Redis is unreachable.
+    pub redis_counter: Option<i64>,
+    /// `flash_sales.quantity_sold`, kept in sync asynchronously.
+    pub quantity_sold: i64,
+    /// Sum of the quantities of the persisted orders: the truth.
+    pub units_in_orders: i64,
+}
+
+/// Everything the checker needs from the server after a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub orders: Vec<LedgerOrder>,
+    pub inventory: InventoryView,
+}
+
+impl Ledger {
+    /// Units in persisted orders, computed from the order list itself rather than trusting the
+    /// server's own `units_in_orders` figure.
+    pub fn persisted_units(&self) -> u64 {
+        self.orders.iter().map(|o| u64::from(o.quantity)).sum()
+    }
+}

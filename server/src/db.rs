@@ -1,0 +1,29 @@
+//! PostgreSQL: connect (creating the database on a fresh machine) and run the migrations.
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+/// Connects to `url`, creating the database if it does not exist yet, and migrates it.
+pub async fn connect_and_migrate(
+    url: &str,
+    pool_size: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    if !sqlx::Postgres::database_exists(url).await? {
+        // Two processes may race to create it; the loser's error is harmless.
+        if let Err(err) = sqlx::Postgres::create_database(url).await {
+            if !sqlx::Postgres::database_exists(url).await? {
+                return Err(err);
+            }
+        }
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size)
+        .acquire_timeout(acquire_timeout)
+        .connect(url)
+        .await?;
+    sqlx::migrate!("./migrations").run(&pool).await?;
+    Ok(pool)
+}

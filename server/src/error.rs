@@ -1,0 +1,186 @@
+//! HTTP errors: a status, a stable machine-readable code, a message for people.
+//!
+//! Clients branch on `code`; its spellings are part of the contract (`server/openapi.json`
+//! lists them all and a test keeps the two in step). Database internals never reach a client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Every error code the server can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    MalformedJson,
+    InvalidField,
+    UnknownField,
+    InvalidQuantity,
+    QuantityAboveLimit,
+    MissingIdempotencyKey,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    BodyTooLarge,
+    Unauthorized,
+    SaleNotFound,
+    NotFound,
+    MethodNotAllowed,
+    SaleNotLive,
+    SoldOut,
+    UnknownProduct,
+    ProductRequired,
+    InvalidStateTransition,
+    ValidationFailed,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 21] = [
+        ErrorCode::MalformedJson,
+        ErrorCode::InvalidField,
+        ErrorCode::UnknownField,
+        ErrorCode::InvalidQuantity,
+        ErrorCode::QuantityAboveLimit,
+        ErrorCode::MissingIdempotencyKey,
+        ErrorCode::InvalidIdempotencyKey,
+        ErrorCode::IdempotencyKeyReused,
+        ErrorCode::BodyTooLarge,
+        ErrorCode::Unauthorized,
+        ErrorCode::SaleNotFound,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::SaleNotLive,
+        ErrorCode::SoldOut,
+        ErrorCode::UnknownProduct,
+        ErrorCode::ProductRequired,
+        ErrorCode::InvalidStateTransition,
+        ErrorCode::ValidationFailed,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownField => "unknown_field",
+            ErrorCode::InvalidQuantity => "invalid_quantity",
+            ErrorCode::QuantityAboveLimit => "quantity_above_limit",
+            ErrorCode::MissingIdempotencyKey => "missing_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::SaleNotFound => "sale_not_found",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::SaleNotLive => "sale_not_live",
+            ErrorCode::SoldOut => "sold_out",
+            ErrorCode::UnknownProduct => "unknown_product",
+            ErrorCode::ProductRequired => "product_required",
+            ErrorCode::InvalidStateTransition => "invalid_state_transition",
+            ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::MalformedJson
+            | ErrorCode::MissingIdempotencyKey
+            | ErrorCode::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::SaleNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::SaleNotLive | ErrorCode::SoldOut | ErrorCode::InvalidStateTransition => {
+                StatusCode::CONFLICT
+            }
+            ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidField
+            | ErrorCode::UnknownField
+            | ErrorCode::InvalidQuantity
+            | ErrorCode::QuantityAboveLimit
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::UnknownProduct
+            | ErrorCode::ProductRequired
+            | ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answer: `{"error": {"code": …, "message": …, "details": …}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn invalid_field(field: &str, problem: impl Into<String>) -> Self {
+        let problem = problem.into();
+        Self::new(ErrorCode::InvalidField, format!("{field}: {problem}"))
+            .with_details(json!({ "field": field, "problem": problem }))
+    }
+
+    pub fn unavailable(what: &str) -> Self {
+        Self::new(
+            ErrorCode::Unavailable,
+            format!(
+                "{what} is unavailable; nothing was recorded, retry with the same Idempotency-Key"
+            ),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.code.status(), Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// Database failures become 503 (try again: nothing was acknowledged) and are logged with their
+/// cause; the client never sees SQL.
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        tracing::warn!(error = %err, "database error");
+        ApiError::unavailable("the order database")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_errors_are_4xx_or_5xx() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+}

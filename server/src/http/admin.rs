@@ -1,0 +1,129 @@
+//! Admin routes (bearer token): create a sale, activate and expire it by hand, export the order
+//! ledger and the inventory view. The export is how the harness reads the ground truth of a
+//! server whose database it cannot see.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde_json::{Value, json};
+
+use super::{AppState, body};
+use crate::error::{ApiError, ErrorCode};
+use crate::orders;
+use crate::sales::{self, NewSale, SaleState, sale_not_found};
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match header.and_then(|h| h.strip_prefix("Bearer ")) {
+            Some(token) if state.settings.admin_token.matches(token) => Ok(Admin),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the admin token is wrong",
+            )),
+            None => Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "send the admin token as `Authorization: Bearer <token>`",
+            )),
+        }
+    }
+}
+
+pub async fn create_sale(
+    _admin: Admin,
+    State(state): State<AppState>,
+    raw_body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let value = body::json_value(raw_body)?;
+    let new: NewSale = serde_json::from_value(value)
+        .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
+    let sale = sales::create(&state.pool, &new, state.inventory.strategy().ledger()).await?;
+    Ok((StatusCode::CREATED, Json(json!(sale))))
+}
+
+pub async fn activate(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    transition(state, &raw_id, SaleState::Active).await
+}
+
+pub async fn expire(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    transition(state, &raw_id, SaleState::Expired).await
+}
+
+async fn transition(
+    state: AppState,
+    raw_id: &str,
+    target: SaleState,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(raw_id)?;
+    let result = sales::transition(&state.pool, id, target).await;
+    state.sales.invalidate(id);
+    Ok(Json(json!(result?)))
+}
+
+pub async fn export_orders(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(&raw_id)?;
+    sales::load(&state.pool, id)
+        .await?
+        .ok_or_else(|| sale_not_found(id))?;
+    let orders = orders::for_sale(&state.pool, id).await?;
+    Ok(Json(json!({ "sale_id": id, "orders": orders })))
+}
+
+pub async fn inventory(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(&raw_id)?;
+    let sale = sales::load(&state.pool, id)
+        .await?
+        .ok_or_else(|| sale_not_found(id))?;
+    let units_in_orders = orders::units_in_orders(&state.pool, id).await?;
+    let slots_taken = crate::inventory::postgres::units_claimed(&state.pool, id).await?;
+    let (quantity_sold,): (i64,) =
+        sqlx::query_as("SELECT quantity_sold FROM flash_sales WHERE id = $1")
+            .bind(id)
+            .fetch_one(&state.pool)
+            .await?;
+    let (redis_counter, redis_error) = match state.inventory.redis() {
+        None => (None, None),
+        Some(redis) => match redis.read(id).await {
+            Ok(counter) => (counter, None),
+            Err(failure) => (None, Some(failure.to_string())),
+        },
+    };
+    Ok(Json(json!({
+        "sale_id": id,
+        "cap": sale.cap,
+        "redis_counter": redis_counter,
+        "redis_error": redis_error,
+        "quantity_sold": quantity_sold,
+        "units_in_orders": units_in_orders,
+        "slots_taken": slots_taken,
+        "ledger": sale.ledger,
+        "strategy": state.inventory.strategy().name(),
+    })))
+}

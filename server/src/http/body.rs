@@ -1,0 +1,49 @@
+//! Reading request bodies and path ids into clear, stable errors instead of axum's plain-text
+//! rejections.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ErrorCode};
+
+use super::MAX_BODY_BYTES;
+
+/// The body as a JSON value: 413 when too large, 400 when it is not JSON at all.
+pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::BodyTooLarge,
+                format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("could not read the body: {rejection}"),
+            )
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|err| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the body is not valid JSON: {err}"),
+        )
+    })
+}
+
+/// The body as a JSON object (422 when it is JSON but not an object).
+pub fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
+    match json_value(body)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::invalid_field("body", "must be a JSON object")),
+    }
+}
+
+/// A sale id from the path. An id that is not a UUID cannot name a sale: 404, like an unknown one.
+pub fn sale_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| ApiError::new(ErrorCode::SaleNotFound, format!("no sale with id {raw:?}")))
+}

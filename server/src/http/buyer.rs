@@ -1,0 +1,314 @@
+//! Buyer routes: read a sale, buy.
+//!
+//! A buy is validated completely (key, body, quantity, sale, window, product) before anything is
+//! claimed, so bad input changes nothing. The idempotency key is checked before the claim: a retry
+//! gets its first order back, even once the sale is sold out (HAZ-8); the same key with a
+//! different body is a conflict, never a second order (HAZ-12).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{AppState, body};
+use crate::error::{ApiError, ErrorCode};
+use crate::inventory::ClaimError;
+use crate::orders::{self, Order, OrderRequest};
+use crate::sales::{Sale, sale_not_found};
+
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+const MAX_KEY_LEN: usize = 255;
+const MAX_BUYER_LEN: usize = 128;
+
+pub async fn get_sale(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(&raw_id)?;
+    let sale = state
+        .sales
+        .get(&state.pool, id)
+        .await?
+        .ok_or_else(|| sale_not_found(id))?;
+    Ok(Json(public_view(&sale)))
+}
+
+fn public_view(sale: &Sale) -> Value {
+    let mut view = serde_json::to_value(sale).expect("a sale serialises");
+    let live = sale.live_problem(OffsetDateTime::now_utc()).is_none();
+    view["live"] = json!(live);
+    if let Some(map) = view.as_object_mut() {
+        map.remove("ledger");
+    }
+    view
+}
+
+/// The validated buy body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BuyBody {
+    pub buyer_id: String,
+    pub quantity: i64,
+    pub product_id: Option<String>,
+}
+
+/// Validates the body field by field, with a precise code for each problem. Quantity must be a
+/// JSON integer: fractional, negative, zero and huge values are refused here, before any script
+/// could see them (HAZ-11).
+pub fn parse_buy_body(map: &Map<String, Value>, max_quantity: u32) -> Result<BuyBody, ApiError> {
+    if let Some(unknown) = map
+        .keys()
+        .find(|k| !matches!(k.as_str(), "buyer_id" | "quantity" | "product_id"))
+    {
+        return Err(ApiError::new(
+            ErrorCode::UnknownField,
+            format!("unknown field {unknown:?}; expected buyer_id, quantity, product_id"),
+        )
+        .with_details(json!({ "field": unknown })));
+    }
+    let buyer_id = match map.get("buyer_id") {
+        None | Some(Value::Null) => return Err(ApiError::invalid_field("buyer_id", "is required")),
+        Some(Value::String(s)) if s.is_empty() || s.len() > MAX_BUYER_LEN => {
+            return Err(ApiError::invalid_field(
+                "buyer_id",
+                "must be 1 to 128 characters",
+            ));
+        }
+        Some(Value::String(s)) if s.chars().any(char::is_control) => {
+            return Err(ApiError::invalid_field(
+                "buyer_id",
+                "must not contain control characters",
+            ));
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::invalid_field("buyer_id", "must be a string")),
+    };
+    let quantity = match map.get("quantity") {
+        None | Some(Value::Null) => return Err(ApiError::invalid_field("quantity", "is required")),
+        Some(Value::Number(n)) => {
+            if let Some(q) = n.as_i64() {
+                q
+            } else if n.is_u64() {
+                i64::MAX
+            } else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidQuantity,
+                    format!("quantity must be a whole number of units (got {n})"),
+                ));
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuantity,
+                "quantity must be a whole number of units",
+            ));
+        }
+    };
+    if quantity < 1 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuantity,
+            format!("quantity must be at least 1 (got {quantity})"),
+        ));
+    }
+    if quantity > i64::from(max_quantity) {
+        return Err(quantity_above(quantity, i64::from(max_quantity)));
+    }
+    let product_id = match map.get("product_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::invalid_field("product_id", "must be a string")),
+    };
+    Ok(BuyBody {
+        buyer_id,
+        quantity,
+        product_id,
+    })
+}
+
+fn quantity_above(quantity: i64, limit: i64) -> ApiError {
+    ApiError::new(
+        ErrorCode::QuantityAboveLimit,
+        format!("quantity {quantity} is above the limit of {limit} per order"),
+    )
+    .with_details(json!({ "limit": limit }))
+}
+
+/// The `Idempotency-Key` header: required, 1 to 255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(raw) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Err(ApiError::new(
+            ErrorCode::MissingIdempotencyKey,
+            "send an Idempotency-Key header (e.g. a UUID) so a retry cannot buy twice",
+        ));
+    };
+    match raw.to_str() {
+        Ok(key)
+            if !key.is_empty()
+                && key.len() <= MAX_KEY_LEN
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(key.to_owned())
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+pub async fn buy(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    raw_body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let sale_id = body::sale_id(&raw_id)?;
+    let key = idempotency_key(&headers)?;
+    let buy = parse_buy_body(
+        &body::json_object(raw_body)?,
+        state.settings.max_quantity_per_order,
+    )?;
+    let sale = state
+        .sales
+        .get(&state.pool, sale_id)
+        .await?
+        .ok_or_else(|| sale_not_found(sale_id))?;
+    if let Some(limit) = sale.per_buyer_limit {
+        if buy.quantity > i64::from(limit) {
+            return Err(quantity_above(buy.quantity, i64::from(limit)));
+        }
+    }
+    if let Some(problem) = sale.live_problem(OffsetDateTime::now_utc()) {
+        return Err(ApiError::new(
+            ErrorCode::SaleNotLive,
+            format!("{problem}; nothing was bought"),
+        ));
+    }
+    let product = sale.product(buy.product_id.as_deref())?;
+    let req = OrderRequest {
+        sale_id,
+        product_id: product.product_id.clone(),
+        unit_price_cents: product.sale_price_cents,
+        buyer_id: buy.buyer_id,
+        quantity: i32::try_from(buy.quantity).expect("bounded by max_quantity_per_order"),
+        idempotency_key: key,
+    };
+    if let Some(first) = orders::find_by_key(&state.pool, &req.idempotency_key).await? {
+        return replay(&req, first);
+    }
+    match state.inventory.buy(&sale, &req).await {
+        Ok(order) => Ok(created(order, false)),
+        Err(ClaimError::SoldOut) => Err(ApiError::new(
+            ErrorCode::SoldOut,
+            "the sale has no units left for this quantity",
+        )),
+        Err(ClaimError::DuplicateKey) => {
+            // A concurrent request with the same key won the race; answer with its order.
+            match orders::find_by_key(&state.pool, &req.idempotency_key).await? {
+                Some(first) => replay(&req, first),
+                None => Err(ApiError::unavailable("the order database")),
+            }
+        }
+        Err(ClaimError::Unavailable(err)) => {
+            tracing::warn!(sale = %sale_id, error = %err, "order not made durable; answering 503");
+            Err(ApiError::unavailable("the order database"))
+        }
+    }
+}
+
+fn replay(req: &OrderRequest, first: Order) -> Result<Response, ApiError> {
+    if req.same_request_as(&first) {
+        Ok(created(first, true))
+    } else {
+        Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used for a different request; use a new key",
+        )
+        .with_details(json!({ "order_id": first.order_id })))
+    }
+}
+
+fn created(order: Order, replayed: bool) -> Response {
+    let mut response = (StatusCode::CREATED, Json(order)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<BuyBody, ErrorCode> {
+        parse_buy_body(body.as_object().unwrap(), 100).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn a_good_body_parses() {
+        assert_eq!(
+            parse(json!({"buyer_id": "b1", "quantity": 2, "product_id": "tee"})),
+            Ok(BuyBody {
+                buyer_id: "b1".into(),
+                quantity: 2,
+                product_id: Some("tee".into())
+            })
+        );
+    }
+
+    #[test]
+    fn hostile_quantities_are_refused_with_their_own_codes() {
+        let q = |v: Value| parse(json!({"buyer_id": "b", "quantity": v}));
+        assert_eq!(q(json!(0)), Err(ErrorCode::InvalidQuantity));
+        assert_eq!(q(json!(-3)), Err(ErrorCode::InvalidQuantity));
+        assert_eq!(q(json!(1.5)), Err(ErrorCode::InvalidQuantity));
+        assert_eq!(q(json!("2")), Err(ErrorCode::InvalidQuantity));
+        assert_eq!(q(json!(101)), Err(ErrorCode::QuantityAboveLimit));
+        assert_eq!(q(json!(u64::MAX)), Err(ErrorCode::QuantityAboveLimit));
+        assert_eq!(q(json!(1e300)), Err(ErrorCode::InvalidQuantity));
+        assert_eq!(q(json!(100)).map(|b| b.quantity), Ok(100));
+    }
+
+    #[test]
+    fn missing_wrong_and_unknown_fields_are_named() {
+        assert_eq!(parse(json!({"quantity": 1})), Err(ErrorCode::InvalidField));
+        assert_eq!(
+            parse(json!({"buyer_id": "b"})),
+            Err(ErrorCode::InvalidField)
+        );
+        assert_eq!(
+            parse(json!({"buyer_id": 7, "quantity": 1})),
+            Err(ErrorCode::InvalidField)
+        );
+        assert_eq!(
+            parse(json!({"buyer_id": "", "quantity": 1})),
+            Err(ErrorCode::InvalidField)
+        );
+        assert_eq!(
+            parse(json!({"buyer_id": "b", "quantity": 1, "price": 0})),
+            Err(ErrorCode::UnknownField)
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_must_be_present_and_printable() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            idempotency_key(&headers).unwrap_err().code,
+            ErrorCode::MissingIdempotencyKey
+        );
+        headers.insert(IDEMPOTENCY_HEADER, HeaderValue::from_static("has space"));
+        assert_eq!(
+            idempotency_key(&headers).unwrap_err().code,
+            ErrorCode::InvalidIdempotencyKey
+        );
+        headers.insert(IDEMPOTENCY_HEADER, HeaderValue::from_static("k-1"));
+        assert_eq!(idempotency_key(&headers).unwrap(), "k-1");
+    }
+}

@@ -1,0 +1,63 @@
+//! The HTTP surface: buyer routes, admin routes, and the JSON error envelope for everything else.
+//! `server/openapi.json` is the contract; a test keeps routes and error codes in step with it.
+
+mod admin;
+mod body;
+mod buyer;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::inventory::Inventory;
+use crate::sales::SaleCache;
+use crate::settings::Settings;
+
+/// Bodies are small JSON documents; anything bigger is refused before it is read (HAZ-11).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Shared by every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub inventory: Arc<Inventory>,
+    pub sales: Arc<SaleCache>,
+    pub settings: Arc<Settings>,
+}
+
+/// The router, without a socket: tests call it directly, `build` serves it.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/sales/{sale_id}", get(buyer::get_sale))
+        .route("/sales/{sale_id}/orders", post(buyer::buy))
+        .route("/admin/sales", post(admin::create_sale))
+        .route("/admin/sales/{sale_id}/activate", post(admin::activate))
+        .route("/admin/sales/{sale_id}/expire", post(admin::expire))
+        .route("/admin/sales/{sale_id}/orders", get(admin::export_orders))
+        .route("/admin/sales/{sale_id}/inventory", get(admin::inventory))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}

@@ -1,0 +1,169 @@
+//! The Redis path: an atomic Lua claim against `flash_sale:{<sale id>}:inventory:sold`.
+//!
+//! Scripts run with `EVALSHA`; the `redis` crate's [`Script`] reloads a script the server has
+//! forgotten (`NOSCRIPT` after a restart or `SCRIPT FLUSH`, HAZ-7) and retries, so a flushed cache
+//! costs one round trip, not a failover. Every key a script touches is passed in `KEYS` and
+//! carries the `{sale id}` hash tag, so the scripts also run on Redis Cluster (HAZ-15). Every
+//! call is bounded by a short timeout (HAZ-6): a hung Redis must not hang the buyer.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use uuid::Uuid;
+
+/// The counter's key. The braces are a Redis Cluster hash tag: all keys of one sale share a slot.
+pub fn sold_key(sale_id: Uuid) -> String {
+    format!("flash_sale:{{{sale_id}}}:inventory:sold")
+}
+
+/// What the claim script decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The units were counted; the counter now stands at `sold_after`. The claimed units are
+    /// numbered `sold_after - quantity + 1 ..= sold_after`, which the caller uses as slot hints.
+    Granted { sold_after: i64 },
+    /// The quantity does not fit under the cap.
+    SoldOut,
+    /// The counter does not exist: not loaded, *not* zero (HAZ-2).
+    NotLoaded,
+}
+
+/// A Redis call that did not give an answer in time or failed.
+#[derive(Debug)]
+pub enum RedisFailure {
+    Timeout(Duration),
+    Error(redis::RedisError),
+}
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisFailure::Timeout(limit) => write!(f, "no answer within {limit:?}"),
+            RedisFailure::Error(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for RedisFailure {}
+
+/// The Redis side of the inventory: the counter and the scripts that move it.
+#[derive(Clone)]
+pub struct RedisCounter {
+    conn: ConnectionManager,
+    claim_script: Script,
+    release_script: Script,
+    timeout: Duration,
+}
+
+impl fmt::Debug for RedisCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCounter")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCounter {
+    /// Connects through a [`ConnectionManager`]: one multiplexed connection that reconnects by
+    /// itself after Redis restarts.
+    pub async fn connect(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+            .set_number_of_retries(1);
+        let conn = client.get_connection_manager_with_config(config).await?;
+        Ok(Self {
+            conn,
+            claim_script: Script::new(include_str!("lua/claim.lua")),
+            release_script: Script::new(include_str!("lua/release.lua")),
+            timeout,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisFailure> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(RedisFailure::Error(err)),
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+        }
+    }
+
+    /// Claims `quantity` units against `cap`. Quantity and window are validated before this is
+    /// called (HAZ-11, HAZ-13); the script checks the quantity again so a bad caller cannot lower
+    /// the count.
+    pub async fn claim(
+        &self,
+        sale_id: Uuid,
+        cap: i64,
+        quantity: i64,
+    ) -> Result<Claim, RedisFailure> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.claim_script.key(sold_key(sale_id));
+        invocation.arg(cap).arg(quantity);
+        let answer: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(match answer {
+            -1 => Claim::SoldOut,
+            -2 => Claim::NotLoaded,
+            sold_after => Claim::Granted { sold_after },
+        })
+    }
+
+    /// Gives back units whose order was not written (HAZ-5). A missing counter stays missing.
+    pub async fn release(&self, sale_id: Uuid, quantity: i64) -> Result<(), RedisFailure> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.release_script.key(sold_key(sale_id));
+        invocation.arg(quantity);
+        let _left: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Loads the counter from the ledger's figure with `SET NX`: if another request loaded it
+    /// first (and may already have claimed on top), that value wins. Returns whether this call
+    /// set it.
+    pub async fn seed(&self, sale_id: Uuid, units: i64) -> Result<bool, RedisFailure> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(sold_key(sale_id)).arg(units).arg("NX");
+        let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
+        Ok(reply.is_some())
+    }
+
+    /// The counter as Redis holds it; `None` when it is not loaded.
+    pub async fn read(&self, sale_id: Uuid) -> Result<Option<i64>, RedisFailure> {
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(sold_key(sale_id));
+        self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// A raw connection for the deliberately broken strategies, which bypass the scripts.
+    #[cfg(feature = "broken-strategies")]
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    #[cfg(feature = "broken-strategies")]
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_sale_carries_its_hash_tag() {
+        let id = Uuid::nil();
+        assert_eq!(
+            sold_key(id),
+            "flash_sale:{00000000-0000-0000-0000-000000000000}:inventory:sold"
+        );
+    }
+}

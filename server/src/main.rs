@@ -1,0 +1,100 @@
+//! `flashsale-server`: the reference flash-sale server as a process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use flashsale_server::{AdminToken, InventoryStrategy, Settings};
+
+/// The strategies a deployed server may run. The deliberately broken ones are not listed, so no
+/// flag or environment variable can select them, whatever features the binary was built with.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DeployableStrategy {
+    Redis,
+    Postgres,
+}
+
+/// Reference flash-sale server: Redis + Lua claims, PostgreSQL slot ledger and fallback.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "FLASHSALE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PostgreSQL URL; the database is created and migrated at start-up.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL)]
+    redis_url: String,
+    /// Bearer token for the admin routes. Set it outside development.
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", default_value = DEFAULT_ADMIN_TOKEN, hide_default_value = true)]
+    admin_token: String,
+    /// Inventory strategy.
+    #[arg(long, env = "FLASHSALE_INVENTORY", value_enum, default_value = "redis")]
+    inventory: DeployableStrategy,
+    /// How long a Redis call may take before the claim falls back to PostgreSQL (e.g. 250ms).
+    #[arg(long, env = "FLASHSALE_REDIS_TIMEOUT", default_value = "250ms", value_parser = humantime::parse_duration)]
+    redis_timeout: Duration,
+    /// How often quantity_sold is synced from the orders.
+    #[arg(long, env = "FLASHSALE_UNITS_SYNC_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    units_sync_interval: Duration,
+    /// Largest quantity one order may ask for.
+    #[arg(long, env = "FLASHSALE_MAX_QUANTITY", default_value_t = 100)]
+    max_quantity_per_order: u32,
+    /// PostgreSQL connections.
+    #[arg(long, env = "FLASHSALE_DB_POOL_SIZE", default_value_t = 32)]
+    db_pool_size: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = Settings {
+        listen: args.listen,
+        database_url: args.database_url,
+        redis_url: args.redis_url,
+        admin_token: AdminToken::new(args.admin_token),
+        inventory: match args.inventory {
+            DeployableStrategy::Redis => InventoryStrategy::Redis,
+            DeployableStrategy::Postgres => InventoryStrategy::Postgres,
+        },
+        redis_timeout: args.redis_timeout,
+        units_sync_interval: args.units_sync_interval,
+        max_quantity_per_order: args.max_quantity_per_order,
+        db_pool_size: args.db_pool_size,
+        ..Settings::default()
+    };
+    let server = flashsale_server::build(settings)
+        .await
+        .context("starting the server")?;
+    tracing::info!(addr = %server.local_addr(), "flashsale-server listening");
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployed_server_cannot_name_a_broken_strategy() {
+        assert!(Args::try_parse_from(["flashsale-server", "--inventory", "broken-naive"]).is_err());
+        assert!(Args::try_parse_from(["flashsale-server", "--inventory", "broken-seed"]).is_err());
+        let args = Args::try_parse_from(["flashsale-server", "--inventory", "postgres"]).unwrap();
+        assert!(matches!(args.inventory, DeployableStrategy::Postgres));
+    }
+}
