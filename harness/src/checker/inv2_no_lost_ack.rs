@@ -1,0 +1,235 @@
+//! INV-2 No lost acknowledgement: every `ok` the server gave is backed by a durable order.
+//!
+//! An `ok` attempt's order id must be in the ledger with the same buyer, quantity and
+//! idempotency key. A missing order means the server told a shopper "bought" and then forgot; a
+//! mismatched one means it recorded someone else's purchase under that id. An `ok` answer
+//! without an order id cannot be backed by anything, so it is reported too.
+
+use std::collections::HashSet;
+
+use super::{CheckInput, Counterexample, Index, InvariantResult};
+use crate::history::{Attempt, Outcome};
+use crate::ledger::LedgerOrder;
+
+pub(super) const ID: &str = "INV-2";
+const NAME: &str = "no lost acknowledgement";
+
+pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
+    let mut ok_attempts = 0usize;
+    let mut acknowledged_orders = HashSet::new();
+    let mut without_id: Vec<&Attempt> = Vec::new();
+    let mut missing: Vec<&Attempt> = Vec::new();
+    let mut mismatched: Vec<(&Attempt, &LedgerOrder)> = Vec::new();
+
+    for attempt in input.history.iter().filter(|a| a.outcome == Outcome::Ok) {
+        ok_attempts += 1;
+        let Some(order_id) = attempt.order_id.as_deref() else {
+            without_id.push(attempt);
+            continue;
+        };
+        acknowledged_orders.insert(order_id);
+        match index.orders_by_id.get(order_id) {
+            None => missing.push(attempt),
+            Some(order) if !matches(attempt, order) => mismatched.push((attempt, order)),
+            Some(_) => {}
+        }
+    }
+
+    let bad = without_id.len() + missing.len() + mismatched.len();
+    if bad == 0 {
+        return InvariantResult::held(
+            NAME,
+            format!(
+                "{ok_attempts} ok attempts: all {} acknowledged orders are in the ledger with the \
+                 same buyer, quantity and key",
+                acknowledged_orders.len()
+            ),
+        );
+    }
+
+    let summary = format!(
+        "{bad} of {ok_attempts} ok attempts are not backed by the ledger: {} order(s) missing, {} \
+         differing in buyer, quantity or key, {} ok answer(s) without an order id",
+        missing.len(),
+        mismatched.len(),
+        without_id.len()
+    );
+    let first = first_problem(&missing, &mismatched, &without_id);
+    let orders = mismatched.iter().map(|(_, order)| *order).collect();
+    let attempts = missing
+        .iter()
+        .chain(&without_id)
+        .copied()
+        .chain(mismatched.iter().map(|(attempt, _)| *attempt))
+        .collect();
+    let explanation = format!(
+        "these ok answers have no matching order in the ledger after the run; first: {first}"
+    );
+    InvariantResult::violated(
+        NAME,
+        summary,
+        Counterexample::new(explanation, orders, attempts),
+    )
+}
+
+fn matches(attempt: &Attempt, order: &LedgerOrder) -> bool {
+    order.buyer_id == attempt.buyer
+        && order.quantity == attempt.quantity
+        && order.idempotency_key == attempt.idempotency_key
+}
+
+/// A one-line account of the earliest problem, so the explanation reads without the listing.
+fn first_problem(
+    missing: &[&Attempt],
+    mismatched: &[(&Attempt, &LedgerOrder)],
+    without_id: &[&Attempt],
+) -> String {
+    let earliest_missing = missing.first().map(|a| {
+        let id = a.order_id.as_deref().unwrap_or_default();
+        (
+            a.seq,
+            format!(
+                "attempt #{} ({}) was told order {id}, which is not in the ledger",
+                a.seq,
+                who(a)
+            ),
+        )
+    });
+    let earliest_mismatch = mismatched.first().map(|(a, o)| {
+        (
+            a.seq,
+            format!(
+                "attempt #{} ({}) was told order {}, which the ledger holds for buyer {}, \
+                 quantity {}, key {}",
+                a.seq,
+                who(a),
+                o.order_id,
+                o.buyer_id,
+                o.quantity,
+                o.idempotency_key
+            ),
+        )
+    });
+    let earliest_without = without_id.first().map(|a| {
+        (
+            a.seq,
+            format!(
+                "attempt #{} ({}) ended ok without an order id",
+                a.seq,
+                who(a)
+            ),
+        )
+    });
+    [earliest_missing, earliest_mismatch, earliest_without]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(seq, _)| *seq)
+        .map(|(_, text)| text)
+        .unwrap_or_default()
+}
+
+fn who(a: &Attempt) -> String {
+    format!(
+        "buyer {}, quantity {}, key {}",
+        a.buyer, a.quantity, a.idempotency_key
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::super::{CheckInput, Index, SOLD_OUT};
+    use super::*;
+    use crate::ledger::Ledger;
+
+    fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
+        let input = CheckInput {
+            history,
+            ledger,
+            cap: Some(10),
+        };
+        check(&input, &Index::new(history, ledger))
+    }
+
+    #[test]
+    fn holds_when_every_ok_is_in_the_ledger() {
+        let history = vec![
+            ok(0, "a", 1, "o1"),
+            ok(1, "b", 2, "o2"),
+            rejected(2, "c", 1, SOLD_OUT),
+            unknown(3, "d", 1),
+        ];
+        let ledger = ledger(
+            vec![order("o1", "a", 1, 1), order("o2", "b", 2, 2)],
+            Some(10),
+        );
+        let result = run(&history, &ledger);
+        assert!(result.held, "{result:?}");
+        assert!(
+            result.summary.contains("2 ok attempts"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn reports_an_ok_whose_order_is_missing() {
+        let history = vec![ok(0, "a", 1, "o1"), ok(1, "b", 1, "o2")];
+        let ledger = ledger(vec![order("o1", "a", 1, 1)], Some(10));
+        let result = run(&history, &ledger);
+        assert!(!result.held);
+        assert!(
+            result.summary.contains("1 order(s) missing"),
+            "{}",
+            result.summary
+        );
+        let cx = result.counterexample.unwrap();
+        assert_eq!(attempt_seqs(&cx), [1]);
+        assert!(cx.orders.is_empty());
+        assert!(cx.explanation.contains("attempt #1"), "{}", cx.explanation);
+        assert!(
+            cx.explanation
+                .contains("order o2, which is not in the ledger")
+        );
+    }
+
+    #[test]
+    fn reports_an_order_with_another_buyer_or_quantity() {
+        let history = vec![ok(0, "a", 1, "o1"), ok(1, "b", 2, "o2")];
+        let mut wrong_buyer = order("o1", "a", 1, 1);
+        wrong_buyer.buyer_id = "someone-else".to_owned();
+        let wrong_quantity = order("o2", "b", 1, 2);
+        let ledger = ledger(vec![wrong_buyer, wrong_quantity], Some(10));
+        let result = run(&history, &ledger);
+        assert!(!result.held);
+        let cx = result.counterexample.unwrap();
+        assert_eq!(order_ids(&cx), ["o1", "o2"]);
+        assert_eq!(attempt_seqs(&cx), [0, 1]);
+        assert!(
+            cx.explanation.contains("buyer someone-else"),
+            "{}",
+            cx.explanation
+        );
+    }
+
+    #[test]
+    fn reports_an_order_recorded_under_another_key() {
+        let history = vec![ok(0, "a", 1, "o1")];
+        let mut other_key = order("o1", "a", 1, 1);
+        other_key.idempotency_key = "zzz".to_owned();
+        let result = run(&history, &ledger(vec![other_key], Some(10)));
+        assert!(!result.held);
+        assert_eq!(order_ids(result.counterexample.as_ref().unwrap()), ["o1"]);
+    }
+
+    #[test]
+    fn reports_an_ok_without_an_order_id() {
+        let mut no_id = ok(0, "a", 1, "unused");
+        no_id.order_id = None;
+        let result = run(&[no_id], &ledger(vec![], Some(10)));
+        assert!(!result.held);
+        let cx = result.counterexample.unwrap();
+        assert_eq!(attempt_seqs(&cx), [0]);
+        assert!(cx.explanation.contains("without an order id"));
+    }
+}

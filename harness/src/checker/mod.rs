@@ -1,0 +1,412 @@
+//! The invariant checker: compares the harness's history with the server's ledger (SPEC.md §2).
+//!
+//! Each invariant lives in its own file and is checked independently, so one violation never
+//! hides another. Every check is a few passes over hash maps built once here, which keeps a run
+//! of a million attempts within a couple of seconds. `Outcome::Unknown` is treated as "maybe"
+//! throughout: such an attempt may or may not have created an order, and no check may assume
+//! either.
+//!
+//! This is the no-fault form of the invariants: it assumes nothing hands units back during the
+//! run (no expired holds, no healed faults), which INV-5 relies on.
+
+mod inv1_no_oversell;
+mod inv2_no_lost_ack;
+mod inv3_no_phantom;
+mod inv4_idempotency;
+mod inv5_exactly_cap;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Attempt, Outcome};
+use crate::ledger::{Ledger, LedgerOrder};
+
+/// The error code a server answers with when it has too few units left for the request.
+pub const SOLD_OUT: &str = "sold_out";
+
+/// How many orders and attempts a counterexample shows; the rest are counted, not listed, so a
+/// report of a badly broken server stays readable.
+pub const MAX_SHOWN: usize = 20;
+
+/// What the checker compares.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub history: &'a [Attempt],
+    pub ledger: &'a Ledger,
+    /// `None` for an unlimited sale.
+    pub cap: Option<u64>,
+}
+
+/// The verdict on every invariant, keyed `"INV-1"`..`"INV-5"` so reports sort in spec order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub invariants: BTreeMap<String, InvariantResult>,
+}
+
+impl CheckReport {
+    pub fn all_held(&self) -> bool {
+        self.invariants.values().all(|r| r.held)
+    }
+
+    /// The ids (`"INV-2"`, …) of the violated invariants, in spec order.
+    pub fn violated(&self) -> Vec<&str> {
+        self.invariants
+            .iter()
+            .filter(|(_, r)| !r.held)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+}
+
+/// The verdict on one invariant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InvariantResult {
+    /// Short human name, e.g. `"no oversell"`.
+    pub name: &'static str,
+    pub held: bool,
+    /// One line with the figures the verdict rests on, whichever way it went.
+    pub summary: String,
+    /// Present exactly when the invariant was violated.
+    pub counterexample: Option<Counterexample>,
+}
+
+impl InvariantResult {
+    fn held(name: &'static str, summary: String) -> Self {
+        InvariantResult {
+            name,
+            held: true,
+            summary,
+            counterexample: None,
+        }
+    }
+
+    fn violated(name: &'static str, summary: String, counterexample: Counterexample) -> Self {
+        InvariantResult {
+            name,
+            held: false,
+            summary,
+            counterexample: Some(counterexample),
+        }
+    }
+}
+
+/// The operations that break an invariant, the way Jepsen prints them: enough to find them in
+/// `history.jsonl` and the server's logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterexample {
+    pub explanation: String,
+    /// At most [`MAX_SHOWN`] offending orders.
+    pub orders: Vec<LedgerOrder>,
+    /// At most [`MAX_SHOWN`] offending attempts, in `seq` order.
+    pub attempts: Vec<Attempt>,
+    /// Offending orders beyond those listed.
+    pub omitted_orders: usize,
+    /// Offending attempts beyond those listed.
+    pub omitted_attempts: usize,
+}
+
+impl Counterexample {
+    /// Keeps the first [`MAX_SHOWN`] orders as given (callers pass them in a meaningful order,
+    /// such as commit order) and the [`MAX_SHOWN`] earliest attempts by `seq`.
+    fn new(explanation: String, orders: Vec<&LedgerOrder>, mut attempts: Vec<&Attempt>) -> Self {
+        attempts.sort_by_key(|a| a.seq);
+        attempts.dedup_by_key(|a| a.seq);
+        let omitted_orders = orders.len().saturating_sub(MAX_SHOWN);
+        let omitted_attempts = attempts.len().saturating_sub(MAX_SHOWN);
+        let mut explanation = explanation;
+        if omitted_orders > 0 || omitted_attempts > 0 {
+            explanation.push_str(&format!(
+                " (showing {} of {} orders and {} of {} attempts)",
+                orders.len().min(MAX_SHOWN),
+                orders.len(),
+                attempts.len().min(MAX_SHOWN),
+                attempts.len()
+            ));
+        }
+        Counterexample {
+            explanation,
+            orders: orders.into_iter().take(MAX_SHOWN).cloned().collect(),
+            attempts: attempts.into_iter().take(MAX_SHOWN).cloned().collect(),
+            omitted_orders,
+            omitted_attempts,
+        }
+    }
+}
+
+/// Checks INV-1..INV-5 against one run.
+pub fn check(input: &CheckInput) -> CheckReport {
+    let index = Index::new(input.history, input.ledger);
+    let results = [
+        (inv1_no_oversell::ID, inv1_no_oversell::check(input, &index)),
+        (inv2_no_lost_ack::ID, inv2_no_lost_ack::check(input, &index)),
+        (inv3_no_phantom::ID, inv3_no_phantom::check(input, &index)),
+        (inv4_idempotency::ID, inv4_idempotency::check(input, &index)),
+        (inv5_exactly_cap::ID, inv5_exactly_cap::check(input, &index)),
+    ];
+    CheckReport {
+        invariants: results
+            .into_iter()
+            .map(|(id, result)| (id.to_owned(), result))
+            .collect(),
+    }
+}
+
+/// Units acknowledged `ok`: each distinct order id counts once, with the quantity of the first
+/// attempt that was told about it, so a retry that is (correctly) answered with the same order
+/// is not counted twice.
+pub fn acknowledged_units(history: &[Attempt]) -> u64 {
+    let mut seen = HashSet::new();
+    history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Ok)
+        .filter_map(|a| a.order_id.as_deref().map(|id| (id, a.quantity)))
+        .filter(|(id, _)| seen.insert(*id))
+        .map(|(_, quantity)| u64::from(quantity))
+        .sum()
+}
+
+/// Lookups shared by the invariants, built in one pass over each input.
+struct Index<'a> {
+    /// Attempts per idempotency key, in history order (so the first is the first try).
+    attempts_by_key: HashMap<&'a str, Vec<&'a Attempt>>,
+    orders_by_key: HashMap<&'a str, Vec<&'a LedgerOrder>>,
+    /// The first order listed with each id.
+    orders_by_id: HashMap<&'a str, &'a LedgerOrder>,
+}
+
+impl<'a> Index<'a> {
+    fn new(history: &'a [Attempt], ledger: &'a Ledger) -> Self {
+        let mut attempts_by_key: HashMap<&str, Vec<&Attempt>> =
+            HashMap::with_capacity(history.len());
+        for attempt in history {
+            attempts_by_key
+                .entry(attempt.idempotency_key.as_str())
+                .or_default()
+                .push(attempt);
+        }
+        let mut orders_by_key: HashMap<&str, Vec<&LedgerOrder>> =
+            HashMap::with_capacity(ledger.orders.len());
+        let mut orders_by_id = HashMap::with_capacity(ledger.orders.len());
+        for order in &ledger.orders {
+            orders_by_key
+                .entry(order.idempotency_key.as_str())
+                .or_default()
+                .push(order);
+            orders_by_id.entry(order.order_id.as_str()).or_insert(order);
+        }
+        Index {
+            attempts_by_key,
+            orders_by_key,
+            orders_by_id,
+        }
+    }
+
+    fn attempts_with_key(&self, key: &str) -> &[&'a Attempt] {
+        self.attempts_by_key.get(key).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Hand-made histories and ledgers for the invariant tests.
+#[cfg(test)]
+mod fixtures {
+    use crate::history::{Attempt, Outcome};
+    use crate::ledger::{InventoryView, Ledger, LedgerOrder};
+
+    /// An attempt by buyer `b-<key>`; the tests then set the outcome they need.
+    pub fn attempt(seq: u64, key: &str, quantity: u32, outcome: Outcome) -> Attempt {
+        Attempt {
+            seq,
+            buyer: format!("b-{key}"),
+            idempotency_key: key.to_owned(),
+            quantity,
+            try_number: 0,
+            intended_us: 1_000,
+            sent_us: 1_000 + seq,
+            completed_us: 2_000 + seq * 10,
+            outcome,
+            status: None,
+            code: None,
+            order_id: None,
+        }
+    }
+
+    pub fn ok(seq: u64, key: &str, quantity: u32, order_id: &str) -> Attempt {
+        Attempt {
+            status: Some(201),
+            order_id: Some(order_id.to_owned()),
+            ..attempt(seq, key, quantity, Outcome::Ok)
+        }
+    }
+
+    pub fn rejected(seq: u64, key: &str, quantity: u32, code: &str) -> Attempt {
+        Attempt {
+            status: Some(409),
+            code: Some(code.to_owned()),
+            ..attempt(seq, key, quantity, Outcome::Rejected)
+        }
+    }
+
+    pub fn unknown(seq: u64, key: &str, quantity: u32) -> Attempt {
+        Attempt {
+            code: Some("timeout".to_owned()),
+            ..attempt(seq, key, quantity, Outcome::Unknown)
+        }
+    }
+
+    /// An order for buyer `b-<key>`, committed `second` seconds into the hour.
+    pub fn order(order_id: &str, key: &str, quantity: u32, second: u32) -> LedgerOrder {
+        LedgerOrder {
+            order_id: order_id.to_owned(),
+            buyer_id: format!("b-{key}"),
+            quantity,
+            idempotency_key: key.to_owned(),
+            decided_by: "redis".to_owned(),
+            created_at: format!("2026-11-26T10:00:{second:02}Z"),
+        }
+    }
+
+    pub fn ledger(orders: Vec<LedgerOrder>, cap: Option<u64>) -> Ledger {
+        let units: u32 = orders.iter().map(|o| o.quantity).sum();
+        Ledger {
+            orders,
+            inventory: InventoryView {
+                cap,
+                redis_counter: None,
+                quantity_sold: i64::from(units),
+                units_in_orders: i64::from(units),
+            },
+        }
+    }
+
+    pub fn order_ids(cx: &super::Counterexample) -> Vec<&str> {
+        cx.orders.iter().map(|o| o.order_id.as_str()).collect()
+    }
+
+    pub fn attempt_seqs(cx: &super::Counterexample) -> Vec<u64> {
+        cx.attempts.iter().map(|a| a.seq).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+
+    #[test]
+    fn a_correct_sell_out_holds_everything() {
+        let mut history = Vec::new();
+        let mut orders = Vec::new();
+        for i in 0..10u32 {
+            let key = format!("k{i}");
+            history.push(ok(u64::from(i), &key, 1, &format!("o{i}")));
+            orders.push(order(&format!("o{i}"), &key, 1, i));
+        }
+        for i in 10..50u64 {
+            history.push(rejected(i, &format!("k{i}"), 1, SOLD_OUT));
+        }
+        let ledger = ledger(orders, Some(10));
+        let report = check(&CheckInput {
+            history: &history,
+            ledger: &ledger,
+            cap: Some(10),
+        });
+        assert!(report.all_held(), "{report:#?}");
+        assert!(report.violated().is_empty());
+        let ids: Vec<&str> = report.invariants.keys().map(String::as_str).collect();
+        assert_eq!(ids, ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"]);
+        assert!(
+            report
+                .invariants
+                .values()
+                .all(|r| r.counterexample.is_none())
+        );
+    }
+
+    #[test]
+    fn report_lists_violations_in_spec_order() {
+        // One order too many, and its key was never sent: oversell and phantom at once.
+        let history = vec![ok(0, "a", 1, "o1")];
+        let ledger = ledger(
+            vec![order("o1", "a", 1, 1), order("o2", "x", 1, 2)],
+            Some(1),
+        );
+        let report = check(&CheckInput {
+            history: &history,
+            ledger: &ledger,
+            cap: Some(1),
+        });
+        assert!(!report.all_held());
+        assert_eq!(report.violated(), ["INV-1", "INV-3"]);
+    }
+
+    #[test]
+    fn acknowledged_units_count_each_order_once() {
+        let mut retry = ok(1, "a", 2, "o1");
+        retry.try_number = 1;
+        let history = vec![
+            ok(0, "a", 2, "o1"),
+            retry,
+            ok(2, "b", 3, "o2"),
+            unknown(3, "c", 5),
+        ];
+        assert_eq!(acknowledged_units(&history), 5);
+    }
+
+    #[test]
+    fn counterexamples_are_capped_and_count_the_rest() {
+        let orders: Vec<LedgerOrder> = (0..30)
+            .map(|i| order(&format!("o{i}"), "k", 1, i))
+            .collect();
+        let attempts: Vec<Attempt> = (0..25).rev().map(|i| unknown(i, "k", 1)).collect();
+        let cx = Counterexample::new(
+            "why".to_owned(),
+            orders.iter().collect(),
+            attempts.iter().collect(),
+        );
+        assert_eq!(cx.orders.len(), MAX_SHOWN);
+        assert_eq!(cx.omitted_orders, 10);
+        assert_eq!(cx.attempts.len(), MAX_SHOWN);
+        assert_eq!(cx.omitted_attempts, 5);
+        assert_eq!(cx.attempts[0].seq, 0, "attempts are listed in seq order");
+        assert!(
+            cx.explanation
+                .contains("showing 20 of 30 orders and 20 of 25 attempts")
+        );
+    }
+
+    #[test]
+    fn checks_two_hundred_thousand_attempts() {
+        // Half the buyers get a unit, a quarter of those only after a timed-out first try, and
+        // the other half are told sold out: every invariant must hold on this correct history.
+        let n = 200_000u64;
+        let cap = n / 2;
+        let mut history = Vec::with_capacity(n as usize + 30_000);
+        let mut orders = Vec::with_capacity(cap as usize);
+        let mut seq = 0u64;
+        for i in 0..n {
+            let key = format!("key-{i}");
+            if i < cap {
+                let id = format!("order-{i}");
+                if i % 4 == 0 {
+                    history.push(unknown(seq, &key, 1));
+                    seq += 1;
+                }
+                let mut attempt = ok(seq, &key, 1, &id);
+                attempt.try_number = u32::from(i % 4 == 0);
+                history.push(attempt);
+                orders.push(order(&id, &key, 1, (i % 60) as u32));
+            } else {
+                history.push(rejected(seq, &key, 1, SOLD_OUT));
+            }
+            seq += 1;
+        }
+        let ledger = ledger(orders, Some(cap));
+        let report = check(&CheckInput {
+            history: &history,
+            ledger: &ledger,
+            cap: Some(cap),
+        });
+        assert!(report.all_held(), "{:#?}", report.violated());
+    }
+}

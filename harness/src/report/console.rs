@@ -1,0 +1,206 @@
+//! The short human summary printed at the end of a run.
+//!
+//! It answers, in order, the questions a person asks after a run: what ran, did it oversell or
+//! otherwise break an invariant (and on which operations), how fast was it, and where are the
+//! files. Everything else is in `summary.json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::summary::Summary;
+use crate::history::Attempt;
+use crate::ledger::LedgerOrder;
+
+/// Orders and attempts printed per violated invariant; the full lists are in `summary.json`.
+const SHOWN_PER_VIOLATION: usize = 3;
+
+/// Renders `summary` as a dozen or so lines (more only when invariants are violated).
+pub fn console_summary(summary: &Summary) -> String {
+    let mut s = String::new();
+    let strategy = summary
+        .strategy
+        .as_deref()
+        .map(|st| format!(", strategy {st}"))
+        .unwrap_or_default();
+    line(
+        &mut s,
+        format!(
+            "scenario {} (seed {}) against {}{strategy}",
+            summary.scenario_name, summary.seed, summary.target
+        ),
+    );
+    line(
+        &mut s,
+        format!(
+            "sale {}, wall time {:.1}s",
+            summary.sale_id,
+            summary.wall_time_ms as f64 / 1000.0
+        ),
+    );
+    let o = &summary.outcomes;
+    line(
+        &mut s,
+        format!(
+            "attempts {}: {} ok, {} rejected{}, {} unknown{}",
+            o.attempts,
+            o.ok,
+            o.rejected,
+            by_code(&o.rejected_by_code),
+            o.unknown,
+            by_code(&o.unknown_by_code)
+        ),
+    );
+    line(
+        &mut s,
+        format!(
+            "units: cap {}, acknowledged {}, persisted {} in {} orders",
+            summary.cap,
+            summary.units_acknowledged,
+            summary.units_persisted,
+            summary.orders_persisted
+        ),
+    );
+
+    for (id, inv) in &summary.invariants {
+        let verdict = if inv.held { "HELD" } else { "VIOLATED" };
+        line(
+            &mut s,
+            format!("{id} {:<24} {verdict:<8} {}", inv.name, inv.summary),
+        );
+        if let Some(cx) = &inv.counterexample {
+            line(&mut s, format!("    {}", cx.explanation));
+            for order in cx.orders.iter().take(SHOWN_PER_VIOLATION) {
+                line(&mut s, format!("      {}", describe_order(order)));
+            }
+            for attempt in cx.attempts.iter().take(SHOWN_PER_VIOLATION) {
+                line(&mut s, format!("      {}", describe_attempt(attempt)));
+            }
+            let more_orders =
+                cx.orders.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_orders;
+            let more_attempts =
+                cx.attempts.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_attempts;
+            if more_orders + more_attempts > 0 {
+                line(
+                    &mut s,
+                    format!("      … and {more_orders} more orders, {more_attempts} more attempts"),
+                );
+            }
+        }
+    }
+
+    if let Some(ok) = summary.latency.from_intended.get("ok") {
+        let from_send = summary
+            .latency
+            .from_send
+            .get("ok")
+            .map(|l| {
+                format!(
+                    " (from send: p50 {}, p99 {})",
+                    human_us(l.p50_us),
+                    human_us(l.p99_us)
+                )
+            })
+            .unwrap_or_default();
+        line(
+            &mut s,
+            format!(
+                "ok latency from intended send: p50 {}, p99 {}{from_send}",
+                human_us(ok.p50_us),
+                human_us(ok.p99_us)
+            ),
+        );
+    } else {
+        line(&mut s, "ok latency: no ok answers".to_owned());
+    }
+
+    let verdict = if summary.all_invariants_held {
+        "all invariants held".to_owned()
+    } else {
+        let violated: Vec<&str> = summary
+            .invariants
+            .iter()
+            .filter(|(_, inv)| !inv.held)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        format!("VIOLATED: {}", violated.join(", "))
+    };
+    line(&mut s, verdict);
+    line(
+        &mut s,
+        format!("results in {}", summary.output_dir.display()),
+    );
+    s
+}
+
+fn line(s: &mut String, text: String) {
+    s.push_str(&text);
+    s.push('\n');
+}
+
+fn by_code(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(" (");
+    for (i, (code, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{code} {n}");
+    }
+    out.push(')');
+    out
+}
+
+fn describe_order(o: &LedgerOrder) -> String {
+    format!(
+        "order {} buyer {} quantity {} key {} at {} (decided by {})",
+        o.order_id, o.buyer_id, o.quantity, o.idempotency_key, o.created_at, o.decided_by
+    )
+}
+
+fn describe_attempt(a: &Attempt) -> String {
+    let mut out = format!(
+        "attempt #{} buyer {} quantity {} key {} try {} -> {:?}",
+        a.seq, a.buyer, a.quantity, a.idempotency_key, a.try_number, a.outcome
+    );
+    if let Some(status) = a.status {
+        let _ = write!(out, " {status}");
+    }
+    if let Some(code) = &a.code {
+        let _ = write!(out, " {code}");
+    }
+    if let Some(id) = &a.order_id {
+        let _ = write!(out, " order {id}");
+    }
+    let _ = write!(out, " at {} µs", a.completed_us);
+    out
+}
+
+/// Microseconds in the unit a person reads fastest.
+fn human_us(us: u64) -> String {
+    match us {
+        0..1_000 => format!("{us} µs"),
+        1_000..1_000_000 => format!("{:.1} ms", us as f64 / 1e3),
+        _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_us(999), "999 µs");
+        assert_eq!(human_us(1_500), "1.5 ms");
+        assert_eq!(human_us(2_500_000), "2.50 s");
+    }
+
+    #[test]
+    fn codes_are_listed_in_order() {
+        let counts = BTreeMap::from([("sold_out".to_owned(), 9), ("not_live".to_owned(), 1)]);
+        assert_eq!(by_code(&counts), " (not_live 1, sold_out 9)");
+        assert_eq!(by_code(&BTreeMap::new()), "");
+    }
+}

@@ -1,0 +1,363 @@
+//! Latency histograms split by outcome class, and the HdrHistogram percentile-distribution text
+//! format (`.hgrm`) that standard HdrHistogram plotters read.
+//!
+//! Every attempt is recorded twice: from its actual send (service latency, what the server
+//! cost) and from its intended send (response latency, what the shopper waited, corrected for
+//! coordinated omission). Both are kept because their difference is the load generator's own
+//! queueing, which must not be mistaken for server latency.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::checker::SOLD_OUT;
+use crate::history::{Attempt, Outcome};
+
+/// Significant digits kept by every histogram: 0.1% relative error, the HdrHistogram default.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Percentile ticks per half distance, as in `outputPercentileDistribution(out, 5, …)`.
+pub const TICKS_PER_HALF_DISTANCE: u32 = 5;
+
+/// Values are recorded in microseconds and written in milliseconds, as plotters expect.
+pub const OUTPUT_SCALING_RATIO: f64 = 1000.0;
+
+/// The outcome classes latency is split by. Sold-out answers are apart from other rejections
+/// because a fast "no" is the bulk of a flash sale's traffic and would otherwise hide how slow
+/// the rare "yes" is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LatencyClass {
+    Ok,
+    SoldOut,
+    OtherRejection,
+    Unknown,
+    All,
+}
+
+impl LatencyClass {
+    pub const ALL: [LatencyClass; 5] = [
+        LatencyClass::Ok,
+        LatencyClass::SoldOut,
+        LatencyClass::OtherRejection,
+        LatencyClass::Unknown,
+        LatencyClass::All,
+    ];
+
+    /// The name used in `summary.json` keys and file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencyClass::Ok => "ok",
+            LatencyClass::SoldOut => "sold_out",
+            LatencyClass::OtherRejection => "other_rejection",
+            LatencyClass::Unknown => "unknown",
+            LatencyClass::All => "all",
+        }
+    }
+
+    /// The class of one attempt (never [`LatencyClass::All`], which every attempt also joins).
+    pub fn of(attempt: &Attempt) -> LatencyClass {
+        match attempt.outcome {
+            Outcome::Ok => LatencyClass::Ok,
+            Outcome::Rejected if attempt.code.as_deref() == Some(SOLD_OUT) => LatencyClass::SoldOut,
+            Outcome::Rejected => LatencyClass::OtherRejection,
+            Outcome::Unknown => LatencyClass::Unknown,
+        }
+    }
+}
+
+/// Percentiles of one class, in microseconds, at the histograms' 3-significant-digit precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    pub max_us: u64,
+}
+
+impl LatencyStats {
+    fn of(h: &Histogram<u64>) -> Self {
+        LatencyStats {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p99_9_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// How far the real send times fell behind the intended ones, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpreadStats {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// Both latency families of a run, one histogram per class that has samples.
+pub struct LatencyHistograms {
+    pub from_send: BTreeMap<LatencyClass, Histogram<u64>>,
+    pub from_intended: BTreeMap<LatencyClass, Histogram<u64>>,
+    /// `sent_us - intended_us` of first tries: for a burst, how far apart the real sends were
+    /// from the "doors open" instant. Retries are left out because they are meant to be late.
+    pub send_spread: Histogram<u64>,
+}
+
+impl LatencyHistograms {
+    pub fn record(history: &[Attempt]) -> Self {
+        let mut from_send = BTreeMap::new();
+        let mut from_intended = BTreeMap::new();
+        let mut send_spread = new_histogram();
+        for attempt in history {
+            for class in [LatencyClass::of(attempt), LatencyClass::All] {
+                record(
+                    from_send.entry(class).or_insert_with(new_histogram),
+                    attempt.service_latency_us(),
+                );
+                record(
+                    from_intended.entry(class).or_insert_with(new_histogram),
+                    attempt.response_latency_us(),
+                );
+            }
+            if attempt.try_number == 0 {
+                record(
+                    &mut send_spread,
+                    attempt.sent_us.saturating_sub(attempt.intended_us),
+                );
+            }
+        }
+        LatencyHistograms {
+            from_send,
+            from_intended,
+            send_spread,
+        }
+    }
+
+    pub fn stats(
+        histograms: &BTreeMap<LatencyClass, Histogram<u64>>,
+    ) -> BTreeMap<String, LatencyStats> {
+        histograms
+            .iter()
+            .map(|(class, h)| (class.as_str().to_owned(), LatencyStats::of(h)))
+            .collect()
+    }
+
+    pub fn spread(&self) -> SpreadStats {
+        let h = &self.send_spread;
+        if h.is_empty() {
+            return SpreadStats {
+                count: 0,
+                p50_us: 0,
+                p99_us: 0,
+                max_us: 0,
+            };
+        }
+        SpreadStats {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is a valid histogram precision")
+}
+
+/// Records `value`, growing the histogram as needed. `saturating_record` alone would clamp to
+/// the current (tiny, initially 2) upper bound instead of growing, so it is only the fallback
+/// for a value beyond any bound the histogram can grow to, which only a corrupt clock produces.
+fn record(h: &mut Histogram<u64>, value: u64) {
+    if h.record(value).is_err() {
+        h.saturating_record(value);
+    }
+}
+
+/// Writes `h` the way Java's `AbstractHistogram.outputPercentileDistribution(out, ticks,
+/// scaling)` does, byte for byte in layout, so existing `.hgrm` plotters read it.
+pub fn write_percentile_distribution<W: Write>(
+    h: &Histogram<u64>,
+    out: &mut W,
+    ticks_per_half_distance: u32,
+    scaling_ratio: f64,
+) -> io::Result<()> {
+    let digits = usize::from(h.sigfig());
+    writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    let mut total = 0u64;
+    for v in h.iter_quantiles(ticks_per_half_distance) {
+        total += v.count_since_last_iteration();
+        let value = v.value_iterated_to() as f64 / scaling_ratio;
+        let quantile = v.quantile_iterated_to();
+        if quantile < 1.0 {
+            writeln!(
+                out,
+                "{value:12.digits$} {quantile:2.12} {total:10} {:14.2}",
+                1.0 / (1.0 - quantile)
+            )?;
+        } else {
+            writeln!(out, "{value:12.digits$} {quantile:2.12} {total:10}")?;
+        }
+    }
+    writeln!(
+        out,
+        "#[Mean    = {:12.digits$}, StdDeviation   = {:12.digits$}]",
+        h.mean() / scaling_ratio,
+        h.stdev() / scaling_ratio
+    )?;
+    writeln!(
+        out,
+        "#[Max     = {:12.digits$}, Total count    = {:12}]",
+        h.max() as f64 / scaling_ratio,
+        h.len()
+    )?;
+    writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_bucket_count(h.sigfig())
+    )
+}
+
+/// The per-bucket resolution HdrHistogram derives from its precision (2048 for 3 digits). The
+/// crate keeps it private, so it is recomputed with the same rule for the footer.
+fn sub_bucket_count(sigfig: u8) -> u32 {
+    (2 * 10u32.pow(u32::from(sigfig))).next_power_of_two()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data rows of an `.hgrm` text: (value, percentile, total count).
+    fn rows(text: &str) -> Vec<(f64, f64, u64)> {
+        text.lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                (
+                    cols[0].parse().unwrap(),
+                    cols[1].parse().unwrap(),
+                    cols[2].parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_the_java_percentile_distribution_layout() {
+        let mut h = new_histogram();
+        for us in 1..=10_000u64 {
+            h.record(us * 10).unwrap();
+        }
+        let mut out = Vec::new();
+        write_percentile_distribution(&h, &mut out, 5, OUTPUT_SCALING_RATIO).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("       Value     Percentile TotalCount 1/(1-Percentile)")
+        );
+        assert_eq!(lines.next(), Some(""));
+
+        let rows = rows(&text);
+        assert!(rows.len() > 20, "{text}");
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2)
+        );
+        let last = rows.last().unwrap();
+        assert_eq!(last.1, 1.0);
+        assert_eq!(last.2, 10_000);
+        assert!(
+            (last.0 - 100.0).abs() < 0.1,
+            "max is 100 ms, got {}",
+            last.0
+        );
+        // The first row is the median-ish lowest tick: 0.1 ms recorded as the smallest value.
+        assert!((rows[0].0 - 0.01).abs() < 0.001, "{}", rows[0].0);
+
+        let footer: Vec<&str> = text.lines().filter(|l| l.starts_with("#[")).collect();
+        assert_eq!(footer.len(), 3, "{text}");
+        let mean: f64 = footer[0]["#[Mean    =".len()..]
+            .split(',')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((mean - 50.005).abs() < 0.05, "{}", footer[0]);
+        assert!(
+            footer[0].contains(", StdDeviation   =       28.8"),
+            "{}",
+            footer[0]
+        );
+        assert!(
+            footer[1].ends_with("Total count    =        10000]"),
+            "{}",
+            footer[1]
+        );
+        assert!(
+            footer[2].ends_with("SubBuckets     =         2048]"),
+            "{}",
+            footer[2]
+        );
+    }
+
+    #[test]
+    fn classes_split_sold_out_from_other_rejections() {
+        let base = Attempt {
+            seq: 0,
+            buyer: "b".into(),
+            idempotency_key: "k".into(),
+            quantity: 1,
+            try_number: 0,
+            intended_us: 100,
+            sent_us: 150,
+            completed_us: 1_150,
+            outcome: Outcome::Rejected,
+            status: Some(409),
+            code: Some(SOLD_OUT.into()),
+            order_id: None,
+        };
+        let other = Attempt {
+            code: Some("not_live".into()),
+            try_number: 1,
+            intended_us: 0,
+            sent_us: 5_000,
+            completed_us: 6_000,
+            ..base.clone()
+        };
+        assert_eq!(LatencyClass::of(&base), LatencyClass::SoldOut);
+        assert_eq!(LatencyClass::of(&other), LatencyClass::OtherRejection);
+
+        let h = LatencyHistograms::record(&[base, other]);
+        let keys: Vec<LatencyClass> = h.from_send.keys().copied().collect();
+        assert_eq!(
+            keys,
+            [
+                LatencyClass::SoldOut,
+                LatencyClass::OtherRejection,
+                LatencyClass::All
+            ]
+        );
+        let sold_out = LatencyStats::of(&h.from_intended[&LatencyClass::SoldOut]);
+        assert_eq!((sold_out.count, sold_out.max_us), (1, 1_050));
+        let all_send = LatencyStats::of(&h.from_send[&LatencyClass::All]);
+        assert_eq!((all_send.count, all_send.max_us), (2, 1_000));
+        // Only the first try counts towards the send spread.
+        assert_eq!(h.spread().count, 1);
+        assert_eq!(h.spread().max_us, 50);
+    }
+}

@@ -1,0 +1,382 @@
+//! Run outputs: the directory a run leaves behind and the summary printed on the console.
+//!
+//! A run directory holds `summary.json` (versioned, see [`summary::SCHEMA_VERSION`]),
+//! `history.jsonl` (one attempt per line, the raw material for re-checking a run) and one
+//! HdrHistogram percentile distribution per latency class and family
+//! (`latency-<class>.hgrm` from the intended send, `latency-<class>.from-send.hgrm` from the
+//! actual send), which standard HdrHistogram plotters read.
+
+mod console;
+mod histograms;
+mod summary;
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+pub use console::console_summary;
+pub use histograms::{
+    LatencyClass, LatencyStats, OUTPUT_SCALING_RATIO, SpreadStats, TICKS_PER_HALF_DISTANCE,
+    write_percentile_distribution,
+};
+pub use summary::{InvariantSummary, LatencyReport, OutcomeCounts, SCHEMA_VERSION, Summary};
+
+use crate::checker::CheckReport;
+use crate::history::Attempt;
+use crate::ledger::Ledger;
+use crate::scenario::Scenario;
+
+/// What identifies a run, beyond what it produced.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub scenario: Scenario,
+    /// The seed actually used (the scenario's, the CLI's, or a drawn one), so the run repeats.
+    pub seed: u64,
+    /// `"in-process"` or the URL of the server under test.
+    pub target: String,
+    pub strategy: Option<String>,
+    pub started_at: OffsetDateTime,
+    pub wall_time: Duration,
+    pub sale_id: String,
+}
+
+/// Everything a run produced, borrowed so the caller keeps ownership of large histories.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOutputs<'a> {
+    pub info: &'a RunInfo,
+    pub history: &'a [Attempt],
+    pub ledger: &'a Ledger,
+    pub check: &'a CheckReport,
+}
+
+/// `results_root/<scenario>/<UTC start, e.g. 20261126T101500Z>/`: one directory per run that
+/// sorts by time and never collides with an earlier run of the same scenario.
+pub fn default_out_dir(
+    results_root: &Path,
+    scenario_name: &str,
+    started_at: OffsetDateTime,
+) -> PathBuf {
+    let stamp = started_at
+        .to_offset(time::UtcOffset::UTC)
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("a UTC date-time always formats with numeric components");
+    results_root.join(scenario_name).join(stamp)
+}
+
+/// Creates `dir` and writes every output file into it; returns the summary it wrote.
+pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
+    fs::create_dir_all(dir)?;
+
+    let mut history = BufWriter::new(File::create(dir.join("history.jsonl"))?);
+    for attempt in out.history {
+        serde_json::to_writer(&mut history, attempt)?;
+        history.write_all(b"\n")?;
+    }
+    history
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+
+    let histograms = histograms::LatencyHistograms::record(out.history);
+    for (class, h) in &histograms.from_intended {
+        write_hgrm(&dir.join(format!("latency-{}.hgrm", class.as_str())), h)?;
+    }
+    for (class, h) in &histograms.from_send {
+        write_hgrm(
+            &dir.join(format!("latency-{}.from-send.hgrm", class.as_str())),
+            h,
+        )?;
+    }
+
+    let summary = summary::build(out, &histograms, dir.to_path_buf());
+    let mut file = BufWriter::new(File::create(dir.join("summary.json"))?);
+    serde_json::to_writer_pretty(&mut file, &summary)?;
+    file.write_all(b"\n")?;
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(summary)
+}
+
+fn write_hgrm(path: &Path, h: &Histogram<u64>) -> io::Result<()> {
+    let mut file = BufWriter::new(File::create(path)?);
+    write_percentile_distribution(h, &mut file, TICKS_PER_HALF_DISTANCE, OUTPUT_SCALING_RATIO)?;
+    file.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checker::{self, CheckInput, SOLD_OUT};
+    use crate::history::Outcome;
+    use crate::ledger::{InventoryView, LedgerOrder};
+    use time::macros::datetime;
+
+    fn scenario(cap: u64) -> Scenario {
+        let text = format!(
+            "name = \"last-units\"\nseed = 7\n[sale]\ncap = {cap}\n[[sale.products]]\nid = \"tee\"\n\
+             price_cents = 1500\n[buyers]\ncount = 6\nquantity = 1\n"
+        );
+        Scenario::from_toml_str(&text, "unused").unwrap()
+    }
+
+    fn attempt(seq: u64, outcome: Outcome, code: Option<&str>, order_id: Option<&str>) -> Attempt {
+        Attempt {
+            seq,
+            buyer: format!("b{seq}"),
+            idempotency_key: format!("k{seq}"),
+            quantity: 1,
+            try_number: 0,
+            intended_us: 200_000,
+            sent_us: 200_000 + seq * 100,
+            completed_us: 200_000 + seq * 100 + 1_500 * (seq + 1),
+            outcome,
+            status: None,
+            code: code.map(str::to_owned),
+            order_id: order_id.map(str::to_owned),
+        }
+    }
+
+    fn order(seq: u64) -> LedgerOrder {
+        LedgerOrder {
+            order_id: format!("o{seq}"),
+            buyer_id: format!("b{seq}"),
+            quantity: 1,
+            idempotency_key: format!("k{seq}"),
+            decided_by: "redis".into(),
+            created_at: format!("2026-11-26T10:15:0{seq}Z"),
+        }
+    }
+
+    struct Run {
+        info: RunInfo,
+        history: Vec<Attempt>,
+        ledger: Ledger,
+        check: CheckReport,
+    }
+
+    /// Cap 2, two ok buyers, three sold out, one timeout; `extra_order` adds a phantom.
+    fn run(extra_order: bool) -> Run {
+        let history = vec![
+            attempt(0, Outcome::Ok, None, Some("o0")),
+            attempt(1, Outcome::Ok, None, Some("o1")),
+            attempt(2, Outcome::Rejected, Some(SOLD_OUT), None),
+            attempt(3, Outcome::Rejected, Some(SOLD_OUT), None),
+            attempt(4, Outcome::Rejected, Some(SOLD_OUT), None),
+            attempt(5, Outcome::Unknown, Some("timeout"), None),
+        ];
+        let mut orders = vec![order(0), order(1)];
+        if extra_order {
+            let mut phantom = order(9);
+            phantom.idempotency_key = "never-sent".into();
+            orders.push(phantom);
+        }
+        let ledger = Ledger {
+            orders,
+            inventory: InventoryView {
+                cap: Some(2),
+                redis_counter: Some(2),
+                quantity_sold: 2,
+                units_in_orders: 2,
+            },
+        };
+        let check = checker::check(&CheckInput {
+            history: &history,
+            ledger: &ledger,
+            cap: Some(2),
+        });
+        let info = RunInfo {
+            scenario: scenario(2),
+            seed: 7,
+            target: "in-process".into(),
+            strategy: Some("naive".into()),
+            started_at: datetime!(2026-11-26 11:15:00 +01:00),
+            wall_time: Duration::from_millis(3_250),
+            sale_id: "sale-123".into(),
+        };
+        Run {
+            info,
+            history,
+            ledger,
+            check,
+        }
+    }
+
+    fn write(run: &Run, dir: &Path) -> Summary {
+        write_all(
+            dir,
+            &RunOutputs {
+                info: &run.info,
+                history: &run.history,
+                ledger: &run.ledger,
+                check: &run.check,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn out_dir_is_scenario_then_utc_timestamp() {
+        let dir = default_out_dir(
+            Path::new("results"),
+            "last-ten-units",
+            datetime!(2026-11-26 11:15:00 +01:00),
+        );
+        assert_eq!(dir, Path::new("results/last-ten-units/20261126T101500Z"));
+    }
+
+    #[test]
+    fn writes_summary_history_and_histograms() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("results/last-units/run");
+        let r = run(false);
+        let summary = write(&r, &dir);
+
+        let text = fs::read_to_string(dir.join("summary.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["scenario_name"], "last-units");
+        assert_eq!(json["scenario"]["sale"]["cap"], 2);
+        assert_eq!(json["seed"], 7);
+        assert_eq!(json["target"], "in-process");
+        assert_eq!(json["strategy"], "naive");
+        assert_eq!(json["started_at"], "2026-11-26T11:15:00+01:00");
+        assert_eq!(json["wall_time_ms"], 3250);
+        assert_eq!(json["sale_id"], "sale-123");
+        assert_eq!(json["outcomes"]["ok"], 2);
+        assert_eq!(json["outcomes"]["rejected"], 3);
+        assert_eq!(json["outcomes"]["unknown"], 1);
+        assert_eq!(json["outcomes"]["rejected_by_code"]["sold_out"], 3);
+        assert_eq!(json["outcomes"]["unknown_by_code"]["timeout"], 1);
+        assert_eq!(json["cap"], 2);
+        assert_eq!(json["units_acknowledged"], 2);
+        assert_eq!(json["units_persisted"], 2);
+        assert_eq!(json["orders_persisted"], 2);
+        for id in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"] {
+            assert_eq!(json["invariants"][id]["held"], true, "{id}");
+            assert!(json["invariants"][id]["summary"].is_string(), "{id}");
+            assert!(json["invariants"][id]["counterexample"].is_null(), "{id}");
+        }
+        assert_eq!(json["invariants"]["INV-1"]["name"], "no oversell");
+        for family in ["from_send", "from_intended"] {
+            let classes = &json["latency"][family];
+            let names: Vec<&str> = classes
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(names, ["all", "ok", "sold_out", "unknown"], "{family}");
+            assert_eq!(classes["all"]["count"], 6);
+            for key in ["p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"] {
+                assert!(classes["ok"][key].is_u64(), "{family}.ok.{key}");
+            }
+        }
+        // Attempt 5 was sent 500 µs late and answered 9 ms after it was sent; histogram values
+        // are exact to 3 significant digits.
+        let max_us = |family: &str| {
+            json["latency"][family]["unknown"]["max_us"]
+                .as_u64()
+                .unwrap()
+        };
+        assert!(
+            (9_000..9_010).contains(&max_us("from_send")),
+            "{}",
+            max_us("from_send")
+        );
+        assert!(
+            (9_500..9_510).contains(&max_us("from_intended")),
+            "{}",
+            max_us("from_intended")
+        );
+        assert_eq!(json["send_spread_us"]["count"], 6);
+        assert_eq!(json["send_spread_us"]["max_us"], 500);
+
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summary);
+
+        let history = fs::read_to_string(dir.join("history.jsonl")).unwrap();
+        assert_eq!(history.lines().count(), r.history.len());
+        let first: Attempt = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+        assert_eq!(first, r.history[0]);
+
+        for class in ["ok", "sold_out", "unknown", "all"] {
+            assert!(
+                dir.join(format!("latency-{class}.hgrm")).is_file(),
+                "{class}"
+            );
+            assert!(
+                dir.join(format!("latency-{class}.from-send.hgrm"))
+                    .is_file(),
+                "{class}"
+            );
+        }
+        assert!(!dir.join("latency-other_rejection.hgrm").exists());
+    }
+
+    #[test]
+    fn written_hgrm_parses_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = run(false);
+        write(&r, tmp.path());
+        let text = fs::read_to_string(tmp.path().join("latency-all.hgrm")).unwrap();
+        let rows: Vec<(f64, f64, u64)> = text
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (
+                    c[0].parse().unwrap(),
+                    c[1].parse().unwrap(),
+                    c[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{text}");
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
+        );
+        let last = rows.last().unwrap();
+        assert_eq!(last.1, 1.0);
+        assert_eq!(last.2, 6);
+        // The slowest response, 9.5 ms from the intended send, within 3 significant digits.
+        assert!((last.0 - 9.5).abs() < 0.01, "{}", last.0);
+        assert!(text.contains("Total count    =            6]"), "{text}");
+    }
+
+    #[test]
+    fn console_summary_shows_verdicts_counterexamples_and_where_the_files_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = run(true);
+        let summary = write(&r, tmp.path());
+        let text = console_summary(&summary);
+        assert!(text.contains("scenario last-units (seed 7) against in-process, strategy naive"));
+        assert!(text.contains("attempts 6: 2 ok, 3 rejected (sold_out 3), 1 unknown (timeout 1)"));
+        assert!(
+            text.contains("units: cap 2, acknowledged 2, persisted 3 in 3 orders"),
+            "{text}"
+        );
+        assert!(text.contains("INV-1 no oversell"), "{text}");
+        assert!(text.contains("VIOLATED"), "{text}");
+        assert!(
+            text.contains("INV-2 no lost acknowledgement  HELD"),
+            "{text}"
+        );
+        assert!(text.contains("order o9 buyer b9"), "{text}");
+        assert!(
+            text.contains("ok latency from intended send: p50"),
+            "{text}"
+        );
+        assert!(text.contains("VIOLATED: INV-1, INV-3"), "{text}");
+        assert!(text.contains(&tmp.path().display().to_string()), "{text}");
+        let lines = text.lines().count();
+        assert!((10..=30).contains(&lines), "{lines} lines:\n{text}");
+    }
+}

@@ -1,0 +1,302 @@
+//! Every kind of bad input gets a 4xx with a stable code, and nothing is written: no order, no
+//! unit counted in Redis.
+
+use flashsale_server::InventoryStrategy;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{ADMIN_TOKEN, error_code, fmt, spawn_app};
+
+#[tokio::test]
+async fn bad_buys_are_refused_with_their_code_and_change_nothing() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(5)).await;
+    // Load the counter with one good order first, so "unchanged" is a real figure.
+    assert_eq!(
+        app.buy(sale, "good", "b0", 1).await.status(),
+        StatusCode::CREATED
+    );
+    let counter_before = app.redis_counter(sale).await;
+    assert_eq!(counter_before, Some(1));
+
+    let cases: Vec<(&str, Option<&str>, String, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            Some("k1"),
+            "{\"buyer_id\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "not an object",
+            Some("k2"),
+            "[1,2]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "missing buyer",
+            Some("k3"),
+            json!({"quantity": 1}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "missing quantity",
+            Some("k4"),
+            json!({"buyer_id": "b"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "buyer not a string",
+            Some("k5"),
+            json!({"buyer_id": 5, "quantity": 1}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            "quantity 0",
+            Some("k6"),
+            json!({"buyer_id": "b", "quantity": 0}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "negative quantity",
+            Some("k7"),
+            json!({"buyer_id": "b", "quantity": -2}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "fractional quantity",
+            Some("k8"),
+            json!({"buyer_id": "b", "quantity": 0.5}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "quantity as string",
+            Some("k9"),
+            json!({"buyer_id": "b", "quantity": "1"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "huge quantity",
+            Some("k10"),
+            "{\"buyer_id\": \"b\", \"quantity\": 99999999999999999999999}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_quantity",
+        ),
+        (
+            "quantity above the order limit",
+            Some("k11"),
+            json!({"buyer_id": "b", "quantity": 101}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "quantity_above_limit",
+        ),
+        (
+            "unknown field",
+            Some("k12"),
+            json!({"buyer_id": "b", "quantity": 1, "price_cents": 1}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_field",
+        ),
+        (
+            "unknown product",
+            Some("k13"),
+            json!({"buyer_id": "b", "quantity": 1, "product_id": "hat"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_product",
+        ),
+        (
+            "oversized body",
+            Some("k14"),
+            format!(
+                "{{\"buyer_id\": \"{}\", \"quantity\": 1}}",
+                "x".repeat(20_000)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "missing idempotency key",
+            None,
+            json!({"buyer_id": "b", "quantity": 1}).to_string(),
+            StatusCode::BAD_REQUEST,
+            "missing_idempotency_key",
+        ),
+    ];
+    for (what, key, body, status, code) in cases {
+        let response = app.buy_raw(sale, key, body).await;
+        assert_eq!(
+            error_code(response).await,
+            (status, code.to_owned()),
+            "{what}"
+        );
+    }
+    let huge = app.buy(sale, "k15", "b", 5).await;
+    assert_eq!(
+        huge.status(),
+        StatusCode::CONFLICT,
+        "5 units do not fit: 1 of 5 is sold"
+    );
+
+    assert_eq!(
+        app.orders_in_database().await,
+        1,
+        "no bad input wrote an order"
+    );
+    assert_eq!(
+        app.redis_counter(sale).await,
+        counter_before,
+        "no bad input moved the counter"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unknown_and_unlive_sales_are_refused() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let unknown = uuid::Uuid::new_v4();
+    let (status, code) = error_code(app.buy(unknown, "k", "b", 1).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "sale_not_found")
+    );
+    let (status, code) = error_code(
+        app.client
+            .post(app.url("/sales/not-a-uuid/orders"))
+            .header("idempotency-key", "k")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::NOT_FOUND, "sale_not_found")
+    );
+
+    // Created but never activated.
+    let scheduled = app.create_sale(Some(3)).await;
+    let (status, code) = error_code(app.buy(scheduled, "k1", "b", 1).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "sale_not_live")
+    );
+
+    // Activated but its window has not started: the window is checked at the claim (HAZ-13).
+    let now = time::OffsetDateTime::now_utc();
+    let future = app
+        .create_sale_with(json!({
+            "name": "later", "starts_at": fmt(now + time::Duration::hours(1)),
+            "ends_at": fmt(now + time::Duration::hours(2)), "cap": 3,
+            "products": [{"product_id": "tee", "sale_price_cents": 100}],
+        }))
+        .await;
+    app.admin_post(&format!("/admin/sales/{future}/activate"), &json!({}))
+        .await;
+    let (status, code) = error_code(app.buy(future, "k2", "b", 1).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "sale_not_live")
+    );
+
+    // Active and in its window, then expired by hand.
+    let expired = app.live_sale(Some(3)).await;
+    app.admin_post(&format!("/admin/sales/{expired}/expire"), &json!({}))
+        .await;
+    let (status, code) = error_code(app.buy(expired, "k3", "b", 1).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "sale_not_live")
+    );
+    let reactivate = app
+        .admin_post(&format!("/admin/sales/{expired}/activate"), &json!({}))
+        .await;
+    assert_eq!(error_code(reactivate).await.1, "invalid_state_transition");
+
+    assert_eq!(app.orders_in_database().await, 0);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_right_token_and_validate_sales() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let body = json!({"name": "x", "starts_at": "2026-01-01T00:00:00Z", "ends_at": "2026-01-02T00:00:00Z",
+                      "cap": 1, "products": [{"product_id": "p", "sale_price_cents": 1}]});
+    let missing = app
+        .client
+        .post(app.url("/admin/sales"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(missing).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let wrong = app
+        .client
+        .post(app.url("/admin/sales"))
+        .bearer_auth("guess")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(wrong).await,
+        (StatusCode::UNAUTHORIZED, "unauthorized".into())
+    );
+    let export = app
+        .client
+        .get(app.url(&format!("/admin/sales/{}/orders", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(export).await.0, StatusCode::UNAUTHORIZED);
+
+    let invalid = app
+        .client
+        .post(app.url("/admin/sales"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "", "starts_at": "2026-01-02T00:00:00Z", "ends_at": "2026-01-01T00:00:00Z",
+                      "cap": -4, "products": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let answer: serde_json::Value = invalid.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "validation_failed");
+    assert_eq!(
+        answer["error"]["details"]["problems"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "{answer}"
+    );
+
+    let unknown_field = app
+        .admin_post("/admin/sales", &json!({"name": "x", "colour": "red"}))
+        .await;
+    assert_eq!(error_code(unknown_field).await.1, "invalid_field");
+    let sales: i64 = sqlx::query_scalar("SELECT count(*) FROM flash_sales")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(sales, 0, "no refused request created a sale");
+
+    let nowhere = app.client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_eq!(
+        error_code(nowhere).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let wrong_method = app.client.delete(app.url("/health")).send().await.unwrap();
+    assert_eq!(error_code(wrong_method).await.1, "method_not_allowed");
+    app.finish().await;
+}

@@ -1,0 +1,191 @@
+//! The claim paths under concurrency and under the Redis states the hazards describe: missing
+//! counter (HAZ-2), rolled-back counter (HAZ-3), flushed scripts (HAZ-7), a counter holding units
+//! whose orders never landed (INV-5), a Redis that hangs (HAZ-6).
+
+use flashsale_server::InventoryStrategy;
+use flashsale_server::inventory::redis::sold_key;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{SlowProxy, burst, redis_url, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn two_hundred_buyers_on_ten_units_make_exactly_ten_orders_on_each_good_path() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let mut app = spawn_app(strategy).await;
+        let sale = app.live_sale(Some(10)).await;
+        let (created, sold_out, other) = burst(&app, sale, 200).await;
+        assert_eq!((created, sold_out, other), (10, 190, 0), "{strategy}");
+        assert_eq!(app.units_in_database(sale).await, 10, "{strategy}");
+        if strategy == InventoryStrategy::Redis {
+            assert_eq!(app.redis_counter(sale).await, Some(10));
+            let orders = app.orders(sale).await;
+            assert!(
+                orders.iter().all(|o| o["decided_by"] == "redis"),
+                "{orders:?}"
+            );
+        } else {
+            assert_eq!(
+                app.redis_counter(sale).await,
+                None,
+                "the postgres path never touches Redis"
+            );
+        }
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_missing_counter_is_seeded_from_the_ledger_not_read_as_zero() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(5)).await;
+    let (created, _, _) = burst(&app, sale, 3).await;
+    assert_eq!(created, 3);
+    // Redis restarts empty (HAZ-2).
+    app.redis_cmd(redis::cmd("DEL").arg(sold_key(sale))).await;
+    let (created, sold_out, other) = burst(&app, sale, 50).await;
+    assert_eq!((created, sold_out, other), (2, 48, 0));
+    assert_eq!(app.units_in_database(sale).await, 5);
+    assert_eq!(
+        app.redis_counter(sale).await,
+        Some(5),
+        "reseeded at 3, then 2 claimed"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_rolled_back_counter_costs_retries_never_an_extra_unit() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(6)).await;
+    assert_eq!(burst(&app, sale, 4).await.0, 4);
+    // Failover to a lagging replica (HAZ-3): the counter says 1 although 4 are sold.
+    app.redis_cmd(redis::cmd("SET").arg(sold_key(sale)).arg(1))
+        .await;
+    let next = app.buy(sale, "after-rollback", "b", 1).await;
+    assert_eq!(next.status(), StatusCode::CREATED);
+    let order: Value = next.json().await.unwrap();
+    assert_eq!(
+        order["decided_by"], "postgres-conflict",
+        "the ledger overruled the stale hint"
+    );
+    let (created, sold_out, other) = burst(&app, sale, 40).await;
+    assert_eq!((created, sold_out, other), (1, 39, 0));
+    assert_eq!(app.units_in_database(sale).await, 6);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn units_counted_in_redis_whose_orders_never_landed_are_still_sold() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(4)).await;
+    assert_eq!(burst(&app, sale, 1).await.0, 1);
+    // Three claims "ran" but their replies were lost and no order landed (HAZ-14): Redis says
+    // sold out while the ledger holds one unit.
+    app.redis_cmd(redis::cmd("SET").arg(sold_key(sale)).arg(4))
+        .await;
+    let (created, sold_out, _) = burst(&app, sale, 20).await;
+    assert_eq!(
+        (created, sold_out),
+        (3, 17),
+        "the ledger re-checks Redis's sold-out (INV-5)"
+    );
+    assert_eq!(app.units_in_database(sale).await, 4);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn flushed_scripts_are_reloaded_not_failed_over() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(3)).await;
+    assert_eq!(burst(&app, sale, 1).await.0, 1);
+    app.redis_cmd(redis::cmd("SCRIPT").arg("FLUSH")).await;
+    let response = app.buy(sale, "after-flush", "b", 1).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let order: Value = response.json().await.unwrap();
+    assert_eq!(
+        order["decided_by"], "redis",
+        "NOSCRIPT reloads the script (HAZ-7)"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn multi_unit_claims_never_exceed_the_cap_and_leave_less_than_the_refused_quantity() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let app = spawn_app(strategy).await;
+        let sale = app.live_sale(Some(10)).await;
+        let answers = futures::future::join_all((0..60).map(|i| {
+            let app = &app;
+            async move {
+                let quantity = 1 + (i % 3);
+                (
+                    quantity,
+                    app.buy(sale, &format!("m{i}"), &format!("b{i}"), quantity)
+                        .await
+                        .status(),
+                )
+            }
+        }))
+        .await;
+        let units = app.units_in_database(sale).await;
+        assert!(units <= 10, "{strategy}: {units} units sold");
+        for (quantity, status) in answers {
+            if status == StatusCode::CONFLICT {
+                assert!(
+                    10 - units < quantity,
+                    "{strategy}: refused {quantity} with {} left",
+                    10 - units
+                );
+            }
+        }
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_redis_slower_than_the_timeout_fails_over_to_postgres() {
+    // Redis behind a proxy that starts delaying its replies beyond the claim timeout (HAZ-6).
+    let proxy = SlowProxy::start(&redis_url()).await;
+    let app = spawn_app_with(InventoryStrategy::Redis, |s| {
+        s.redis_url = proxy.url.clone();
+        s.redis_timeout = Duration::from_millis(100);
+    })
+    .await;
+    let sale = app.live_sale(Some(4)).await;
+    assert_eq!(
+        burst(&app, sale, 1).await.0,
+        1,
+        "fast Redis: the claim goes through it"
+    );
+    proxy.delay_replies(Duration::from_millis(400));
+    let started = Instant::now();
+    let (created, sold_out, other) = burst(&app, sale, 12).await;
+    assert_eq!((created, sold_out, other), (3, 9, 0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let orders = app.orders(sale).await;
+    let fallback = orders
+        .iter()
+        .filter(|o| o["decided_by"] == "postgres-fallback")
+        .count();
+    assert_eq!(fallback, 3, "{orders:?}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unlimited_sales_sell_without_claims() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(None).await;
+    let (created, _, _) = burst(&app, sale, 30).await;
+    assert_eq!(created, 30);
+    let inventory = app.inventory(sale).await;
+    assert_eq!(inventory["cap"], Value::Null);
+    assert_eq!(inventory["units_in_orders"], 30);
+    app.finish().await;
+}

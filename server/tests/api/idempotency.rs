@@ -1,0 +1,87 @@
+//! Idempotency keys: a retry gets the first order, a changed body is a conflict, and two
+//! requests with one key at once never make two orders (HAZ-8, HAZ-12).
+
+use flashsale_server::InventoryStrategy;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{error_code, spawn_app};
+
+#[tokio::test]
+async fn a_retry_returns_the_first_order_even_after_the_sale_sold_out() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(1)).await;
+    let first = app.buy(sale, "retry-me", "alice", 1).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let retry = app.buy(sale, "retry-me", "alice", 1).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["order_id"], first["order_id"]);
+
+    let other = app.buy(sale, "someone-else", "bob", 1).await;
+    assert_eq!(error_code(other).await.1, "sold_out");
+    assert_eq!(app.orders(sale).await.len(), 1);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_same_key_with_a_different_body_is_a_conflict() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(10)).await;
+    assert_eq!(
+        app.buy(sale, "k", "alice", 1).await.status(),
+        StatusCode::CREATED
+    );
+    let changed = app.buy(sale, "k", "alice", 2).await;
+    assert_eq!(
+        error_code(changed).await,
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused".into()
+        )
+    );
+    let other_buyer = app.buy(sale, "k", "mallory", 1).await;
+    assert_eq!(error_code(other_buyer).await.1, "idempotency_key_reused");
+    assert_eq!(app.units_in_database(sale).await, 1);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn one_key_sent_many_times_at_once_makes_one_order_and_counts_one_unit() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let mut app = spawn_app(strategy).await;
+        let sale = app.live_sale(Some(10)).await;
+        let answers = futures::future::join_all((0..20).map(|_| {
+            app.buy_raw(
+                sale,
+                Some("same"),
+                json!({"buyer_id": "a", "quantity": 1}).to_string(),
+            )
+        }))
+        .await;
+        let mut ids = std::collections::HashSet::new();
+        for answer in answers {
+            assert_eq!(answer.status(), StatusCode::CREATED, "{strategy}");
+            let order: Value = answer.json().await.unwrap();
+            ids.insert(order["order_id"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(
+            ids.len(),
+            1,
+            "{strategy}: every answer names the same order"
+        );
+        assert_eq!(app.units_in_database(sale).await, 1);
+        if strategy == InventoryStrategy::Redis {
+            assert_eq!(
+                app.redis_counter(sale).await,
+                Some(1),
+                "losers gave their units back"
+            );
+        }
+        app.finish().await;
+    }
+}

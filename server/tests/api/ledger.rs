@@ -1,0 +1,87 @@
+//! The slot ledger refuses oversell by itself, whatever a buggy or stale caller tries, and the
+//! units sync converges `quantity_sold` to the orders (INV-6).
+
+use flashsale_server::InventoryStrategy;
+use flashsale_server::orders::{self, InsertError, OrderRequest};
+use uuid::Uuid;
+
+use crate::helpers::{burst, spawn_app};
+
+fn request(sale: Uuid, key: &str, quantity: i32) -> OrderRequest {
+    OrderRequest {
+        sale_id: sale,
+        product_id: "tee".into(),
+        unit_price_cents: 1500,
+        buyer_id: "b".into(),
+        quantity,
+        idempotency_key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_database_refuses_every_way_to_oversell() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(2)).await;
+    let cap = Some(2);
+    orders::insert(&app.pool, &request(sale, "a", 1), cap, &[1], "test")
+        .await
+        .unwrap();
+    orders::insert(&app.pool, &request(sale, "b", 1), cap, &[2], "test")
+        .await
+        .unwrap();
+
+    // A slot someone already owns.
+    let taken = orders::insert(&app.pool, &request(sale, "c", 1), cap, &[2], "test").await;
+    assert!(matches!(taken, Err(InsertError::SlotTaken)), "{taken:?}");
+    // A slot beyond the cap.
+    let beyond = orders::insert(&app.pool, &request(sale, "d", 1), cap, &[3], "test").await;
+    assert!(
+        matches!(beyond, Err(InsertError::Database(_))),
+        "{beyond:?}"
+    );
+    // Lying about the cap.
+    let lie = orders::insert(&app.pool, &request(sale, "e", 1), Some(5), &[3], "test").await;
+    assert!(matches!(lie, Err(InsertError::Database(_))), "{lie:?}");
+    // An order with fewer slots than units, or none.
+    let short = orders::insert(&app.pool, &request(sale, "f", 2), cap, &[], "test").await;
+    assert!(matches!(short, Err(InsertError::Database(_))), "{short:?}");
+    // Rewriting history.
+    let grow = sqlx::query("UPDATE orders SET quantity = 5")
+        .execute(&app.pool)
+        .await;
+    assert!(grow.is_err());
+    let raise = sqlx::query("UPDATE flash_sales SET unit_cap = 100")
+        .execute(&app.pool)
+        .await;
+    assert!(raise.is_err());
+    let forget = sqlx::query("DELETE FROM order_units")
+        .execute(&app.pool)
+        .await;
+    assert!(forget.is_err());
+
+    assert_eq!(app.units_in_database(sale).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn quantity_sold_converges_to_the_orders() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(8)).await;
+    assert_eq!(burst(&app, sale, 20).await.0, 8);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let inventory = app.inventory(sale).await;
+        if inventory["quantity_sold"] == 8 {
+            assert_eq!(inventory["units_in_orders"], 8);
+            assert_eq!(inventory["slots_taken"], 8);
+            assert_eq!(inventory["redis_counter"], 8);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "quantity_sold stuck: {inventory}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.finish().await;
+}

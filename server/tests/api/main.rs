@@ -1,0 +1,8 @@
+//! Integration tests of the reference server on real PostgreSQL and Redis: one binary, one module
+//! per concern, each test with its own database and its own sales (so its own Redis keys).
+
+mod bad_input;
+mod claims;
+mod helpers;
+mod idempotency;
+mod ledger;
