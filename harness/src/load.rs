@@ -1,0 +1,317 @@
+//! The load generator: thousands of buyers as tokio tasks over a keep-alive connection pool.
+//!
+//! Burst arrival ("doors open"): every buyer's first try is *intended* for the same instant. A
+//! semaphore caps concurrent requests at the scenario's connection limit, so a buyer that waits
+//! for a connection is recorded with its real send time, and its latency from the intended
+//! instant includes that wait (the coordinated-omission-corrected figure). Per-request failures
+//! are data, classified into the outcome, never a panic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::history::{Attempt, Outcome};
+use crate::scenario::{Arrival, QuantitySpec, Scenario};
+
+/// One buyer's plan: who, how many, with which idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buyer {
+    pub buyer_id: String,
+    /// Named only when the sale has several products; buyers take them in turn.
+    pub product_id: Option<String>,
+    pub quantity: u32,
+    pub idempotency_key: String,
+}
+
+/// Draws the buyers of a scenario. Quantities come from `seed`, so a run repeats; keys carry
+/// `run_nonce` so two runs against the same server never share a key.
+pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..scenario.buyers.count)
+        .map(|i| Buyer {
+            buyer_id: format!("buyer-{i:05}"),
+            product_id: (scenario.sale.products.len() > 1).then(|| {
+                scenario.sale.products[i as usize % scenario.sale.products.len()]
+                    .id
+                    .clone()
+            }),
+            quantity: match scenario.buyers.quantity {
+                QuantitySpec::Fixed(q) => q,
+                QuantitySpec::Range { min, max } => rng.random_range(min..=max),
+            },
+            idempotency_key: format!("{run_nonce}-{i:05}"),
+        })
+        .collect()
+}
+
+/// Where to send buys.
+#[derive(Debug, Clone)]
+pub struct LoadTarget {
+    pub base_url: String,
+    pub sale_id: String,
+}
+
+/// Runs the scenario's arrival model and returns every attempt, ordered by send time, with `seq`
+/// assigned in that order. `origin` is the run's clock origin.
+pub async fn run_load(
+    scenario: &Scenario,
+    target: &LoadTarget,
+    buyers: Vec<Buyer>,
+    origin: Instant,
+) -> Vec<Attempt> {
+    let connections = scenario.buyers.connections.max(1) as usize;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .http1_only()
+        .build()
+        .expect("a plain HTTP client builds");
+    let Arrival::Burst { open_after } = scenario.arrival;
+    warm_up(
+        &client,
+        &target.base_url,
+        connections.min(buyers.len().max(1)),
+    )
+    .await;
+    let doors_open = Instant::now() + open_after;
+    let permits = Arc::new(Semaphore::new(connections));
+    let url: Arc<str> = format!(
+        "{}/sales/{}/orders",
+        target.base_url.trim_end_matches('/'),
+        target.sale_id
+    )
+    .into();
+    let tries = scenario.requests.retries + 1;
+    let timeout = scenario.requests.timeout;
+    let backoff = scenario.requests.retry_backoff;
+
+    let tasks: Vec<_> = buyers
+        .into_iter()
+        .map(|buyer| {
+            let client = client.clone();
+            let permits = permits.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let body = match &buyer.product_id {
+                    Some(product) => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity, "product_id": product}),
+                    None => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity}),
+                };
+                let body = Arc::new(body.to_string());
+                let mut attempts = Vec::with_capacity(1);
+                let mut intended = doors_open;
+                tokio::time::sleep_until(doors_open).await;
+                for try_number in 0..tries {
+                    let attempt = send_once(
+                        &client, &permits, &url, &buyer, &body, try_number, intended, origin,
+                        timeout,
+                    )
+                    .await;
+                    let unknown = attempt.outcome == Outcome::Unknown;
+                    attempts.push(attempt);
+                    if !unknown {
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    intended = Instant::now();
+                }
+                attempts
+            })
+        })
+        .collect();
+
+    let mut history = Vec::new();
+    for task in tasks {
+        history.extend(task.await.expect("a buyer task does not panic"));
+    }
+    history.sort_by_key(|a| (a.sent_us, a.try_number));
+    for (seq, attempt) in history.iter_mut().enumerate() {
+        attempt.seq = seq as u64;
+    }
+    history
+}
+
+/// Opens the pool's connections before doors open, so the burst measures the server, not TCP
+/// handshakes.
+async fn warm_up(client: &reqwest::Client, base_url: &str, connections: usize) {
+    let url = format!("{}/health", base_url.trim_end_matches('/'));
+    let probes = (0..connections).map(|_| {
+        let request = client.get(&url).timeout(Duration::from_secs(5)).send();
+        async move {
+            if let Ok(response) = request.await {
+                let _ = response.bytes().await;
+            }
+        }
+    });
+    futures_join_all(probes).await;
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+fn micros_since(origin: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(origin).as_micros() as u64
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_once(
+    client: &reqwest::Client,
+    permits: &Semaphore,
+    url: &str,
+    buyer: &Buyer,
+    body: &Arc<String>,
+    try_number: u32,
+    intended: Instant,
+    origin: Instant,
+    timeout: Duration,
+) -> Attempt {
+    let _permit = permits
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    let sent = Instant::now();
+    let request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", &buyer.idempotency_key)
+        .body(body.as_str().to_owned())
+        .send();
+    let answer = tokio::time::timeout(timeout, async {
+        let response = request.await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        Ok::<_, reqwest::Error>((status, bytes))
+    })
+    .await;
+    let completed = Instant::now();
+    let (outcome, status, code, order_id) = classify(answer);
+    Attempt {
+        seq: 0,
+        buyer: buyer.buyer_id.clone(),
+        idempotency_key: buyer.idempotency_key.clone(),
+        quantity: buyer.quantity,
+        try_number,
+        intended_us: micros_since(origin, intended),
+        sent_us: micros_since(origin, sent),
+        completed_us: micros_since(origin, completed),
+        outcome,
+        status,
+        code,
+        order_id,
+    }
+}
+
+type Classified = (Outcome, Option<u16>, Option<String>, Option<String>);
+
+/// Maps an answer to an outcome. Only a 201 with an order id is `ok`; a 4xx is a definite no
+/// (except 408, which says nothing about whether the order was made); everything else — 5xx,
+/// timeouts, broken connections, malformed answers — is `unknown`.
+fn classify(
+    answer: Result<Result<(StatusCode, bytes::Bytes), reqwest::Error>, tokio::time::error::Elapsed>,
+) -> Classified {
+    let (status, bytes) = match answer {
+        Err(_) => return (Outcome::Unknown, None, Some("timeout".into()), None),
+        Ok(Err(err)) => {
+            let kind = if err.is_connect() {
+                "connect"
+            } else if err.is_timeout() {
+                "timeout"
+            } else {
+                "transport"
+            };
+            return (Outcome::Unknown, None, Some(kind.into()), None);
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let code = status.as_u16();
+    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+    if status == StatusCode::CREATED {
+        let order_id = json
+            .as_ref()
+            .and_then(|v| v["order_id"].as_str())
+            .map(str::to_owned);
+        return match order_id {
+            Some(id) => (Outcome::Ok, Some(code), None, Some(id)),
+            None => (
+                Outcome::Unknown,
+                Some(code),
+                Some("bad_response".into()),
+                None,
+            ),
+        };
+    }
+    let error_code = json
+        .as_ref()
+        .and_then(|v| v["error"]["code"].as_str())
+        .map(str::to_owned);
+    if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
+        let code_text = error_code.unwrap_or_else(|| format!("http_{code}"));
+        return (Outcome::Rejected, Some(code), Some(code_text), None);
+    }
+    let code_text = error_code.unwrap_or_else(|| format!("http_{code}"));
+    (Outcome::Unknown, Some(code), Some(code_text), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    fn ok(status: u16, body: &str) -> Classified {
+        classify(Ok(Ok((
+            StatusCode::from_u16(status).unwrap(),
+            bytes::Bytes::from(body.to_owned()),
+        ))))
+    }
+
+    #[test]
+    fn only_a_201_with_an_order_id_is_ok_and_5xx_is_unknown() {
+        assert_eq!(ok(201, r#"{"order_id":"o1"}"#).0, Outcome::Ok);
+        assert_eq!(ok(201, "{}").0, Outcome::Unknown);
+        let sold_out = ok(409, r#"{"error":{"code":"sold_out"}}"#);
+        assert_eq!(
+            (sold_out.0, sold_out.2.as_deref()),
+            (Outcome::Rejected, Some("sold_out"))
+        );
+        assert_eq!(ok(429, "slow down").2.as_deref(), Some("http_429"));
+        assert_eq!(ok(408, "").0, Outcome::Unknown);
+        let unavailable = ok(503, r#"{"error":{"code":"unavailable"}}"#);
+        assert_eq!(
+            (unavailable.0, unavailable.2.as_deref()),
+            (Outcome::Unknown, Some("unavailable"))
+        );
+        assert_eq!(ok(500, "<html>").2.as_deref(), Some("http_500"));
+    }
+
+    #[test]
+    fn buyers_repeat_with_the_seed_and_keys_are_unique_per_run() {
+        let scenario = Scenario::from_toml_str(
+            "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+             [buyers]\ncount = 50\nquantity = { min = 1, max = 3 }\n",
+            "t",
+        )
+        .unwrap();
+        let a = plan_buyers(&scenario, 7, "run-a");
+        let b = plan_buyers(&scenario, 7, "run-b");
+        let c = plan_buyers(&scenario, 8, "run-a");
+        let quantities = |buyers: &[Buyer]| buyers.iter().map(|b| b.quantity).collect::<Vec<_>>();
+        assert_eq!(quantities(&a), quantities(&b));
+        assert_ne!(quantities(&a), quantities(&c));
+        assert!(a.iter().all(|b| (1..=3).contains(&b.quantity)));
+        let keys: std::collections::HashSet<_> =
+            a.iter().chain(&b).map(|b| &b.idempotency_key).collect();
+        assert_eq!(keys.len(), 100);
+    }
+}

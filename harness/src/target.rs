@@ -1,0 +1,314 @@
+//! The server under test: the reference server started in-process on port 0 with its own
+//! database, or any server at a URL that speaks the contract in `server/openapi.json`. Either
+//! way the harness talks to it only over HTTP, through [`AdminClient`] for set-up and ground
+//! truth.
+
+use std::time::Duration;
+
+use flashsale_server::{AdminToken, InventoryStrategy, Settings, StartError};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::ledger::{InventoryView, Ledger, LedgerOrder};
+use crate::scenario::{Cap, Scenario};
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
+/// Problems setting up or talking to the target; all of them are exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{0}")]
+    Start(#[from] StartError),
+    #[error(
+        "cannot reach PostgreSQL at {url} to create this run's database: {source}. Start \
+         PostgreSQL or set DATABASE_URL to a server where the user may create databases"
+    )]
+    Postgres {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("the server at {url} did not answer: {source}. Is it running, and is the URL right?")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what} failed: HTTP {status}: {body}")]
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{what}: the answer did not follow the contract: {problem}")]
+    Contract { what: String, problem: String },
+}
+
+/// A reference server running inside this process for one run, on its own database.
+pub struct InProcessServer {
+    pub base_url: String,
+    pub admin_token: String,
+    database_name: String,
+    maintenance_url: String,
+    keep_database: bool,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for InProcessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessServer")
+            .field("base_url", &self.base_url)
+            .field("database", &self.database_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the in-process server's dependencies live.
+#[derive(Debug, Clone)]
+pub struct Dependencies {
+    /// Any database URL on the PostgreSQL server to use; the run creates its own database there.
+    pub database_url: String,
+    pub redis_url: String,
+}
+
+impl Dependencies {
+    /// From `DATABASE_URL` / `REDIS_URL`, or this machine's defaults.
+    pub fn from_env() -> Self {
+        Self {
+            database_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned()),
+            redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()),
+        }
+    }
+}
+
+/// Replaces the database name at the end of a PostgreSQL URL.
+fn with_database(url: &str, database: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_path(&format!("/{database}"));
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+impl InProcessServer {
+    /// Starts the reference server with `strategy` on a fresh database `flashsale_run_<uuid>`.
+    /// The sale gets a fresh UUID, so its Redis keys are this run's own.
+    pub async fn start(
+        deps: &Dependencies,
+        strategy: InventoryStrategy,
+        redis_timeout: Option<Duration>,
+        keep_database: bool,
+    ) -> Result<Self, TargetError> {
+        let maintenance_url = with_database(&deps.database_url, "postgres");
+        // Probe PostgreSQL first so that an unreachable server is reported as such, not as a
+        // failure to create a database.
+        PgPool::connect(&maintenance_url)
+            .await
+            .map_err(|source| TargetError::Postgres {
+                url: flashsale_server::redact(&maintenance_url),
+                source,
+            })?
+            .close()
+            .await;
+        let database_name = format!("flashsale_run_{}", Uuid::new_v4().simple());
+        let admin_token = format!("harness-{}", Uuid::new_v4().simple());
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("a valid address"),
+            database_url: with_database(&deps.database_url, &database_name),
+            redis_url: deps.redis_url.clone(),
+            admin_token: AdminToken::new(admin_token.clone()),
+            inventory: strategy,
+            ..Settings::default()
+        };
+        if let Some(timeout) = redis_timeout {
+            settings.redis_timeout = timeout;
+        }
+        let server = flashsale_server::build(settings).await?;
+        let base_url = format!("http://{}", server.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base_url,
+            admin_token,
+            database_name,
+            maintenance_url,
+            keep_database,
+            stop: Some(stop),
+            served: Some(served),
+        })
+    }
+
+    pub fn database_name(&self) -> &str {
+        &self.database_name
+    }
+
+    /// Stops the server and drops its database (unless asked to keep it for inspection).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        if self.keep_database {
+            return;
+        }
+        if let Ok(pool) = PgPool::connect(&self.maintenance_url).await {
+            let drop = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database_name
+            );
+            if let Err(err) = sqlx::query(&drop).execute(&pool).await {
+                tracing::warn!(error = %err, database = %self.database_name, "could not drop the run database");
+            }
+            pool.close().await;
+        }
+    }
+}
+
+/// The admin side of the contract: set-up and ground truth.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base_url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    pub fn new(base_url: &str, token: &str) -> Self {
+        Self {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+
+    async fn call(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Value, TargetError> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|source| TargetError::Unreachable {
+                url: self.base_url.clone(),
+                source,
+            })?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(TargetError::Refused {
+                what: what.to_owned(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        serde_json::from_str(&body).map_err(|err| TargetError::Contract {
+            what: what.to_owned(),
+            problem: format!("not JSON: {err}"),
+        })
+    }
+
+    /// Creates the scenario's sale, open from a second ago for the scenario's window, and
+    /// activates it. Returns the sale id.
+    pub async fn create_live_sale(&self, scenario: &Scenario) -> Result<String, TargetError> {
+        let now = time::OffsetDateTime::now_utc();
+        let rfc3339 = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .expect("a UTC time formats")
+        };
+        let window = time::Duration::try_from(scenario.sale.window).unwrap_or(time::Duration::DAY);
+        let cap = match scenario.sale.cap {
+            Cap::Limited(cap) => json!(cap),
+            Cap::Unlimited => Value::Null,
+        };
+        let products: Vec<Value> = scenario
+            .sale
+            .products
+            .iter()
+            .map(|p| json!({"product_id": p.id, "sale_price_cents": p.price_cents}))
+            .collect();
+        let mut body = json!({
+            "name": scenario.name,
+            "starts_at": rfc3339(now - time::Duration::seconds(1)),
+            "ends_at": rfc3339(now + window),
+            "cap": cap,
+            "products": products,
+        });
+        if let Some(limit) = scenario.sale.per_buyer_limit {
+            body["per_buyer_limit"] = json!(limit);
+        }
+        let url = format!("{}/admin/sales", self.base_url);
+        let sale = self
+            .call("creating the sale", self.http.post(url).json(&body))
+            .await?;
+        let id = sale["id"]
+            .as_str()
+            .ok_or_else(|| TargetError::Contract {
+                what: "creating the sale".into(),
+                problem: "no `id` in the answer".into(),
+            })?
+            .to_owned();
+        let url = format!("{}/admin/sales/{id}/activate", self.base_url);
+        self.call("activating the sale", self.http.post(url).json(&json!({})))
+            .await?;
+        Ok(id)
+    }
+
+    /// The ground truth: the sale's order ledger and inventory view.
+    pub async fn ledger(&self, sale_id: &str) -> Result<Ledger, TargetError> {
+        let what = "exporting the order ledger";
+        let url = format!("{}/admin/sales/{sale_id}/orders", self.base_url);
+        let export = self.call(what, self.http.get(url)).await?;
+        let orders: Vec<LedgerOrder> =
+            serde_json::from_value(export["orders"].clone()).map_err(|err| {
+                TargetError::Contract {
+                    what: what.into(),
+                    problem: err.to_string(),
+                }
+            })?;
+        let what = "reading the inventory view";
+        let url = format!("{}/admin/sales/{sale_id}/inventory", self.base_url);
+        let view = self.call(what, self.http.get(url)).await?;
+        let inventory: InventoryView =
+            serde_json::from_value(view).map_err(|err| TargetError::Contract {
+                what: what.into(),
+                problem: err.to_string(),
+            })?;
+        Ok(Ledger { orders, inventory })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_database_replaces_only_the_database_name() {
+        assert_eq!(
+            with_database(
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "flashsale_run_1"
+            ),
+            "postgres://postgres@127.0.0.1:5432/flashsale_run_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@db:5433/app?sslmode=disable", "x"),
+            "postgres://u:p@db:5433/x?sslmode=disable"
+        );
+    }
+}
