@@ -109,14 +109,15 @@ impl InProcessServer {
         let maintenance_url = with_database(&deps.database_url, "postgres");
         // Probe PostgreSQL first so that an unreachable server is reported as such, not as a
         // failure to create a database.
-        PgPool::connect(&maintenance_url)
+        // One plain connection, not a pool: a pool retries a refused connection for its whole
+        // acquire timeout, and a wrong URL should be reported at once.
+        let probe = <sqlx::PgConnection as sqlx::Connection>::connect(&maintenance_url)
             .await
             .map_err(|source| TargetError::Postgres {
                 url: flashsale_server::redact(&maintenance_url),
                 source,
-            })?
-            .close()
-            .await;
+            })?;
+        let _ = sqlx::Connection::close(probe).await;
         let database_name = format!("flashsale_run_{}", Uuid::new_v4().simple());
         let admin_token = format!("harness-{}", Uuid::new_v4().simple());
         let mut settings = Settings {

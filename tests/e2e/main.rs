@@ -1,1 +1,5 @@
-//! End-to-end tests.
+//! End-to-end tests: the reference server and the harness together, on real Redis and
+//! PostgreSQL, through the committed scenario files.
+
+mod broken_strategies;
+mod reference_server;
