@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod claims;
+mod contract;
 mod helpers;
 mod idempotency;
 mod ledger;
