@@ -26,6 +26,7 @@ pub use inventory::InventoryStrategy;
 pub use settings::{AdminToken, Settings};
 
 use inventory::Inventory;
+use inventory::breaker::CircuitBreaker;
 use inventory::redis::RedisCounter;
 use sales::SaleCache;
 
@@ -102,7 +103,15 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
             source,
         })?;
     let state = AppState {
-        inventory: Arc::new(Inventory::new(settings.inventory, pool.clone(), redis)),
+        inventory: Arc::new(Inventory::new(
+            settings.inventory,
+            pool.clone(),
+            redis,
+            CircuitBreaker::new(
+                settings.redis_breaker_failures,
+                settings.redis_breaker_open_for,
+            ),
+        )),
         sales: Arc::new(SaleCache::new(settings.sale_cache_ttl)),
         pool,
         settings: Arc::new(settings),
@@ -129,6 +138,7 @@ impl Server {
         let (stop_jobs, jobs_stopped) = watch::channel(false);
         let sync = tokio::spawn(jobs::units_sync::run(
             self.state.pool.clone(),
+            self.state.inventory.redis().cloned(),
             self.state.settings.units_sync_interval,
             jobs_stopped,
         ));

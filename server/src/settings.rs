@@ -50,6 +50,10 @@ pub struct Settings {
     pub inventory: InventoryStrategy,
     /// How long a Redis call may take before the claim fails over to PostgreSQL (HAZ-6).
     pub redis_timeout: Duration,
+    /// Consecutive Redis failures after which claims skip Redis for `redis_breaker_open_for`.
+    pub redis_breaker_failures: u32,
+    /// How long the breaker keeps claims off a failing Redis before probing it again.
+    pub redis_breaker_open_for: Duration,
     /// How often `flash_sales.quantity_sold` is brought in line with the orders.
     pub units_sync_interval: Duration,
     /// Upper bound on the quantity of one order, whatever the sale allows (HAZ-11).
@@ -74,6 +78,8 @@ impl Default for Settings {
             admin_token: AdminToken::new(DEFAULT_ADMIN_TOKEN),
             inventory: InventoryStrategy::Redis,
             redis_timeout: Duration::from_millis(250),
+            redis_breaker_failures: 5,
+            redis_breaker_open_for: Duration::from_millis(500),
             units_sync_interval: Duration::from_secs(1),
             max_quantity_per_order: 100,
             db_pool_size: 32,

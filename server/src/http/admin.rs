@@ -125,5 +125,6 @@ pub async fn inventory(
         "slots_taken": slots_taken,
         "ledger": sale.ledger,
         "strategy": state.inventory.strategy().name(),
+        "redis_breaker": format!("{:?}", state.inventory.breaker_state()).to_lowercase(),
     })))
 }

@@ -9,6 +9,7 @@
 //! ledger, which cannot represent more units than the cap: Redis admits and hints at slot numbers,
 //! PostgreSQL has the last word.
 
+pub mod breaker;
 pub mod postgres;
 pub mod redis;
 
@@ -25,6 +26,7 @@ use std::sync::RwLock;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use self::breaker::{BreakerState, CircuitBreaker};
 use self::redis::{Claim, RedisCounter};
 use crate::orders::{self, InsertError, Order, OrderRequest};
 use crate::sales::{LedgerKind, Sale};
@@ -149,17 +151,24 @@ pub struct Inventory {
     strategy: InventoryStrategy,
     pool: PgPool,
     redis: Option<RedisCounter>,
+    breaker: CircuitBreaker,
     /// Sales PostgreSQL has confirmed completely sold: final, since orders are never deleted,
     /// so a sold-out answer for them needs no database round trip.
     confirmed_sold_out: RwLock<HashSet<Uuid>>,
 }
 
 impl Inventory {
-    pub fn new(strategy: InventoryStrategy, pool: PgPool, redis: Option<RedisCounter>) -> Self {
+    pub fn new(
+        strategy: InventoryStrategy,
+        pool: PgPool,
+        redis: Option<RedisCounter>,
+        breaker: CircuitBreaker,
+    ) -> Self {
         Self {
             strategy,
             pool,
             redis,
+            breaker,
             confirmed_sold_out: RwLock::new(HashSet::new()),
         }
     }
@@ -170,6 +179,10 @@ impl Inventory {
 
     pub fn redis(&self) -> Option<&RedisCounter> {
         self.redis.as_ref()
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// Decides the claim and, when it succeeds, stores the order. The caller has validated the
@@ -218,9 +231,18 @@ impl Inventory {
         let quantity = i64::from(req.quantity);
         let mut seeded = false;
         loop {
+            if !self.breaker.allow() {
+                // Redis failed repeatedly: skip it rather than wait out its timeout on every
+                // claim; a probe is let through now and then to find it back (HAZ-6).
+                return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback").await;
+            }
             let claim = match redis.claim(sale.id, cap, quantity).await {
-                Ok(claim) => claim,
+                Ok(claim) => {
+                    self.breaker.record_success();
+                    claim
+                }
                 Err(failure) => {
+                    self.breaker.record_failure();
                     // Redis failed or was too slow (HAZ-6). If the script ran and only its reply
                     // was lost (HAZ-14), its units stay counted in Redis: that can make Redis say
                     // "sold out" early, which PostgreSQL re-checks, but never sells a unit twice,
@@ -265,6 +287,7 @@ impl Inventory {
                     // A missing counter means "not loaded", never zero (HAZ-2).
                     let units = postgres::units_claimed(&self.pool, sale.id).await?;
                     if let Err(failure) = redis.seed(sale.id, units).await {
+                        self.breaker.record_failure();
                         tracing::debug!(sale = %sale.id, %failure, "could not seed; falling back");
                         return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback")
                             .await;

@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::Script;
@@ -52,18 +54,31 @@ impl std::error::Error for RedisFailure {}
 /// The Redis side of the inventory: the counter and the scripts that move it.
 #[derive(Clone)]
 pub struct RedisCounter {
-    conn: ConnectionManager,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: RwLock<ConnectionManager>,
+    reconnecting: AtomicBool,
     claim_script: Script,
     release_script: Script,
+    reconcile_script: Script,
     timeout: Duration,
 }
 
 impl fmt::Debug for RedisCounter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCounter")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.inner.timeout)
             .finish_non_exhaustive()
     }
+}
+
+fn manager_config(timeout: Duration) -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+        .set_number_of_retries(1)
 }
 
 impl RedisCounter {
@@ -71,26 +86,58 @@ impl RedisCounter {
     /// itself after Redis restarts.
     pub async fn connect(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_with_config(config).await?;
+        let conn = client
+            .get_connection_manager_with_config(manager_config(timeout))
+            .await?;
         Ok(Self {
-            conn,
-            claim_script: Script::new(include_str!("lua/claim.lua")),
-            release_script: Script::new(include_str!("lua/release.lua")),
-            timeout,
+            inner: Arc::new(Inner {
+                client,
+                conn: RwLock::new(conn),
+                reconnecting: AtomicBool::new(false),
+                claim_script: Script::new(include_str!("lua/claim.lua")),
+                release_script: Script::new(include_str!("lua/release.lua")),
+                reconcile_script: Script::new(include_str!("lua/reconcile.lua")),
+                timeout,
+            }),
         })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.read().expect("redis connection").clone()
+    }
+
+    /// A multiplexed connection matches replies to requests in order. After a timeout, the reply
+    /// we gave up on may still arrive — or, behind a link that lost it, never — so the connection
+    /// can no longer be trusted to pair replies with their requests. It is replaced in the
+    /// background (one replacement at a time); calls meanwhile keep using the old one, and any
+    /// wrong answer they might get can only cost a retry, since the slot ledger decides.
+    fn replace_connection(&self) {
+        if self.inner.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let fresh = inner
+                .client
+                .get_connection_manager_with_config(manager_config(inner.timeout));
+            if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), fresh).await {
+                *inner.conn.write().expect("redis connection") = conn;
+            }
+            inner.reconnecting.store(false, Ordering::Release);
+        });
     }
 
     async fn bounded<T>(
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisFailure> {
-        match tokio::time::timeout(self.timeout, call).await {
+        match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(RedisFailure::Error(err)),
-            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+            Err(_) => {
+                self.replace_connection();
+                Err(RedisFailure::Timeout(self.inner.timeout))
+            }
         }
     }
 
@@ -103,8 +150,8 @@ impl RedisCounter {
         cap: i64,
         quantity: i64,
     ) -> Result<Claim, RedisFailure> {
-        let mut conn = self.conn.clone();
-        let mut invocation = self.claim_script.key(sold_key(sale_id));
+        let mut conn = self.conn();
+        let mut invocation = self.inner.claim_script.key(sold_key(sale_id));
         invocation.arg(cap).arg(quantity);
         let answer: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(match answer {
@@ -116,8 +163,8 @@ impl RedisCounter {
 
     /// Gives back units whose order was not written (HAZ-5). A missing counter stays missing.
     pub async fn release(&self, sale_id: Uuid, quantity: i64) -> Result<(), RedisFailure> {
-        let mut conn = self.conn.clone();
-        let mut invocation = self.release_script.key(sold_key(sale_id));
+        let mut conn = self.conn();
+        let mut invocation = self.inner.release_script.key(sold_key(sale_id));
         invocation.arg(quantity);
         let _left: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         Ok(())
@@ -127,7 +174,7 @@ impl RedisCounter {
     /// first (and may already have claimed on top), that value wins. Returns whether this call
     /// set it.
     pub async fn seed(&self, sale_id: Uuid, units: i64) -> Result<bool, RedisFailure> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut cmd = redis::cmd("SET");
         cmd.arg(sold_key(sale_id)).arg(units).arg("NX");
         let reply: Option<String> = self.bounded(cmd.query_async(&mut conn)).await?;
@@ -136,21 +183,36 @@ impl RedisCounter {
 
     /// The counter as Redis holds it; `None` when it is not loaded.
     pub async fn read(&self, sale_id: Uuid) -> Result<Option<i64>, RedisFailure> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut cmd = redis::cmd("GET");
         cmd.arg(sold_key(sale_id));
         self.bounded(cmd.query_async(&mut conn)).await
     }
 
+    /// Moves the counter from `expected` to `new` only if nothing changed it meanwhile; returns
+    /// whether it did.
+    pub async fn compare_and_set(
+        &self,
+        sale_id: Uuid,
+        expected: i64,
+        new: i64,
+    ) -> Result<bool, RedisFailure> {
+        let mut conn = self.conn();
+        let mut invocation = self.inner.reconcile_script.key(sold_key(sale_id));
+        invocation.arg(expected).arg(new);
+        let set: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(set == 1)
+    }
+
     /// A raw connection for the deliberately broken strategies, which bypass the scripts.
     #[cfg(feature = "broken-strategies")]
     pub(crate) fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.conn()
     }
 
     #[cfg(feature = "broken-strategies")]
     pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
+        self.inner.timeout
     }
 }
 

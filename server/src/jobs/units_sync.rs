@@ -1,15 +1,25 @@
 //! Units sync (`FlashSaleUnitsUpdateJob` in the seed): brings `flash_sales.quantity_sold` in line
 //! with the orders, asynchronously, so reporting views stay accurate without sitting on the hot
 //! path. No claim ever decides from this column (HAZ-4); it is a report, converging (INV-6).
+//!
+//! The same job reconciles the Redis counter with the ledger once a sale is quiet. Redis can
+//! drift from the truth in both directions: above it when a claim ran but its order never landed
+//! (a lost reply, HAZ-14; a release that failed), below it after a rollback or while the
+//! PostgreSQL path sold (HAZ-3, HAZ-4). Neither can oversell — the slot ledger decides — but the
+//! counter should converge. It is corrected only when neither figure moved for a whole interval
+//! (no claim in flight), and only by compare-and-set, so a claim made in between is never lost.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::watch;
+use uuid::Uuid;
 
-/// Sets `quantity_sold` of every active or recently expired sale to the units in its orders.
-/// Returns how many sales changed. Safe to run twice or concurrently: it only ever writes the
-/// truth.
+use crate::inventory::redis::RedisCounter;
+
+/// Sets `quantity_sold` of every active or expired sale to the units in its orders. Returns how
+/// many sales changed. Safe to run twice or concurrently: it only ever writes the truth.
 pub async fn sync_once(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE flash_sales s SET quantity_sold = t.units
@@ -24,15 +34,66 @@ pub async fn sync_once(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Runs [`sync_once`] every `interval` until `shutdown` changes.
-pub async fn run(pool: PgPool, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Remembers the last (counter, units) seen for each sale, to tell a quiet sale from a busy one.
+#[derive(Debug, Default)]
+pub struct RedisReconciler {
+    last_seen: HashMap<Uuid, (i64, i64)>,
+}
+
+impl RedisReconciler {
+    /// One pass over the active capped sales with a slot ledger. Returns how many counters it set.
+    pub async fn reconcile_once(
+        &mut self,
+        pool: &PgPool,
+        redis: &RedisCounter,
+    ) -> Result<u32, sqlx::Error> {
+        let sales: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT s.id, (SELECT count(*) FROM order_units u WHERE u.sale_id = s.id)
+             FROM flash_sales s
+             WHERE s.state = 'active' AND s.ledger = 'slots' AND s.unit_cap IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut fixed = 0;
+        let mut seen = HashMap::with_capacity(sales.len());
+        for (sale_id, units) in sales {
+            let Ok(Some(counter)) = redis.read(sale_id).await else {
+                continue;
+            };
+            if counter != units && self.last_seen.get(&sale_id) == Some(&(counter, units)) {
+                if let Ok(true) = redis.compare_and_set(sale_id, counter, units).await {
+                    tracing::info!(sale = %sale_id, from = counter, to = units, "redis counter reconciled with the ledger");
+                    fixed += 1;
+                }
+            }
+            seen.insert(sale_id, (counter, units));
+        }
+        self.last_seen = seen;
+        Ok(fixed)
+    }
+}
+
+/// Runs [`sync_once`] (and the Redis reconcile when Redis is used) every `interval` until
+/// `shutdown` changes.
+pub async fn run(
+    pool: PgPool,
+    redis: Option<RedisCounter>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reconciler = RedisReconciler::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 if let Err(err) = sync_once(&pool).await {
                     tracing::warn!(error = %err, "units sync failed; will retry");
+                }
+                if let Some(redis) = &redis {
+                    if let Err(err) = reconciler.reconcile_once(&pool, redis).await {
+                        tracing::warn!(error = %err, "redis reconcile failed; will retry");
+                    }
                 }
             }
             _ = shutdown.changed() => return,

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{SlowProxy, burst, redis_url, spawn_app, spawn_app_with};
+use crate::helpers::{
+    SlowProxy, burst, redis_url, spawn_app, spawn_app_with, spawn_app_without_jobs,
+};
 
 #[tokio::test]
 async fn two_hundred_buyers_on_ten_units_make_exactly_ten_orders_on_each_good_path() {
@@ -39,7 +41,7 @@ async fn two_hundred_buyers_on_ten_units_make_exactly_ten_orders_on_each_good_pa
 
 #[tokio::test]
 async fn a_missing_counter_is_seeded_from_the_ledger_not_read_as_zero() {
-    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let mut app = spawn_app_without_jobs(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(5)).await;
     let (created, _, _) = burst(&app, sale, 3).await;
     assert_eq!(created, 3);
@@ -58,7 +60,7 @@ async fn a_missing_counter_is_seeded_from_the_ledger_not_read_as_zero() {
 
 #[tokio::test]
 async fn a_rolled_back_counter_costs_retries_never_an_extra_unit() {
-    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let mut app = spawn_app_without_jobs(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(6)).await;
     assert_eq!(burst(&app, sale, 4).await.0, 4);
     // Failover to a lagging replica (HAZ-3): the counter says 1 although 4 are sold.
@@ -79,7 +81,7 @@ async fn a_rolled_back_counter_costs_retries_never_an_extra_unit() {
 
 #[tokio::test]
 async fn units_counted_in_redis_whose_orders_never_landed_are_still_sold() {
-    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let mut app = spawn_app_without_jobs(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(4)).await;
     assert_eq!(burst(&app, sale, 1).await.0, 1);
     // Three claims "ran" but their replies were lost and no order landed (HAZ-14): Redis says
@@ -187,5 +189,34 @@ async fn unlimited_sales_sell_without_claims() {
     let inventory = app.inventory(sale).await;
     assert_eq!(inventory["cap"], Value::Null);
     assert_eq!(inventory["units_in_orders"], 30);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_quiet_sale_gets_its_redis_counter_reconciled_with_the_ledger() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(10)).await;
+    assert_eq!(burst(&app, sale, 3).await.0, 3);
+    // Claims whose orders never landed left Redis above the truth.
+    app.redis_cmd(redis::cmd("SET").arg(sold_key(sale)).arg(9))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.redis_counter(sale).await != Some(3) {
+        assert!(
+            Instant::now() < deadline,
+            "the counter was never reconciled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And below it (a rollback): raised again.
+    app.redis_cmd(redis::cmd("SET").arg(sold_key(sale)).arg(1))
+        .await;
+    while app.redis_counter(sale).await != Some(3) {
+        assert!(
+            Instant::now() < deadline,
+            "the counter was never raised back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.finish().await;
 }

@@ -36,6 +36,15 @@ pub async fn spawn_app(strategy: InventoryStrategy) -> TestApp {
     spawn_app_with(strategy, |_| {}).await
 }
 
+/// A server whose background jobs never tick during the test, for tests that set Redis into a
+/// particular wrong state and must see the claim path, not the reconcile, deal with it.
+pub async fn spawn_app_without_jobs(strategy: InventoryStrategy) -> TestApp {
+    spawn_app_with(strategy, |s| {
+        s.units_sync_interval = Duration::from_secs(3600)
+    })
+    .await
+}
+
 pub async fn spawn_app_with(
     strategy: InventoryStrategy,
     tweak: impl FnOnce(&mut Settings),
