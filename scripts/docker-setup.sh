@@ -8,7 +8,7 @@
 # the binary and the libraries ldd lists for it, imported with `docker import`.
 set -euo pipefail
 
-IMAGE="${FLASHSALE_REDIS_IMAGE:-flashsale-redis-local:latest}"
+IMAGE="${FLASHSALE_LOCAL_REDIS_IMAGE:-flashsale-redis-local:7}"
 log() { echo "docker-setup: $*"; }
 
 if ! command -v dockerd >/dev/null 2>&1; then
@@ -40,7 +40,9 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     cp -L "$lib" "$root$lib"
   done
   tar -C "$root" -cf "$root.tar" .
-  docker import --change 'ENTRYPOINT ["/usr/bin/redis-server"]' --change 'WORKDIR /data' \
+  # Same shape as the official image: `redis-server` on the PATH, the command given as arguments.
+  docker import --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' --change 'CMD ["redis-server"]' \
+    --change 'WORKDIR /data' \
     "$root.tar" "$IMAGE" >/dev/null
   rm -f "$root.tar"
 fi

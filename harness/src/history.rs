@@ -61,3 +61,34 @@ impl Attempt {
         self.completed_us.saturating_sub(self.intended_us)
     }
 }
+
+/// A fault the harness actually applied, with when it started and when it healed. A run whose
+/// faults did not happen must not look like a run that survived them, so only faults that took
+/// effect are recorded, each with the times observed by the harness.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// The NEM kind, e.g. `kill`, `pause`, `latency`, `pg-down`.
+    pub kind: String,
+    /// What the scenario asked for, in words (trigger, duration, parameters).
+    pub planned: String,
+    /// When the fault took effect (µs since the run's clock origin).
+    pub started_us: u64,
+    /// When it was healed; `None` if it lasted to the end of the run (e.g. Redis stays dead).
+    pub ended_us: Option<u64>,
+    /// What was done, e.g. `SIGKILL container 3f2a…, restarted empty`.
+    pub detail: String,
+}
+
+/// One reading of the server's inventory view taken *during* the run, so INV-1 is checked at
+/// every moment sampled, not only at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventorySample {
+    /// When the reading was answered (µs since the run's clock origin).
+    pub at_us: u64,
+    /// Units in persisted orders; `None` when the reading failed (e.g. PostgreSQL down).
+    pub units_in_orders: Option<i64>,
+    pub quantity_sold: Option<i64>,
+    pub redis_counter: Option<i64>,
+    /// Why the reading failed, if it did.
+    pub error: Option<String>,
+}

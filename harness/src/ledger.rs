@@ -45,3 +45,11 @@ impl Ledger {
         self.orders.iter().map(|o| u64::from(o.quantity)).sum()
     }
 }
+
+/// The inventory view read after the run, once faults healed and the units-sync job had time to
+/// run, for INV-6 (convergence). `waited_ms` is how long the harness waited for it to settle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledInventory {
+    pub view: InventoryView,
+    pub waited_ms: u64,
+}

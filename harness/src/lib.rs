@@ -3,6 +3,7 @@
 
 pub mod checker;
 pub mod cli;
+pub mod faults;
 pub mod history;
 pub mod ledger;
 pub mod load;
@@ -73,6 +74,9 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
     match run::run(options).await {
         Ok(result) => {
             println!("{}", report::console_summary(&result.summary));
+            for reason in &result.faults_not_applied {
+                println!("WARNING: a planned fault did not take effect: {reason}");
+            }
             result.exit_status()
         }
         Err(err) => {

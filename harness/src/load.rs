@@ -7,6 +7,7 @@
 //! are data, classified into the outcome, never a panic.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -17,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::history::{Attempt, Outcome};
-use crate::scenario::{Arrival, QuantitySpec, Scenario};
+use crate::scenario::{QuantitySpec, Scenario};
 
 /// One buyer's plan: who, how many, with which idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +58,19 @@ pub struct LoadTarget {
     pub sale_id: String,
 }
 
-/// Runs the scenario's arrival model and returns every attempt, ordered by send time, with `seq`
-/// assigned in that order. `origin` is the run's clock origin.
-pub async fn run_load(
-    scenario: &Scenario,
-    target: &LoadTarget,
-    buyers: Vec<Buyer>,
-    origin: Instant,
-) -> Vec<Attempt> {
+/// What the load has achieved so far, shared with the fault injector (whose triggers can depend
+/// on the units remaining) and the progress display.
+#[derive(Debug, Default)]
+pub struct LoadProbe {
+    /// Units of attempts answered `ok` (retries of one key may count twice; it is a trigger, not
+    /// a verdict).
+    pub acked_units: AtomicU64,
+    pub completed: AtomicU64,
+}
+
+/// A keep-alive client with `connections` connections already open to the target, so the burst
+/// measures the server, not TCP handshakes.
+pub async fn warmed_client(scenario: &Scenario, base_url: &str, buyers: usize) -> reqwest::Client {
     let connections = scenario.buyers.connections.max(1) as usize;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -73,14 +79,22 @@ pub async fn run_load(
         .http1_only()
         .build()
         .expect("a plain HTTP client builds");
-    let Arrival::Burst { open_after } = scenario.arrival;
-    warm_up(
-        &client,
-        &target.base_url,
-        connections.min(buyers.len().max(1)),
-    )
-    .await;
-    let doors_open = Instant::now() + open_after;
+    warm_up(&client, base_url, connections.min(buyers.max(1))).await;
+    client
+}
+
+/// Runs the scenario's arrival model from `doors_open` and returns every attempt, ordered by send
+/// time, with `seq` assigned in that order. `origin` is the run's clock origin.
+pub async fn run_load(
+    client: reqwest::Client,
+    scenario: &Scenario,
+    target: &LoadTarget,
+    buyers: Vec<Buyer>,
+    origin: Instant,
+    doors_open: Instant,
+    probe: Arc<LoadProbe>,
+) -> Vec<Attempt> {
+    let connections = scenario.buyers.connections.max(1) as usize;
     let permits = Arc::new(Semaphore::new(connections));
     let url: Arc<str> = format!(
         "{}/sales/{}/orders",
@@ -94,10 +108,13 @@ pub async fn run_load(
 
     let tasks: Vec<_> = buyers
         .into_iter()
-        .map(|buyer| {
+        .enumerate()
+        .map(|(index, buyer)| {
             let client = client.clone();
             let permits = permits.clone();
             let url = url.clone();
+            let probe = probe.clone();
+            let first_send = doors_open + scenario.arrival.offset_of(index as u32);
             tokio::spawn(async move {
                 let body = match &buyer.product_id {
                     Some(product) => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity, "product_id": product}),
@@ -105,14 +122,20 @@ pub async fn run_load(
                 };
                 let body = Arc::new(body.to_string());
                 let mut attempts = Vec::with_capacity(1);
-                let mut intended = doors_open;
-                tokio::time::sleep_until(doors_open).await;
+                let mut intended = first_send;
+                tokio::time::sleep_until(first_send).await;
                 for try_number in 0..tries {
                     let attempt = send_once(
                         &client, &permits, &url, &buyer, &body, try_number, intended, origin,
                         timeout,
                     )
                     .await;
+                    probe.completed.fetch_add(1, Ordering::Relaxed);
+                    if attempt.outcome == Outcome::Ok {
+                        probe
+                            .acked_units
+                            .fetch_add(u64::from(attempt.quantity), Ordering::Relaxed);
+                    }
                     let unknown = attempt.outcome == Outcome::Unknown;
                     attempts.push(attempt);
                     if !unknown {

@@ -2,20 +2,27 @@
 //! buyers, read back the ledger, check the invariants, write the outputs.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flashsale_server::InventoryStrategy;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::checker::{self, CheckInput, CheckReport};
-use crate::history::{Attempt, Outcome};
-use crate::ledger::Ledger;
-use crate::load::{self, LoadTarget};
+use crate::faults::proxy::FaultProxy;
+use crate::faults::redis_container::{ContainerError, RedisContainer};
+use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
+use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+use crate::ledger::{Ledger, SettledInventory};
+use crate::load::{self, LoadProbe, LoadTarget};
 use crate::report::{self, RunInfo, RunOutputs, Summary};
-use crate::scenario::Scenario;
-use crate::target::{AdminClient, Dependencies, InProcessServer, TargetError};
+use crate::scenario::{RedisMode, Scenario};
+use crate::target::{
+    AdminClient, Dependencies, InProcessServer, ServerOverrides, TargetError, postgres_addr,
+};
 
 /// Exit statuses of `flashsale run`.
 pub mod exit {
@@ -62,6 +69,11 @@ pub struct RunResult {
     pub check: CheckReport,
     pub history: Vec<Attempt>,
     pub ledger: Ledger,
+    pub faults: Vec<FaultRecord>,
+    /// Faults the scenario planned that never took effect, with the reason.
+    pub faults_not_applied: Vec<String>,
+    pub samples: Vec<InventorySample>,
+    pub settled: Option<SettledInventory>,
     pub out_dir: PathBuf,
 }
 
@@ -79,6 +91,10 @@ impl RunResult {
 pub enum RunError {
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("{0}")]
+    Setup(String),
     #[error("cannot write the run outputs to {dir}: {source}")]
     Output {
         dir: PathBuf,
@@ -87,8 +103,13 @@ pub enum RunError {
     },
 }
 
+/// How often the inventory view is sampled during a run, for INV-1 "at every moment".
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How long to wait after the run for the sync job and the reconcile to converge (INV-6).
+const SETTLE_WITHIN: Duration = Duration::from_secs(5);
+
 /// Runs one scenario. Per-request failures are recorded in the history; only set-up problems
-/// (target unreachable, sale refused, outputs unwritable) are errors.
+/// (target unreachable, Docker missing, sale refused, outputs unwritable) are errors.
 pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     let RunOptions {
         scenario,
@@ -102,42 +123,99 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let started_at = OffsetDateTime::now_utc();
     let wall = std::time::Instant::now();
+    let needs_infrastructure = !scenario.faults.is_empty()
+        || scenario.redis.mode == RedisMode::Container
+        || scenario.redis.proxy
+        || scenario.postgres.proxy;
 
+    let mut env = FaultEnvironment::default();
     let (server, base_url, admin_token, strategy, target_label) = match target {
         TargetChoice::InProcess {
             strategy,
             deps,
             keep_database,
         } => {
-            let server = InProcessServer::start(&deps, strategy, None, keep_database).await?;
+            let mut overrides = ServerOverrides {
+                redis_timeout: scenario.redis.timeout,
+                ..ServerOverrides::default()
+            };
+            env.redis_url = deps.redis_url.clone();
+            if scenario.redis.mode == RedisMode::Container {
+                let container = RedisContainer::start().await?;
+                env.redis_url = container.url();
+                overrides.redis_url = Some(container.url());
+                env.redis_container = Some(container);
+            }
+            if scenario.redis.proxy {
+                let upstream = match &env.redis_container {
+                    Some(container) => container.addr(),
+                    None => redis_addr(&deps.redis_url)?,
+                };
+                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
+                    RunError::Setup(format!("cannot start the Redis fault proxy: {e}"))
+                })?;
+                overrides.redis_url = Some(format!("redis://{}/", proxy.local_addr()));
+                env.redis_proxy = Some(proxy);
+            }
+            if scenario.postgres.proxy {
+                let upstream = postgres_addr(&deps.database_url).ok_or_else(|| {
+                    RunError::Setup(format!(
+                        "cannot tell host and port of DATABASE_URL {} to put the fault proxy in front",
+                        flashsale_server::redact(&deps.database_url)
+                    ))
+                })?;
+                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
+                    RunError::Setup(format!("cannot start the PostgreSQL fault proxy: {e}"))
+                })?;
+                overrides.postgres_via = Some(proxy.local_addr());
+                env.pg_proxy = Some(proxy);
+            }
+            let server = InProcessServer::start(&deps, strategy, &overrides, keep_database).await?;
             let base_url = server.base_url.clone();
             let token = server.admin_token.clone();
+            let label = match &env.redis_container {
+                Some(c) => format!("in-process (Redis container {})", c.image()),
+                None => "in-process".to_owned(),
+            };
             (
                 Some(server),
                 base_url,
                 token,
                 Some(strategy.name().to_owned()),
-                "in-process".to_owned(),
+                label,
             )
         }
         TargetChoice::Url {
             base_url,
             admin_token,
         } => {
+            if needs_infrastructure {
+                return Err(RunError::Setup(format!(
+                    "scenario {} injects faults into Redis or PostgreSQL, which the harness can only \
+                     do to the in-process reference server it starts; drop --target to run it",
+                    scenario.name
+                )));
+            }
             let label = base_url.clone();
             (None, base_url, admin_token, None, label)
         }
     };
-    let outcome = run_against(&scenario, seed, &base_url, &admin_token).await;
+    let env = Arc::new(env);
+    let outcome = run_against(&scenario, seed, &base_url, &admin_token, env.clone()).await;
     if let Some(server) = server {
         server.shutdown().await;
     }
-    let (sale_id, history, ledger) = outcome?;
+    // The container and proxies go away with the environment.
+    drop(env);
+    let measured = outcome?;
 
     let check = checker::check(&CheckInput {
-        history: &history,
-        ledger: &ledger,
+        history: &measured.history,
+        ledger: &measured.ledger,
         cap: scenario.sale.cap.as_option(),
+        faults: &measured.timeline.applied,
+        samples: &measured.samples,
+        settled: measured.settled.as_ref(),
     });
     let info = RunInfo {
         scenario: scenario.clone(),
@@ -146,7 +224,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         strategy,
         started_at,
         wall_time: wall.elapsed(),
-        sale_id,
+        sale_id: measured.sale_id,
     };
     let out_dir = out_dir
         .unwrap_or_else(|| report::default_out_dir(&results_root, &scenario.name, started_at));
@@ -154,9 +232,12 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         &out_dir,
         &RunOutputs {
             info: &info,
-            history: &history,
-            ledger: &ledger,
+            history: &measured.history,
+            ledger: &measured.ledger,
             check: &check,
+            faults: &measured.timeline.applied,
+            samples: &measured.samples,
+            settled: measured.settled.as_ref(),
         },
     )
     .map_err(|source| RunError::Output {
@@ -166,10 +247,36 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     Ok(RunResult {
         summary,
         check,
-        history,
-        ledger,
+        history: measured.history,
+        ledger: measured.ledger,
+        faults: measured.timeline.applied,
+        faults_not_applied: measured.timeline.not_applied,
+        samples: measured.samples,
+        settled: measured.settled,
         out_dir,
     })
+}
+
+fn redis_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| RunError::Setup(format!("REDIS_URL {url} is not a URL: {e}")))?;
+    let host = match parsed.host_str() {
+        Some("localhost") | None => "127.0.0.1",
+        Some(host) => host,
+    };
+    format!("{host}:{}", parsed.port().unwrap_or(6379))
+        .parse()
+        .map_err(|e| RunError::Setup(format!("REDIS_URL {url}: {e}")))
+}
+
+/// What the load phase measured.
+struct Measured {
+    sale_id: String,
+    history: Vec<Attempt>,
+    ledger: Ledger,
+    timeline: TimelineOutcome,
+    samples: Vec<InventorySample>,
+    settled: Option<SettledInventory>,
 }
 
 async fn run_against(
@@ -177,13 +284,38 @@ async fn run_against(
     seed: u64,
     base_url: &str,
     admin_token: &str,
-) -> Result<(String, Vec<Attempt>, Ledger), TargetError> {
+    env: Arc<FaultEnvironment>,
+) -> Result<Measured, TargetError> {
     let admin = AdminClient::new(base_url, admin_token);
     let sale_id = admin.create_live_sale(scenario).await?;
     let run_nonce = Uuid::new_v4().simple().to_string();
     let buyers = load::plan_buyers(scenario, seed, &run_nonce[..12]);
+    let client = load::warmed_client(scenario, base_url, buyers.len()).await;
     let origin = Instant::now();
+    let doors_open = origin + scenario.arrival.open_after();
+    let probe = Arc::new(LoadProbe::default());
+    let (end_tx, end_rx) = watch::channel(false);
+
+    let timeline = tokio::spawn(faults::run_timeline(
+        scenario.faults.clone(),
+        env,
+        TimelineContext {
+            origin,
+            doors_open,
+            cap: scenario.sale.cap.as_option(),
+            sale_id: sale_id.clone(),
+            probe: probe.clone(),
+        },
+        end_rx.clone(),
+    ));
+    let sampler = tokio::spawn(sample_inventory(
+        admin.clone(),
+        sale_id.clone(),
+        origin,
+        end_rx,
+    ));
     let history = load::run_load(
+        client,
         scenario,
         &LoadTarget {
             base_url: base_url.to_owned(),
@@ -191,13 +323,86 @@ async fn run_against(
         },
         buyers,
         origin,
+        doors_open,
+        probe,
     )
     .await;
+    let _ = end_tx.send(true);
+    let timeline = timeline.await.unwrap_or_default();
+    let samples = sampler.await.unwrap_or_default();
+
     if history.iter().any(|a| a.outcome == Outcome::Unknown) {
         // A request the harness gave up on may still be running on the server; let it land
         // before reading the ledger, so the end state is the end state.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let settled = settle(&admin, &sale_id).await;
     let ledger = admin.ledger(&sale_id).await?;
-    Ok((sale_id, history, ledger))
+    Ok(Measured {
+        sale_id,
+        history,
+        ledger,
+        timeline,
+        samples,
+        settled,
+    })
+}
+
+/// Reads the inventory view every [`SAMPLE_EVERY`] until the run ends. A failed reading (the
+/// server's database down, say) is recorded as such, not dropped.
+async fn sample_inventory(
+    admin: AdminClient,
+    sale_id: String,
+    origin: Instant,
+    mut end: watch::Receiver<bool>,
+) -> Vec<InventorySample> {
+    let mut samples = Vec::new();
+    let mut ticker = tokio::time::interval(SAMPLE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = end.changed() => return samples,
+        }
+        let reading = admin.inventory(&sale_id).await;
+        let at_us = origin.elapsed().as_micros() as u64;
+        samples.push(match reading {
+            Ok(view) => InventorySample {
+                at_us,
+                units_in_orders: Some(view.units_in_orders),
+                quantity_sold: Some(view.quantity_sold),
+                redis_counter: view.redis_counter,
+                error: None,
+            },
+            Err(err) => InventorySample {
+                at_us,
+                units_in_orders: None,
+                quantity_sold: None,
+                redis_counter: None,
+                error: Some(err.to_string()),
+            },
+        });
+    }
+}
+
+/// Polls the inventory view until `quantity_sold`, the units in orders and the Redis counter (if
+/// any) agree, or [`SETTLE_WITHIN`] passes; returns the last view read, for INV-6.
+async fn settle(admin: &AdminClient, sale_id: &str) -> Option<SettledInventory> {
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < SETTLE_WITHIN {
+        if let Ok(view) = admin.inventory(sale_id).await {
+            let converged = view.quantity_sold == view.units_in_orders
+                && view.redis_counter.is_none_or(|c| c == view.units_in_orders);
+            last = Some(view);
+            if converged {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.map(|view| SettledInventory {
+        view,
+        waited_ms: started.elapsed().as_millis() as u64,
+    })
 }

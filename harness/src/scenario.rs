@@ -28,6 +28,9 @@ pub struct Scenario {
     pub buyers: BuyerSpec,
     pub arrival: Arrival,
     pub requests: RequestSpec,
+    pub redis: RedisSpec,
+    pub postgres: PostgresSpec,
+    pub faults: Vec<FaultSpec>,
 }
 
 /// How many units the sale may sell in total.
@@ -205,10 +208,10 @@ impl<'de> Deserialize<'de> for QuantitySpec {
     }
 }
 
-/// When buyers arrive. Tagged by `model` so that further models (ramp, constant rate) can be
-/// added without changing the shape of existing files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "model", rename_all = "snake_case", from = "ArrivalTable")]
+/// When buyers arrive. Tagged by `model` so that further models (ramp, closed) can be added
+/// without changing the shape of existing files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "kebab-case", try_from = "ArrivalTable")]
 pub enum Arrival {
     /// "Doors open": every buyer's intended send time is the same instant, `open_after` the
     /// set-up, which is the hardest case for an inventory counter.
@@ -216,6 +219,30 @@ pub enum Arrival {
         #[serde(with = "humantime_serde", default = "default_open_after")]
         open_after: Duration,
     },
+    /// An open model: buyer `i` is intended to send at `open_after + i / rate`, fixed in advance
+    /// and independent of how fast the server answers, so demand keeps coming while faults hit.
+    ConstantRate {
+        #[serde(with = "humantime_serde", default = "default_open_after")]
+        open_after: Duration,
+        /// Buyers per second.
+        rate: f64,
+    },
+}
+
+impl Arrival {
+    pub fn open_after(&self) -> Duration {
+        match self {
+            Arrival::Burst { open_after } | Arrival::ConstantRate { open_after, .. } => *open_after,
+        }
+    }
+
+    /// When buyer `index` is meant to send, counted from doors open.
+    pub fn offset_of(&self, index: u32) -> Duration {
+        match self {
+            Arrival::Burst { .. } => Duration::ZERO,
+            Arrival::ConstantRate { rate, .. } => Duration::from_secs_f64(f64::from(index) / rate),
+        }
+    }
 }
 
 /// The `[arrival]` table as written. Read through a plain struct rather than the tagged enum
@@ -227,20 +254,41 @@ struct ArrivalTable {
     model: ArrivalModel,
     #[serde(with = "humantime_serde", default = "default_open_after")]
     open_after: Duration,
+    rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 enum ArrivalModel {
     Burst,
+    ConstantRate,
 }
 
-impl From<ArrivalTable> for Arrival {
-    fn from(table: ArrivalTable) -> Self {
-        match table.model {
-            ArrivalModel::Burst => Arrival::Burst {
+impl TryFrom<ArrivalTable> for Arrival {
+    type Error = String;
+
+    fn try_from(table: ArrivalTable) -> Result<Self, String> {
+        match (table.model, table.rate) {
+            (ArrivalModel::Burst, None) => Ok(Arrival::Burst {
                 open_after: table.open_after,
-            },
+            }),
+            (ArrivalModel::Burst, Some(_)) => Err(
+                "arrival.rate applies to model = \"constant-rate\"; a burst releases every buyer at once"
+                    .to_owned(),
+            ),
+            (ArrivalModel::ConstantRate, Some(rate)) if rate.is_finite() && rate > 0.0 => {
+                Ok(Arrival::ConstantRate {
+                    open_after: table.open_after,
+                    rate,
+                })
+            }
+            (ArrivalModel::ConstantRate, Some(rate)) => Err(format!(
+                "arrival.rate must be a positive number of buyers per second (got {rate})"
+            )),
+            (ArrivalModel::ConstantRate, None) => Err(
+                "model = \"constant-rate\" needs arrival.rate, buyers per second (e.g. rate = 200)"
+                    .to_owned(),
+            ),
         }
     }
 }
@@ -250,6 +298,148 @@ impl Default for Arrival {
         Arrival::Burst {
             open_after: default_open_after(),
         }
+    }
+}
+
+/// Where the in-process server's Redis comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisMode {
+    /// The machine's Redis (`REDIS_URL`): fast, but the harness cannot kill or pause it.
+    #[default]
+    Shared,
+    /// A Redis container started through testcontainers for this run, which Redis faults need.
+    Container,
+}
+
+/// `[redis]`: how the in-process server reaches Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSpec {
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Route the server's Redis traffic through the harness's fault proxy (link faults need it).
+    #[serde(default)]
+    pub proxy: bool,
+    /// The server's Redis claim timeout (default: the server's own, 250ms).
+    #[serde(with = "humantime_serde", default)]
+    pub timeout: Option<Duration>,
+}
+
+/// `[postgres]`: how the in-process server reaches PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    /// Route the server's PostgreSQL traffic through the fault proxy (`pg-down` needs it).
+    #[serde(default)]
+    pub proxy: bool,
+}
+
+/// The faults of SPEC.md's NEM list the harness can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// NEM-kill: SIGKILL the Redis container; `duration` later it starts again, empty.
+    Kill,
+    /// NEM-stop: graceful stop, started again after `duration` (empty: nothing is persisted).
+    Stop,
+    /// NEM-pause: the Redis process is frozen; sockets stay open, commands hang.
+    Pause,
+    /// NEM-rollback: the sale's counter set back by `rollback_by` units (a lagging replica).
+    Rollback,
+    /// NEM-flush-scripts: `SCRIPT FLUSH`.
+    FlushScripts,
+    /// NEM-latency on the server↔Redis link.
+    Latency,
+    /// NEM-blackhole, both directions.
+    Blackhole,
+    /// NEM-blackhole of replies only: the command runs, its answer never comes back (HAZ-14).
+    BlackholeReplies,
+    /// NEM-reset: connections reset.
+    Reset,
+    /// NEM-pg-down: PostgreSQL unreachable.
+    PgDown,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Stop => "stop",
+            FaultKind::Pause => "pause",
+            FaultKind::Rollback => "rollback",
+            FaultKind::FlushScripts => "flush-scripts",
+            FaultKind::Latency => "latency",
+            FaultKind::Blackhole => "blackhole",
+            FaultKind::BlackholeReplies => "blackhole-replies",
+            FaultKind::Reset => "reset",
+            FaultKind::PgDown => "pg-down",
+        }
+    }
+
+    fn needs_container(self) -> bool {
+        matches!(self, FaultKind::Kill | FaultKind::Stop | FaultKind::Pause)
+    }
+
+    fn needs_redis_proxy(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Latency
+                | FaultKind::Blackhole
+                | FaultKind::BlackholeReplies
+                | FaultKind::Reset
+        )
+    }
+
+    /// Faults that are an instant, not a window.
+    fn is_instant(self) -> bool {
+        matches!(self, FaultKind::Rollback | FaultKind::FlushScripts)
+    }
+}
+
+/// One `[[faults]]` entry: what, when, for how long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    /// Offset from doors open.
+    #[serde(with = "humantime_serde", default)]
+    pub at: Option<Duration>,
+    /// Or: as soon as the units the harness has seen acknowledged leave fewer than this many.
+    #[serde(default)]
+    pub when_remaining_below: Option<u64>,
+    /// How long until it heals; absent for `kill`/`stop`/`pause` and link faults means never.
+    #[serde(with = "humantime_serde", default)]
+    pub duration: Option<Duration>,
+    /// For `latency`: added to each direction.
+    #[serde(with = "humantime_serde", default)]
+    pub latency: Option<Duration>,
+    /// For `rollback`: how many units to set the counter back.
+    #[serde(default)]
+    pub rollback_by: Option<u64>,
+}
+
+impl FaultSpec {
+    /// The fault in words, for the run's records.
+    pub fn describe(&self) -> String {
+        let mut text = self.kind.as_str().to_owned();
+        match (self.at, self.when_remaining_below) {
+            (Some(at), _) => text.push_str(&format!(" at {}", humantime::format_duration(at))),
+            (None, Some(k)) => text.push_str(&format!(" when fewer than {k} units remain")),
+            (None, None) => {}
+        }
+        if let Some(latency) = self.latency {
+            text.push_str(&format!(", +{}", humantime::format_duration(latency)));
+        }
+        if let Some(by) = self.rollback_by {
+            text.push_str(&format!(", back by {by} units"));
+        }
+        match self.duration {
+            Some(d) => text.push_str(&format!(", for {}", humantime::format_duration(d))),
+            None if !self.kind.is_instant() => text.push_str(", never healed"),
+            None => {}
+        }
+        text
     }
 }
 
@@ -310,6 +500,12 @@ struct ScenarioFile {
     arrival: Arrival,
     #[serde(default)]
     requests: RequestSpec,
+    #[serde(default)]
+    redis: RedisSpec,
+    #[serde(default)]
+    postgres: PostgresSpec,
+    #[serde(default)]
+    faults: Vec<FaultSpec>,
 }
 
 /// Why a scenario could not be loaded. Each message names the file, the problem and the fix.
@@ -380,6 +576,9 @@ fn parse(text: &str, default_name: &str, source_name: &str) -> Result<Scenario, 
         buyers: file.buyers,
         arrival: file.arrival,
         requests: file.requests,
+        redis: file.redis,
+        postgres: file.postgres,
+        faults: file.faults,
     };
     let problems = problems(&scenario, name_was_given);
     if problems.is_empty() {
@@ -461,6 +660,56 @@ fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
 
     if s.requests.timeout.is_zero() {
         out.push("requests.timeout must be longer than zero (e.g. \"5s\")".to_owned());
+    }
+
+    for (i, fault) in s.faults.iter().enumerate() {
+        let kind = fault.kind.as_str();
+        let at = format!("faults[{i}] ({kind})");
+        match (fault.at, fault.when_remaining_below) {
+            (None, None) => out.push(format!(
+                "{at} needs a trigger: `at = \"2s\"` (after doors open) or `when_remaining_below = 5`"
+            )),
+            (Some(_), Some(_)) => out.push(format!(
+                "{at} has both `at` and `when_remaining_below`; keep one"
+            )),
+            _ => {}
+        }
+        if fault.kind.needs_container() && s.redis.mode != RedisMode::Container {
+            out.push(format!(
+                "{at} acts on a Redis container: add [redis] mode = \"container\""
+            ));
+        }
+        if fault.kind.needs_redis_proxy() && !s.redis.proxy {
+            out.push(format!(
+                "{at} acts on the server's link to Redis: add [redis] proxy = true"
+            ));
+        }
+        if fault.kind == FaultKind::PgDown && !s.postgres.proxy {
+            out.push(format!(
+                "{at} acts on the server's link to PostgreSQL: add [postgres] proxy = true"
+            ));
+        }
+        if fault.kind == FaultKind::PgDown && fault.duration.is_none() {
+            out.push(format!(
+                "{at} needs a duration: without PostgreSQL nothing can be sold or checked"
+            ));
+        }
+        if fault.kind.is_instant() && fault.duration.is_some() {
+            out.push(format!("{at} happens at an instant; remove `duration`"));
+        }
+        if (fault.kind == FaultKind::Latency) != fault.latency.is_some() {
+            out.push(format!(
+                "{at}: `latency` is required for kind = \"latency\" and only allowed there"
+            ));
+        }
+        if (fault.kind == FaultKind::Rollback) != fault.rollback_by.is_some() {
+            out.push(format!(
+                "{at}: `rollback_by` is required for kind = \"rollback\" and only allowed there"
+            ));
+        }
+    }
+    if s.postgres.proxy && s.faults.iter().all(|f| f.kind != FaultKind::PgDown) {
+        out.push("[postgres] proxy = true is only useful with a pg-down fault".to_owned());
     }
 
     out

@@ -86,6 +86,41 @@ impl Dependencies {
     }
 }
 
+/// How a run's in-process server differs from the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOverrides {
+    /// Redis to use instead of `Dependencies::redis_url` (a container, or the fault proxy).
+    pub redis_url: Option<String>,
+    /// Reach PostgreSQL through this address (the fault proxy) instead of the URL's host.
+    pub postgres_via: Option<std::net::SocketAddr>,
+    pub redis_timeout: Option<Duration>,
+}
+
+/// Replaces host and port of a URL.
+fn with_host_port(url: &str, addr: std::net::SocketAddr) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_host(Some(&addr.ip().to_string()));
+            let _ = parsed.set_port(Some(addr.port()));
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// The host and port a PostgreSQL URL points at (for putting a proxy in front of it).
+pub fn postgres_addr(url: &str) -> Option<std::net::SocketAddr> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let port = parsed.port().unwrap_or(5432);
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{port}").parse().ok()
+}
+
 /// Replaces the database name at the end of a PostgreSQL URL.
 fn with_database(url: &str, database: &str) -> String {
     match url::Url::parse(url) {
@@ -103,7 +138,7 @@ impl InProcessServer {
     pub async fn start(
         deps: &Dependencies,
         strategy: InventoryStrategy,
-        redis_timeout: Option<Duration>,
+        overrides: &ServerOverrides,
         keep_database: bool,
     ) -> Result<Self, TargetError> {
         let maintenance_url = with_database(&deps.database_url, "postgres");
@@ -120,15 +155,24 @@ impl InProcessServer {
         let _ = sqlx::Connection::close(probe).await;
         let database_name = format!("flashsale_run_{}", Uuid::new_v4().simple());
         let admin_token = format!("harness-{}", Uuid::new_v4().simple());
+        let mut database_url = with_database(&deps.database_url, &database_name);
+        if let Some(addr) = overrides.postgres_via {
+            database_url = with_host_port(&database_url, addr);
+        }
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().expect("a valid address"),
-            database_url: with_database(&deps.database_url, &database_name),
-            redis_url: deps.redis_url.clone(),
+            database_url,
+            redis_url: overrides
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| deps.redis_url.clone()),
             admin_token: AdminToken::new(admin_token.clone()),
             inventory: strategy,
+            // Quick enough that a run's end state settles (INV-6) within a second or two.
+            units_sync_interval: Duration::from_millis(250),
             ..Settings::default()
         };
-        if let Some(timeout) = redis_timeout {
+        if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
         let server = flashsale_server::build(settings).await?;
@@ -270,6 +314,18 @@ impl AdminClient {
         Ok(id)
     }
 
+    /// The inventory view alone (sampled during runs, polled until it settles after them).
+    pub async fn inventory(&self, sale_id: &str) -> Result<InventoryView, TargetError> {
+        let what = "reading the inventory view";
+        let url = format!("{}/admin/sales/{sale_id}/inventory", self.base_url);
+        let request = self.http.get(url).timeout(Duration::from_secs(2));
+        let view = self.call(what, request).await?;
+        serde_json::from_value(view).map_err(|err| TargetError::Contract {
+            what: what.into(),
+            problem: err.to_string(),
+        })
+    }
+
     /// The ground truth: the sale's order ledger and inventory view.
     pub async fn ledger(&self, sale_id: &str) -> Result<Ledger, TargetError> {
         let what = "exporting the order ledger";
@@ -310,6 +366,19 @@ mod tests {
         assert_eq!(
             with_database("postgres://u:p@db:5433/app?sslmode=disable", "x"),
             "postgres://u:p@db:5433/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn a_proxy_replaces_only_host_and_port() {
+        let proxy: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        assert_eq!(
+            with_host_port("postgres://postgres@localhost:5432/run_1", proxy),
+            "postgres://postgres@127.0.0.1:40000/run_1"
+        );
+        assert_eq!(
+            postgres_addr("postgres://postgres@localhost/x"),
+            Some("127.0.0.1:5432".parse().unwrap())
         );
     }
 }

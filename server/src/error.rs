@@ -163,7 +163,7 @@ impl IntoResponse for ApiError {
 /// cause; the client never sees SQL.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        tracing::warn!(error = %err, "database error");
+        tracing::debug!(error = %err, "database error");
         ApiError::unavailable("the order database")
     }
 }

@@ -1,15 +1,21 @@
 //! INV-1 No oversell: the sale never sells more units than its cap.
 //!
-//! Two figures must stay within the cap: the units in persisted orders (the ledger is the truth)
-//! and the units acknowledged `ok` to buyers (each distinct order id once). The second matters on
-//! its own: a server that acknowledges more than it persists has oversold to the shoppers even if
-//! its database looks fine. An unlimited sale holds trivially.
+//! Three figures must stay within the cap: the units in persisted orders at the end (the ledger
+//! is the truth), the units in persisted orders at every inventory sample taken during the run,
+//! and the units acknowledged `ok` to buyers (each distinct order id once). The samples matter
+//! because a server can oversell and later lose or undo orders, ending within the cap; the
+//! acknowledgements matter because a server that acknowledges more than it persists has oversold
+//! to the shoppers even if its database looks fine. A sample whose reading failed (for example
+//! while PostgreSQL was down) is counted and reported but proves nothing either way. An
+//! unlimited sale holds trivially.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, acknowledged_units};
-use crate::history::{Attempt, Outcome};
+use super::{
+    CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, acknowledged_units, seconds,
+};
+use crate::history::{Attempt, InventorySample, Outcome};
 use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-1";
@@ -26,20 +32,103 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
             ),
         );
     };
+    let readings = Readings::of(input.samples, cap);
     let summary = format!(
-        "cap {cap}: {persisted} units persisted in {} orders, {acknowledged} units acknowledged ok",
-        input.ledger.orders.len()
+        "cap {cap}: {persisted} units persisted in {} orders, {acknowledged} units acknowledged \
+         ok; {}",
+        input.ledger.orders.len(),
+        readings.describe()
     );
-    if persisted > cap {
-        InvariantResult::violated(
-            NAME,
-            summary,
-            persisted_beyond_cap(input, index, cap, persisted),
-        )
+    let counterexample = if persisted > cap {
+        persisted_beyond_cap(input, index, cap, persisted)
     } else if acknowledged > cap {
-        InvariantResult::violated(NAME, summary, acknowledged_beyond_cap(input, index, cap))
+        acknowledged_beyond_cap(input, index, cap)
+    } else if !readings.beyond.is_empty() {
+        Counterexample::new(String::new(), Vec::new(), Vec::new())
     } else {
-        InvariantResult::held(NAME, summary)
+        return InvariantResult::held(NAME, summary);
+    };
+    InvariantResult::violated(NAME, summary, readings.add_to(counterexample, cap))
+}
+
+/// What the inventory samples taken during the run showed.
+struct Readings<'a> {
+    count: usize,
+    failed: usize,
+    /// The largest `units_in_orders` any successful reading reported.
+    max_units: Option<i64>,
+    /// Readings that saw more units in orders than the cap, in time order.
+    beyond: Vec<&'a InventorySample>,
+}
+
+impl<'a> Readings<'a> {
+    fn of(samples: &'a [InventorySample], cap: u64) -> Self {
+        let mut beyond: Vec<&InventorySample> = samples
+            .iter()
+            .filter(|s| {
+                s.units_in_orders
+                    .is_some_and(|u| i128::from(u) > i128::from(cap))
+            })
+            .collect();
+        beyond.sort_by_key(|s| s.at_us);
+        Readings {
+            count: samples.len(),
+            failed: samples
+                .iter()
+                .filter(|s| s.units_in_orders.is_none())
+                .count(),
+            max_units: samples.iter().filter_map(|s| s.units_in_orders).max(),
+            beyond,
+        }
+    }
+
+    /// The summary's clause on samples, e.g. `37 samples, 3 failed readings, at most 10 units in
+    /// orders`.
+    fn describe(&self) -> String {
+        if self.count == 0 {
+            return "no inventory samples during the run".to_owned();
+        }
+        let mut out = format!("{} samples, {} failed readings", self.count, self.failed);
+        if let Some(max) = self.max_units {
+            out.push_str(&format!(", at most {max} units in orders"));
+        }
+        if !self.beyond.is_empty() {
+            out.push_str(&format!(", {} above the cap", self.beyond.len()));
+        }
+        out
+    }
+
+    /// Appends the samples that saw the cap exceeded to `cx`'s explanation (which may be empty
+    /// when the samples are the only evidence), listing at most [`MAX_SHOWN`] of their times.
+    fn add_to(&self, mut cx: Counterexample, cap: u64) -> Counterexample {
+        let Some(first) = self.beyond.first() else {
+            return cx;
+        };
+        let mut text = format!(
+            "{} of {} inventory samples saw the cap exceeded: at t={} the ledger held {} units \
+             against a cap of {cap}",
+            self.beyond.len(),
+            self.count,
+            seconds(first.at_us),
+            first.units_in_orders.unwrap_or_default()
+        );
+        for sample in self.beyond.iter().skip(1).take(MAX_SHOWN - 1) {
+            text.push_str(&format!(
+                ", at t={} {} units",
+                seconds(sample.at_us),
+                sample.units_in_orders.unwrap_or_default()
+            ));
+        }
+        let more = self.beyond.len().saturating_sub(MAX_SHOWN);
+        if more > 0 {
+            text.push_str(&format!(" (and {more} more samples)"));
+        }
+        cx.explanation = if cx.explanation.is_empty() {
+            text
+        } else {
+            format!("{}; also {text}", cx.explanation)
+        };
+        cx
     }
 }
 
@@ -129,16 +218,139 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index, SOLD_OUT};
     use super::*;
-    use crate::history::Attempt;
+    use crate::history::{Attempt, InventorySample};
     use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
+        run_sampled(history, ledger, cap, &[])
+    }
+
+    fn run_sampled(
+        history: &[Attempt],
+        ledger: &Ledger,
+        cap: Option<u64>,
+        samples: &[InventorySample],
+    ) -> InvariantResult {
         let input = CheckInput {
-            history,
-            ledger,
-            cap,
+            samples,
+            ..CheckInput::new(history, ledger, cap)
         };
         check(&input, &Index::new(history, ledger))
+    }
+
+    /// Two buyers of one unit each against a cap of 2: within the cap at the end.
+    fn two_of_two() -> (Vec<Attempt>, Ledger) {
+        let history = vec![ok(0, "a", 1, "o1"), ok(1, "b", 1, "o2")];
+        let ledger = ledger(
+            vec![order("o1", "a", 1, 1), order("o2", "b", 1, 2)],
+            Some(2),
+        );
+        (history, ledger)
+    }
+
+    #[test]
+    fn samples_within_the_cap_hold_and_failed_readings_are_counted() {
+        let (history, ledger) = two_of_two();
+        let samples = [
+            sample(100_000, Some(0)),
+            sample(200_000, None),
+            sample(300_000, Some(2)),
+            sample(400_000, None),
+        ];
+        let result = run_sampled(&history, &ledger, Some(2), &samples);
+        assert!(result.held, "{result:?}");
+        assert!(
+            result
+                .summary
+                .ends_with("4 samples, 2 failed readings, at most 2 units in orders"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn a_sample_above_the_cap_is_an_oversell_even_if_the_end_is_within_it() {
+        let (history, ledger) = two_of_two();
+        let samples = [
+            sample(1_500_000, Some(4)),
+            sample(500_000, Some(3)),
+            sample(900_000, None),
+            sample(2_000_000, Some(2)),
+        ];
+        let result = run_sampled(&history, &ledger, Some(2), &samples);
+        assert!(!result.held);
+        assert!(
+            result.summary.contains("4 samples, 1 failed readings"),
+            "{}",
+            result.summary
+        );
+        let cx = result.counterexample.unwrap();
+        assert_eq!(
+            cx.explanation,
+            "2 of 4 inventory samples saw the cap exceeded: at t=0.500 s the ledger held 3 units \
+             against a cap of 2, at t=1.500 s 4 units"
+        );
+        assert!(cx.orders.is_empty() && cx.attempts.is_empty());
+    }
+
+    #[test]
+    fn failed_readings_alone_are_not_violations() {
+        let (history, ledger) = two_of_two();
+        let samples = [sample(1, None), sample(2, None)];
+        let result = run_sampled(&history, &ledger, Some(2), &samples);
+        assert!(result.held, "{result:?}");
+        assert!(result.summary.ends_with("2 samples, 2 failed readings"));
+    }
+
+    #[test]
+    fn samples_above_the_cap_are_added_to_an_oversold_ledger() {
+        let history = vec![ok(0, "a", 1, "o1"), ok(1, "b", 1, "o2")];
+        let ledger = ledger(
+            vec![order("o1", "a", 1, 1), order("o2", "b", 1, 2)],
+            Some(1),
+        );
+        let result = run_sampled(&history, &ledger, Some(1), &[sample(2_250_000, Some(2))]);
+        let cx = result.counterexample.unwrap();
+        assert_eq!(order_ids(&cx), ["o2"]);
+        assert!(
+            cx.explanation
+                .starts_with("2 units are in persisted orders"),
+            "{}",
+            cx.explanation
+        );
+        assert!(
+            cx.explanation.ends_with(
+                "; also 1 of 1 inventory samples saw the cap exceeded: at t=2.250 s the ledger \
+                 held 2 units against a cap of 1"
+            ),
+            "{}",
+            cx.explanation
+        );
+    }
+
+    #[test]
+    fn many_samples_above_the_cap_are_listed_up_to_the_limit() {
+        let (history, ledger) = two_of_two();
+        let samples: Vec<InventorySample> = (0..25).map(|i| sample(i * 1_000, Some(3))).collect();
+        let cx = run_sampled(&history, &ledger, Some(2), &samples)
+            .counterexample
+            .unwrap();
+        assert_eq!(cx.explanation.matches("at t=").count(), MAX_SHOWN);
+        assert!(cx.explanation.ends_with(" (and 5 more samples)"));
+    }
+
+    #[test]
+    fn a_run_without_samples_says_so() {
+        let (history, ledger) = two_of_two();
+        let result = run(&history, &ledger, Some(2));
+        assert!(result.held);
+        assert!(
+            result
+                .summary
+                .ends_with("no inventory samples during the run"),
+            "{}",
+            result.summary
+        );
     }
 
     #[test]
@@ -237,7 +449,7 @@ mod tests {
     fn unlimited_sale_holds_trivially() {
         let history = vec![ok(0, "a", 500, "o1")];
         let ledger = ledger(vec![order("o1", "a", 500, 1)], None);
-        let result = run(&history, &ledger, None);
+        let result = run_sampled(&history, &ledger, None, &[sample(1, Some(500))]);
         assert!(result.held);
         assert!(
             result.summary.starts_with("unlimited sale"),

@@ -143,11 +143,7 @@ mod tests {
     use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
-        let input = CheckInput {
-            history,
-            ledger,
-            cap: Some(10),
-        };
+        let input = CheckInput::new(history, ledger, Some(10));
         check(&input, &Index::new(history, ledger))
     }
 

@@ -127,11 +127,7 @@ mod tests {
     use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
-        let input = CheckInput {
-            history,
-            ledger,
-            cap: None,
-        };
+        let input = CheckInput::new(history, ledger, None);
         check(&input, &Index::new(history, ledger))
     }
 

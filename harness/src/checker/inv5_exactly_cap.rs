@@ -1,26 +1,56 @@
-//! INV-5 Exactly the cap (no-fault form): a limited sale strands no units.
+//! INV-5 Exactly the cap: a limited sale strands no units.
 //!
 //! Let `left` be the cap minus the units in persisted orders (0 if the sale oversold; that is
-//! INV-1's business). Two rules, both of which rely on nothing handing units back during the
-//! run, so that the units available never grow:
+//! INV-1's business). Call a key *eligible* when none of its attempts was rejected for a reason
+//! other than `sold_out` (a key refused as invalid, over the per-buyer limit, rate limited, …
+//! never competed for units); the *eligible demand* is the quantity of each eligible key counted
+//! once (its first attempt's).
+//!
+//! # No-fault form (no fault was applied)
+//!
+//! Both rules rely on nothing handing units back during the run, so that the units available
+//! never grow:
 //!
 //! 1. **No false sold-out.** An attempt rejected `sold_out` for `q` units was told that fewer
 //!    than `q` units remained. Units only ever decrease, so at the end `left < q` must hold; a
 //!    sold-out answer while `left >= q` units are still unsold means units were stranded (for
 //!    example claimed in Redis by an order that never landed).
-//! 2. **The sale sells out when demand allows.** Call a key *eligible* when none of its attempts
-//!    was rejected for a reason other than `sold_out` (a key refused as invalid, over the
-//!    per-buyer limit, rate limited, … never competed for units). When no attempt ended
-//!    `unknown` (nothing is in doubt) and the eligible demand — the quantity of each eligible key
-//!    counted once — is at least the cap, then `left` must be smaller than the smallest eligible
-//!    request that holds no order, or zero when every eligible request holds one. For quantity 1
-//!    this is "units sold = cap"; for larger quantities it allows the remainder that no waiting
-//!    request fits into.
+//! 2. **The sale sells out when demand allows.** When no attempt ended `unknown` (nothing is in
+//!    doubt) and the eligible demand is at least the cap, then `left` must be smaller than the
+//!    smallest eligible request that holds no order, or zero when every eligible request holds
+//!    one. For quantity 1 this is "units sold = cap"; for larger quantities it allows the
+//!    remainder that no waiting request fits into.
 //!
-//! An unlimited sale holds trivially. Faults that heal (units handed back) need the fault-aware
-//! form of INV-5, which this checker does not claim to implement.
+//! # Fault-aware form (at least one fault was applied)
+//!
+//! SPEC.md: "once they heal and demand continues, the sale still sells out exactly". While a
+//! fault lasts, and while the server recovers from it, a correct server may turn buyers away
+//! (a claim granted by Redis whose order write failed is handed back only later), and attempts
+//! end `unknown`; none of that is judged. Only what happened once every fault had healed is:
+//! `healed_at` is the latest `ended_us` of the applied faults, and an attempt is *after healing*
+//! when its `sent_us >= healed_at`.
+//!
+//! - **A fault never healed** (`ended_us` is `None`): healing never happened, so neither rule is
+//!   judged and the summary says so. INV-1..INV-4 still hold the server to account.
+//! 1. **No false sold-out after healing.** Rule 1 above, for the sold-out answers to attempts
+//!    sent after healing. It assumes that a healed server hands back whatever a fault stranded
+//!    before it answers again, so that after healing units only decrease.
+//! 2. **Sells out when demand continues after healing.** Required when some eligible key sent
+//!    an attempt after healing (demand continued), no attempt sent after healing ended
+//!    `unknown`, and the eligible demand over the whole run is at least the cap. The *waiting*
+//!    requests are the eligible keys that sent an attempt after healing and hold no order (for
+//!    each, its first attempt after healing is shown). Then `left` must be smaller than the
+//!    smallest waiting request; when no request waits and every eligible key holds an order,
+//!    `left` must be zero (the no-fault rule 2 again). When no request waits but some key from
+//!    before healing holds no order (it ended `unknown` or was turned away during the fault and
+//!    never asked again), the units left were denied to no one once the faults healed: the
+//!    demand stopped, it did not continue, and the sell-out is not required. This keeps the
+//!    form sound for a server that, correctly, did not create the order of a timed-out attempt.
+//!
+//! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
+//! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, SOLD_OUT};
+use super::{CheckInput, Counterexample, Index, InvariantResult, SOLD_OUT, seconds};
 use crate::history::{Attempt, Outcome};
 
 pub(super) const ID: &str = "INV-5";
@@ -30,39 +60,131 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
     let Some(cap) = input.cap else {
         return InvariantResult::held(NAME, "unlimited sale: no cap to reach".to_owned());
     };
+    if input.faults.is_empty() {
+        return judge(input, index, cap, &Form::NoFault);
+    }
+    let healed_at = input
+        .faults
+        .iter()
+        .try_fold(0u64, |latest, f| f.ended_us.map(|end| latest.max(end)));
+    match healed_at {
+        Some(healed_at) => judge(
+            input,
+            index,
+            cap,
+            &Form::Healed {
+                faults: input.faults.len(),
+                healed_at,
+            },
+        ),
+        None => never_healed(input, cap),
+    }
+}
+
+/// Which form of the invariant a run is judged by.
+enum Form {
+    NoFault,
+    /// Every applied fault healed; the latest healed at `healed_at` (µs).
+    Healed {
+        faults: usize,
+        healed_at: u64,
+    },
+}
+
+impl Form {
+    /// Attempts sent from this instant on are judged.
+    fn judged_from(&self) -> u64 {
+        match self {
+            Form::NoFault => 0,
+            Form::Healed { healed_at, .. } => *healed_at,
+        }
+    }
+}
+
+/// A fault that never healed leaves nothing to judge: the summary records the figures and why.
+fn never_healed(input: &CheckInput, cap: u64) -> InvariantResult {
+    let persisted = input.ledger.persisted_units();
+    let open: Vec<&str> = input
+        .faults
+        .iter()
+        .filter(|f| f.ended_us.is_none())
+        .map(|f| f.kind.as_str())
+        .collect();
+    let sold_out = input.history.iter().filter(|a| is_sold_out(a)).count();
+    InvariantResult::held(
+        NAME,
+        format!(
+            "fault-aware: {} faults, {} never healed; cap {cap}, {persisted} units sold, {} left; \
+             {sold_out} sold-out answers; nothing judged: without healing neither false sold-outs \
+             nor the sell-out can be required",
+            input.faults.len(),
+            open.join(", "),
+            cap.saturating_sub(persisted)
+        ),
+    )
+}
+
+fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantResult {
+    let from = form.judged_from();
     let persisted = input.ledger.persisted_units();
     let left = cap.saturating_sub(persisted);
 
-    let sold_out: Vec<&Attempt> = input
-        .history
-        .iter()
-        .filter(|a| a.outcome == Outcome::Rejected && a.code.as_deref() == Some(SOLD_OUT))
-        .collect();
-    let false_sold_out: Vec<&Attempt> = sold_out
+    let mut sold_out_total = 0usize;
+    let mut sold_out_judged: Vec<&Attempt> = Vec::new();
+    let mut attempts_judged = 0usize;
+    let mut unknown_judged = 0usize;
+    for attempt in input.history {
+        let judged = attempt.sent_us >= from;
+        attempts_judged += usize::from(judged);
+        if is_sold_out(attempt) {
+            sold_out_total += 1;
+            if judged {
+                sold_out_judged.push(attempt);
+            }
+        }
+        if judged && attempt.outcome == Outcome::Unknown {
+            unknown_judged += 1;
+        }
+    }
+    let false_sold_out: Vec<&Attempt> = sold_out_judged
         .iter()
         .copied()
         .filter(|a| u64::from(a.quantity) <= left)
         .collect();
+    let demand = EligibleDemand::of(index, from);
 
-    let unknown = input
-        .history
-        .iter()
-        .filter(|a| a.outcome == Outcome::Unknown)
-        .count();
-    let demand = EligibleDemand::of(index);
-
-    let figures = format!(
-        "cap {cap}, {persisted} units sold, {left} left; {} sold-out answers; eligible demand {} \
-         units",
-        sold_out.len(),
-        demand.units
-    );
+    let figures = match form {
+        Form::NoFault => format!(
+            "cap {cap}, {persisted} units sold, {left} left; {sold_out_total} sold-out answers; \
+             eligible demand {} units",
+            demand.units
+        ),
+        Form::Healed { faults, healed_at } => format!(
+            "fault-aware: {faults} faults, healed at {}; {attempts_judged} attempts after \
+             healing; cap {cap}, {persisted} units sold, {left} left; {} sold-out answers after \
+             healing ({sold_out_total} in all); eligible demand {} units",
+            seconds(*healed_at),
+            sold_out_judged.len(),
+            demand.units
+        ),
+    };
+    let (no_false_sold_out, after) = match form {
+        Form::NoFault => ("no false sold-out", ""),
+        Form::Healed { .. } => ("no false sold-out after healing", " sent after healing"),
+    };
 
     if !false_sold_out.is_empty() {
         let smallest = false_sold_out.iter().map(|a| a.quantity).min().unwrap_or(0);
+        let told = match form {
+            Form::NoFault => "were told sold_out".to_owned(),
+            Form::Healed { healed_at, .. } => format!(
+                "sent after the faults healed at {} were told sold_out",
+                seconds(*healed_at)
+            ),
+        };
         let explanation = format!(
-            "{} attempts were told sold_out, yet {left} units were still unsold at the end, \
-             enough for a request of {smallest}: units were stranded",
+            "{} attempts {told}, yet {left} units were still unsold at the end, enough for a \
+             request of {smallest}: units were stranded",
             false_sold_out.len()
         );
         return InvariantResult::violated(
@@ -72,47 +194,71 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
         );
     }
 
-    if unknown > 0 {
+    // Without faults there is nothing to continue after: every eligible attempt is judged.
+    if matches!(form, Form::Healed { .. }) && !demand.continued {
         return InvariantResult::held(
             NAME,
             format!(
-                "{figures}; no false sold-out; sell-out not required because {unknown} attempts \
-                 ended unknown"
+                "{figures}; {no_false_sold_out}; sell-out not required because no eligible \
+                 request was sent after healing"
+            ),
+        );
+    }
+    if unknown_judged > 0 {
+        return InvariantResult::held(
+            NAME,
+            format!(
+                "{figures}; {no_false_sold_out}; sell-out not required because {unknown_judged} \
+                 attempts{after} ended unknown"
             ),
         );
     }
     if demand.units < u128::from(cap) {
         return InvariantResult::held(
             NAME,
-            format!("{figures}; no false sold-out; demand below the cap, so no sell-out required"),
+            format!(
+                "{figures}; {no_false_sold_out}; demand below the cap, so no sell-out required"
+            ),
         );
     }
 
-    let unserved: Vec<&Attempt> = demand
-        .unserved
+    let smallest_waiting = demand.waiting.iter().map(|a| a.quantity).min();
+    let stranded = match smallest_waiting {
+        Some(q) => left >= u64::from(q),
+        None => left > 0 && demand.all_served,
+    };
+    if !stranded {
+        let why = match (form, smallest_waiting) {
+            (Form::Healed { .. }, None) if left > 0 => format!(
+                "every eligible request sent after healing holds an order, so the {left} units \
+                 left were denied to no one once the faults healed"
+            ),
+            _ => format!("the sale sold out as far as the waiting requests{after} allow"),
+        };
+        return InvariantResult::held(NAME, format!("{figures}; {why}"));
+    }
+    let waiting: Vec<&Attempt> = demand
+        .waiting
         .iter()
         .copied()
         .filter(|a| u64::from(a.quantity) <= left)
         .collect();
-    let smallest_unserved = demand.unserved.iter().map(|a| a.quantity).min();
-    let stranded = match smallest_unserved {
-        Some(q) => left >= u64::from(q),
-        None => left > 0,
-    };
-    if !stranded {
-        return InvariantResult::held(
-            NAME,
-            format!("{figures}; the sale sold out as far as the waiting requests allow"),
-        );
-    }
-    let explanation = match smallest_unserved {
-        Some(q) => format!(
+    let explanation = match (smallest_waiting, form) {
+        (Some(q), Form::NoFault) => format!(
             "eligible demand of {} units met a cap of {cap} with nothing in doubt, yet {left} \
              units were left while {} requests (the smallest for {q}) got no order",
             demand.units,
-            unserved.len()
+            waiting.len()
         ),
-        None => format!(
+        (Some(q), Form::Healed { healed_at, .. }) => format!(
+            "after the faults healed at {}, eligible demand of {} units met a cap of {cap} with \
+             nothing in doubt, yet {left} units were left while {} requests sent after healing \
+             (the smallest for {q}) got no order",
+            seconds(*healed_at),
+            demand.units,
+            waiting.len()
+        ),
+        (None, _) => format!(
             "every eligible request holds an order and eligible demand of {} units meets the cap \
              of {cap}, yet {left} units were left: the orders hold fewer units than were requested",
             demand.units
@@ -121,8 +267,12 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
     InvariantResult::violated(
         NAME,
         figures,
-        Counterexample::new(explanation, Vec::new(), unserved),
+        Counterexample::new(explanation, Vec::new(), waiting),
     )
+}
+
+fn is_sold_out(attempt: &Attempt) -> bool {
+    attempt.outcome == Outcome::Rejected && attempt.code.as_deref() == Some(SOLD_OUT)
 }
 
 /// The demand that competed for units, and the part of it that got nothing.
@@ -130,14 +280,24 @@ struct EligibleDemand<'a> {
     /// Sum of the quantity of each eligible key (its first attempt's). Wide enough that a
     /// million keys asking for `u32::MAX` units cannot overflow.
     units: u128,
-    /// The first attempt of every eligible key that holds no order in the ledger.
-    unserved: Vec<&'a Attempt>,
+    /// Whether any eligible key sent an attempt at or after the judged instant.
+    continued: bool,
+    /// For every eligible key that sent an attempt at or after the judged instant and holds no
+    /// order in the ledger: its first such attempt.
+    waiting: Vec<&'a Attempt>,
+    /// Whether every eligible key, whenever it asked, holds an order.
+    all_served: bool,
 }
 
 impl<'a> EligibleDemand<'a> {
-    fn of(index: &Index<'a>) -> Self {
-        let mut units = 0u128;
-        let mut unserved = Vec::new();
+    /// The demand as seen from `from_us` on (0: the whole run).
+    fn of(index: &Index<'a>, from_us: u64) -> Self {
+        let mut demand = EligibleDemand {
+            units: 0,
+            continued: false,
+            waiting: Vec::new(),
+            all_served: true,
+        };
         for (key, attempts) in &index.attempts_by_key {
             let refused_otherwise = attempts
                 .iter()
@@ -148,12 +308,17 @@ impl<'a> EligibleDemand<'a> {
             if refused_otherwise {
                 continue;
             }
-            units += u128::from(first.quantity);
-            if !index.orders_by_key.contains_key(key) {
-                unserved.push(*first);
+            demand.units += u128::from(first.quantity);
+            let served = index.orders_by_key.contains_key(key);
+            demand.all_served &= served;
+            if let Some(asked) = attempts.iter().find(|a| a.sent_us >= from_us) {
+                demand.continued = true;
+                if !served {
+                    demand.waiting.push(*asked);
+                }
             }
         }
-        EligibleDemand { units, unserved }
+        demand
     }
 }
 
@@ -162,16 +327,44 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index, SOLD_OUT};
     use super::*;
+    use crate::history::FaultRecord;
     use crate::ledger::{Ledger, LedgerOrder};
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
+        run_with_faults(history, ledger, cap, &[])
+    }
+
+    fn run_with_faults(
+        history: &[Attempt],
+        ledger: &Ledger,
+        cap: Option<u64>,
+        faults: &[FaultRecord],
+    ) -> InvariantResult {
         let input = CheckInput {
-            history,
-            ledger,
-            cap,
+            faults,
+            ..CheckInput::new(history, ledger, cap)
         };
         check(&input, &Index::new(history, ledger))
     }
+
+    /// `attempt`, sent at `sent_us`.
+    fn sent_at(attempt: Attempt, sent_us: u64) -> Attempt {
+        Attempt {
+            sent_us,
+            completed_us: sent_us + 500,
+            ..attempt
+        }
+    }
+
+    /// Two faults, the later healing at 3.2 s.
+    fn healed_faults() -> Vec<FaultRecord> {
+        vec![
+            fault("kill", 1_000_000, Some(2_000_000)),
+            fault("pause", 2_500_000, Some(3_200_000)),
+        ]
+    }
+
+    const HEALED_AT: u64 = 3_200_000;
 
     /// `served` buyers of one unit each get an order, `turned_away` are told sold out.
     fn sale(served: u32, turned_away: u32) -> (Vec<Attempt>, Vec<LedgerOrder>) {
@@ -320,5 +513,249 @@ mod tests {
         let result = run(&history, &ledger(vec![], None), None);
         assert!(result.held);
         assert!(result.summary.starts_with("unlimited sale"));
+    }
+
+    #[test]
+    fn fault_aware_form_judges_only_sold_out_answers_after_healing() {
+        // Cap 10, 8 sold. During the faults two buyers were told sold out (excused); after
+        // healing one more was: that one is a false sold-out.
+        let (mut history, orders) = sale(8, 0);
+        history.push(sent_at(rejected(8, "k8", 1, SOLD_OUT), 1_500_000));
+        history.push(sent_at(rejected(9, "k9", 1, SOLD_OUT), HEALED_AT - 1));
+        let ledger = ledger(orders, Some(10));
+        let result = run_with_faults(&history, &ledger, Some(10), &healed_faults());
+        assert!(result.held, "{result:?}");
+
+        history.push(sent_at(rejected(10, "k10", 1, SOLD_OUT), HEALED_AT));
+        let result = run_with_faults(&history, &ledger, Some(10), &healed_faults());
+        assert!(!result.held);
+        assert!(
+            result.summary.starts_with(
+                "fault-aware: 2 faults, healed at 3.200 s; 1 attempts after healing; cap 10, 8 \
+                 units sold, 2 left; 1 sold-out answers after healing (3 in all)"
+            ),
+            "{}",
+            result.summary
+        );
+        let cx = result.counterexample.unwrap();
+        assert_eq!(attempt_seqs(&cx), [10]);
+        assert!(
+            cx.explanation.starts_with(
+                "1 attempts sent after the faults healed at 3.200 s were told sold_out, yet 2 \
+                 units were still unsold"
+            ),
+            "{}",
+            cx.explanation
+        );
+    }
+
+    #[test]
+    fn the_same_false_sold_out_without_faults_is_a_violation() {
+        // The history of the test above judged in the no-fault form: every sold-out counts.
+        let (mut history, orders) = sale(8, 0);
+        history.push(sent_at(rejected(8, "k8", 1, SOLD_OUT), 1_500_000));
+        let result = run(&history, &ledger(orders, Some(10)), Some(10));
+        assert!(!result.held);
+        assert!(result.summary.starts_with("cap 10, 8 units sold"));
+    }
+
+    #[test]
+    fn fault_aware_form_requires_the_sell_out_when_demand_continues() {
+        // After healing, an ok answer whose order never landed leaves a unit unsold while
+        // nothing is in doubt after healing (the unknown attempt was during the fault).
+        let (mut history, orders) = sale(9, 0);
+        history.push(sent_at(unknown(9, "k9", 1), 1_200_000));
+        history.push(sent_at(ok(10, "k10", 1, "o-lost"), HEALED_AT + 10));
+        history.push(sent_at(rejected(11, "k11", 1, "not_live"), HEALED_AT + 20));
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(!result.held);
+        let cx = result.counterexample.unwrap();
+        assert_eq!(attempt_seqs(&cx), [10], "k9 asked only during the fault");
+        assert!(
+            cx.explanation.starts_with(
+                "after the faults healed at 3.200 s, eligible demand of 11 units met a cap of 10 \
+                 with nothing in doubt, yet 1 units were left while 1 requests sent after healing \
+                 (the smallest for 1) got no order"
+            ),
+            "{}",
+            cx.explanation
+        );
+    }
+
+    #[test]
+    fn a_retry_after_healing_of_a_timed_out_attempt_is_judged_by_its_retry() {
+        let (mut history, orders) = sale(9, 0);
+        history.push(sent_at(unknown(9, "k9", 1), 1_200_000));
+        let mut retry = sent_at(rejected(10, "k9", 1, SOLD_OUT), HEALED_AT + 5);
+        retry.try_number = 1;
+        history.push(retry);
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(!result.held);
+        assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [10]);
+    }
+
+    #[test]
+    fn units_left_by_buyers_who_stopped_asking_during_the_fault_are_not_stranded() {
+        // Cap 10: 7 served before the fault, 3 timed out during it (no order was created, which
+        // is correct) and never retried, 2 served after healing. 1 unit is left, yet everyone
+        // who asked after healing was served: the demand stopped, it did not continue.
+        let (mut history, mut orders) = sale(7, 0);
+        for i in 7..10u64 {
+            history.push(sent_at(unknown(i, &format!("k{i}"), 1), 1_100_000 + i));
+        }
+        for i in 10..12u64 {
+            let key = format!("k{i}");
+            history.push(sent_at(ok(i, &key, 1, &format!("o{i}")), HEALED_AT + i));
+            orders.push(order(&format!("o{i}"), &key, 1, 40));
+        }
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(result.held, "{result:?}");
+        assert!(
+            result.summary.ends_with(
+                "every eligible request sent after healing holds an order, so the 1 units left \
+                 were denied to no one once the faults healed"
+            ),
+            "{}",
+            result.summary
+        );
+        assert!(
+            result.summary.contains("; 2 attempts after healing;"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn fault_aware_form_holds_when_the_sale_sells_out_after_healing() {
+        let (mut history, mut orders) = sale(6, 0);
+        history.push(sent_at(unknown(6, "k6", 1), 1_100_000));
+        for i in 7..11u64 {
+            let key = format!("k{i}");
+            history.push(sent_at(ok(i, &key, 1, &format!("o{i}")), HEALED_AT + i));
+            orders.push(order(&format!("o{i}"), &key, 1, 40));
+        }
+        for i in 11..20u64 {
+            history.push(sent_at(
+                rejected(i, &format!("k{i}"), 1, SOLD_OUT),
+                HEALED_AT + i,
+            ));
+        }
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(result.held, "{result:?}");
+        assert!(
+            result.summary.ends_with(
+                "the sale sold out as far as the waiting requests sent after healing allow"
+            ),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn unknown_attempts_after_healing_waive_the_sell_out() {
+        let (mut history, orders) = sale(9, 0);
+        history.push(sent_at(ok(9, "k9", 1, "o-lost"), HEALED_AT + 1));
+        history.push(sent_at(unknown(10, "k10", 1), HEALED_AT + 2));
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(result.held, "{result:?}");
+        assert!(
+            result.summary.ends_with(
+                "no false sold-out after healing; sell-out not required because 1 attempts sent \
+                 after healing ended unknown"
+            ),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn no_demand_after_healing_waives_the_sell_out() {
+        let (history, orders) = sale(9, 0);
+        let history: Vec<Attempt> = history
+            .into_iter()
+            .map(|a| sent_at(a, 500_000))
+            .chain([sent_at(ok(9, "k9", 1, "o-lost"), 600_000)])
+            .collect();
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            &healed_faults(),
+        );
+        assert!(result.held, "{result:?}");
+        assert!(
+            result.summary.ends_with(
+                "sell-out not required because no eligible request was sent after healing"
+            ),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn a_fault_that_never_healed_judges_nothing() {
+        // A sold-out answer with units left, after every fault started: not judged, and said so.
+        let (mut history, orders) = sale(8, 0);
+        history.push(sent_at(rejected(8, "k8", 1, SOLD_OUT), 9_000_000));
+        let faults = [
+            fault("latency", 100_000, Some(200_000)),
+            fault("kill", 1_000_000, None),
+        ];
+        let result = run_with_faults(&history, &ledger(orders, Some(10)), Some(10), &faults);
+        assert!(result.held, "{result:?}");
+        assert_eq!(
+            result.summary,
+            "fault-aware: 2 faults, kill never healed; cap 10, 8 units sold, 2 left; 1 sold-out \
+             answers; nothing judged: without healing neither false sold-outs nor the sell-out \
+             can be required"
+        );
+    }
+
+    #[test]
+    fn fault_aware_form_still_reports_orders_smaller_than_requested() {
+        let history = vec![
+            sent_at(ok(0, "a", 2, "o1"), 100),
+            sent_at(ok(1, "b", 2, "o2"), HEALED_AT + 1),
+        ];
+        let orders = vec![order("o1", "a", 1, 1), order("o2", "b", 2, 2)];
+        let result = run_with_faults(
+            &history,
+            &ledger(orders, Some(4)),
+            Some(4),
+            &healed_faults(),
+        );
+        assert!(!result.held);
+        assert!(
+            result
+                .counterexample
+                .unwrap()
+                .explanation
+                .contains("the orders hold fewer units than were requested")
+        );
     }
 }

@@ -6,21 +6,26 @@
 //! throughout: such an attempt may or may not have created an order, and no check may assume
 //! either.
 //!
-//! This is the no-fault form of the invariants: it assumes nothing hands units back during the
-//! run (no expired holds, no healed faults), which INV-5 relies on.
+//! Faults are part of the input: the faults the harness actually applied, the inventory readings
+//! taken while the run went on, and the inventory view read once faults healed and the sync job
+//! ran. A run without faults (an empty fault list) is judged exactly as before faults existed;
+//! INV-5 switches to its fault-aware form when faults were applied (see that module), INV-1
+//! also judges every inventory sample, and INV-6 compares the settled view's figures.
+//! Holds (expiring reservations hand units back) are not modelled here.
 
 mod inv1_no_oversell;
 mod inv2_no_lost_ack;
 mod inv3_no_phantom;
 mod inv4_idempotency;
 mod inv5_exactly_cap;
+mod inv6_convergence;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Attempt, Outcome};
-use crate::ledger::{Ledger, LedgerOrder};
+use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+use crate::ledger::{Ledger, LedgerOrder, SettledInventory};
 
 /// The error code a server answers with when it has too few units left for the request.
 pub const SOLD_OUT: &str = "sold_out";
@@ -36,9 +41,32 @@ pub struct CheckInput<'a> {
     pub ledger: &'a Ledger,
     /// `None` for an unlimited sale.
     pub cap: Option<u64>,
+    /// The faults actually applied; empty for a no-fault run, which keeps the no-fault form of
+    /// INV-5.
+    pub faults: &'a [FaultRecord],
+    /// Inventory readings taken during the run; INV-1 must hold at each of them.
+    pub samples: &'a [InventorySample],
+    /// The inventory view read after faults healed and the sync job ran, for INV-6; `None` when
+    /// it was not measured (INV-6 then says so instead of claiming convergence).
+    pub settled: Option<&'a SettledInventory>,
 }
 
-/// The verdict on every invariant, keyed `"INV-1"`..`"INV-5"` so reports sort in spec order.
+impl<'a> CheckInput<'a> {
+    /// A no-fault run with no samples and no settled reading: the input of a run that only has
+    /// a history and a ledger. Set the other fields with struct update syntax when there are any.
+    pub fn new(history: &'a [Attempt], ledger: &'a Ledger, cap: Option<u64>) -> Self {
+        CheckInput {
+            history,
+            ledger,
+            cap,
+            faults: &[],
+            samples: &[],
+            settled: None,
+        }
+    }
+}
+
+/// The verdict on every invariant, keyed `"INV-1"`..`"INV-6"` so reports sort in spec order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
     pub invariants: BTreeMap<String, InvariantResult>,
@@ -134,7 +162,7 @@ impl Counterexample {
     }
 }
 
-/// Checks INV-1..INV-5 against one run.
+/// Checks INV-1..INV-6 against one run.
 pub fn check(input: &CheckInput) -> CheckReport {
     let index = Index::new(input.history, input.ledger);
     let results = [
@@ -143,6 +171,7 @@ pub fn check(input: &CheckInput) -> CheckReport {
         (inv3_no_phantom::ID, inv3_no_phantom::check(input, &index)),
         (inv4_idempotency::ID, inv4_idempotency::check(input, &index)),
         (inv5_exactly_cap::ID, inv5_exactly_cap::check(input, &index)),
+        (inv6_convergence::ID, inv6_convergence::check(input)),
     ];
     CheckReport {
         invariants: results
@@ -164,6 +193,12 @@ pub fn acknowledged_units(history: &[Attempt]) -> u64 {
         .filter(|(id, _)| seen.insert(*id))
         .map(|(_, quantity)| u64::from(quantity))
         .sum()
+}
+
+/// A time since the run's clock origin, in seconds with millisecond digits, the way the
+/// explanations print it (`3.250 s`); `history.jsonl` has the exact microseconds.
+fn seconds(us: u64) -> String {
+    format!("{:.3} s", us as f64 / 1e6)
 }
 
 /// Lookups shared by the invariants, built in one pass over each input.
@@ -210,7 +245,7 @@ impl<'a> Index<'a> {
 /// Hand-made histories and ledgers for the invariant tests.
 #[cfg(test)]
 mod fixtures {
-    use crate::history::{Attempt, Outcome};
+    use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
     use crate::ledger::{InventoryView, Ledger, LedgerOrder};
 
     /// An attempt by buyer `b-<key>`; the tests then set the outcome they need.
@@ -279,6 +314,30 @@ mod fixtures {
         }
     }
 
+    /// A fault of `kind` from `started_us`, healed at `ended_us` (`None`: never healed).
+    pub fn fault(kind: &str, started_us: u64, ended_us: Option<u64>) -> FaultRecord {
+        FaultRecord {
+            kind: kind.to_owned(),
+            planned: format!("{kind} at {started_us} µs"),
+            started_us,
+            ended_us,
+            detail: format!("applied {kind}"),
+        }
+    }
+
+    /// An inventory reading at `at_us`; `None` stands for a failed reading.
+    pub fn sample(at_us: u64, units_in_orders: Option<i64>) -> InventorySample {
+        InventorySample {
+            at_us,
+            units_in_orders,
+            quantity_sold: units_in_orders,
+            redis_counter: units_in_orders,
+            error: units_in_orders
+                .is_none()
+                .then(|| "connection refused".to_owned()),
+        }
+    }
+
     pub fn order_ids(cx: &super::Counterexample) -> Vec<&str> {
         cx.orders.iter().map(|o| o.order_id.as_str()).collect()
     }
@@ -292,6 +351,7 @@ mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
+    use crate::history::InventorySample;
 
     #[test]
     fn a_correct_sell_out_holds_everything() {
@@ -306,15 +366,11 @@ mod tests {
             history.push(rejected(i, &format!("k{i}"), 1, SOLD_OUT));
         }
         let ledger = ledger(orders, Some(10));
-        let report = check(&CheckInput {
-            history: &history,
-            ledger: &ledger,
-            cap: Some(10),
-        });
+        let report = check(&CheckInput::new(&history, &ledger, Some(10)));
         assert!(report.all_held(), "{report:#?}");
         assert!(report.violated().is_empty());
         let ids: Vec<&str> = report.invariants.keys().map(String::as_str).collect();
-        assert_eq!(ids, ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"]);
+        assert_eq!(ids, ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5", "INV-6"]);
         assert!(
             report
                 .invariants
@@ -331,11 +387,7 @@ mod tests {
             vec![order("o1", "a", 1, 1), order("o2", "x", 1, 2)],
             Some(1),
         );
-        let report = check(&CheckInput {
-            history: &history,
-            ledger: &ledger,
-            cap: Some(1),
-        });
+        let report = check(&CheckInput::new(&history, &ledger, Some(1)));
         assert!(!report.all_held());
         assert_eq!(report.violated(), ["INV-1", "INV-3"]);
     }
@@ -375,11 +427,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn checks_two_hundred_thousand_attempts() {
-        // Half the buyers get a unit, a quarter of those only after a timed-out first try, and
-        // the other half are told sold out: every invariant must hold on this correct history.
-        let n = 200_000u64;
+    /// Half of `n` buyers get a unit, a quarter of those only after a timed-out first try, and
+    /// the other half are told sold out: a correct history in which every invariant holds.
+    fn big_correct_sale(n: u64) -> (Vec<Attempt>, Ledger, u64) {
         let cap = n / 2;
         let mut history = Vec::with_capacity(n as usize + 30_000);
         let mut orders = Vec::with_capacity(cap as usize);
@@ -401,12 +451,76 @@ mod tests {
             }
             seq += 1;
         }
-        let ledger = ledger(orders, Some(cap));
+        (history, ledger(orders, Some(cap)), cap)
+    }
+
+    #[test]
+    fn checks_two_hundred_thousand_attempts() {
+        let (history, ledger, cap) = big_correct_sale(200_000);
+        let report = check(&CheckInput::new(&history, &ledger, Some(cap)));
+        assert!(report.all_held(), "{:#?}", report.violated());
+    }
+
+    #[test]
+    fn checks_a_faulty_run_of_two_hundred_thousand_attempts_with_samples() {
+        // Faults heal while the last units sell (fixture attempts are sent at 1000 + seq µs);
+        // readings climb towards the cap, a few of them failed; the settled view agrees.
+        let (history, ledger, cap) = big_correct_sale(200_000);
+        let faults = [
+            fault("kill", 20_000, Some(60_000)),
+            fault("latency", 50_000, Some(110_000)),
+        ];
+        let samples: Vec<InventorySample> = (0..5_000u64)
+            .map(|i| {
+                let units = (i * cap / 5_000) as i64;
+                sample(i * 50, (i % 97 != 0).then_some(units))
+            })
+            .collect();
+        let settled = SettledInventory {
+            view: ledger.inventory.clone(),
+            waited_ms: 2_000,
+        };
         let report = check(&CheckInput {
-            history: &history,
-            ledger: &ledger,
-            cap: Some(cap),
+            faults: &faults,
+            samples: &samples,
+            settled: Some(&settled),
+            ..CheckInput::new(&history, &ledger, Some(cap))
         });
         assert!(report.all_held(), "{:#?}", report.violated());
+        let inv5 = &report.invariants["INV-5"].summary;
+        assert!(
+            inv5.starts_with("fault-aware: 2 faults, healed at 0.110 s;"),
+            "{inv5}"
+        );
+        assert!(
+            report.invariants["INV-1"]
+                .summary
+                .contains("5000 samples, 52 failed readings"),
+            "{}",
+            report.invariants["INV-1"].summary
+        );
+        assert!(report.invariants["INV-6"].summary.ends_with("all agree"));
+    }
+
+    #[test]
+    fn the_inputs_of_a_faulty_run_reach_every_invariant() {
+        // A correct sell-out whose settled view shows a stale quantity_sold and whose samples
+        // saw the cap exceeded: INV-1 and INV-6 fail, the others hold.
+        let history = vec![ok(0, "a", 1, "o1"), rejected(1, "b", 1, SOLD_OUT)];
+        let ledger = ledger(vec![order("o1", "a", 1, 1)], Some(1));
+        let mut settled = SettledInventory {
+            view: ledger.inventory.clone(),
+            waited_ms: 100,
+        };
+        settled.view.quantity_sold = 0;
+        let faults = [fault("pause", 100, Some(200))];
+        let samples = [sample(150, Some(2))];
+        let report = check(&CheckInput {
+            faults: &faults,
+            samples: &samples,
+            settled: Some(&settled),
+            ..CheckInput::new(&history, &ledger, Some(1))
+        });
+        assert_eq!(report.violated(), ["INV-1", "INV-6"]);
     }
 }

@@ -1,13 +1,14 @@
 //! The short human summary printed at the end of a run.
 //!
-//! It answers, in order, the questions a person asks after a run: what ran, did it oversell or
-//! otherwise break an invariant (and on which operations), how fast was it, and where are the
-//! files. Everything else is in `summary.json`.
+//! It answers, in order, the questions a person asks after a run: what ran, which faults it
+//! survived (or not) and which claim path served the orders, did it oversell or otherwise break
+//! an invariant (and on which operations), how fast was it, and where are the files. Everything
+//! else is in `summary.json`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::summary::Summary;
+use super::summary::{FaultSummary, Summary};
 use crate::history::Attempt;
 use crate::ledger::LedgerOrder;
 
@@ -60,6 +61,13 @@ pub fn console_summary(summary: &Summary) -> String {
             summary.orders_persisted
         ),
     );
+    faults(&mut s, summary);
+    let decided_by = if summary.decided_by.is_empty() {
+        "no orders".to_owned()
+    } else {
+        listed(&summary.decided_by)
+    };
+    line(&mut s, format!("orders decided by: {decided_by}"));
 
     for (id, inv) in &summary.invariants {
         let verdict = if inv.held { "HELD" } else { "VIOLATED" };
@@ -132,6 +140,47 @@ pub fn console_summary(summary: &Summary) -> String {
     s
 }
 
+/// The `faults:` block: one line for the totals, one per applied fault in start order.
+fn faults(s: &mut String, summary: &Summary) {
+    if summary.faults.is_empty() {
+        line(s, "faults: none applied".to_owned());
+        return;
+    }
+    line(
+        s,
+        format!(
+            "faults: {} applied, {} faulted in all",
+            summary.fault_summary.applied,
+            human_us(ms_to_us(summary.fault_summary.time_faulted_ms))
+        ),
+    );
+    for fault in &summary.faults {
+        line(s, format!("  {}", describe_fault(fault)));
+    }
+}
+
+fn describe_fault(f: &FaultSummary) -> String {
+    let window = match f.ended_ms {
+        Some(end) => format!(
+            "from {} to {} ({})",
+            seconds(f.started_ms),
+            seconds(end),
+            human_us(ms_to_us(f.duration_ms))
+        ),
+        None => format!("from {}, never healed", seconds(f.started_ms)),
+    };
+    format!("{} {window}: {} (planned: {})", f.kind, f.detail, f.planned)
+}
+
+/// A time since the run's origin, given in ms, as seconds with millisecond digits.
+fn seconds(ms: f64) -> String {
+    format!("{:.3} s", ms / 1e3)
+}
+
+fn ms_to_us(ms: f64) -> u64 {
+    (ms * 1e3).round() as u64
+}
+
 fn line(s: &mut String, text: String) {
     s.push_str(&text);
     s.push('\n');
@@ -141,14 +190,18 @@ fn by_code(counts: &BTreeMap<String, u64>) -> String {
     if counts.is_empty() {
         return String::new();
     }
-    let mut out = String::from(" (");
-    for (i, (code, n)) in counts.iter().enumerate() {
+    format!(" ({})", listed(counts))
+}
+
+/// `name n, name n, …` in key order.
+fn listed(counts: &BTreeMap<String, u64>) -> String {
+    let mut out = String::new();
+    for (i, (name, n)) in counts.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{code} {n}");
+        let _ = write!(out, "{name} {n}");
     }
-    out.push(')');
     out
 }
 
@@ -195,6 +248,27 @@ mod tests {
         assert_eq!(human_us(999), "999 µs");
         assert_eq!(human_us(1_500), "1.5 ms");
         assert_eq!(human_us(2_500_000), "2.50 s");
+    }
+
+    #[test]
+    fn fault_lines_show_the_window_or_that_it_never_healed() {
+        let mut fault = FaultSummary {
+            kind: "pause".to_owned(),
+            planned: "at 1s for 2s".to_owned(),
+            started_ms: 1_000.25,
+            ended_ms: Some(3_200.0),
+            duration_ms: 2_199.75,
+            detail: "docker pause".to_owned(),
+        };
+        assert_eq!(
+            describe_fault(&fault),
+            "pause from 1.000 s to 3.200 s (2.20 s): docker pause (planned: at 1s for 2s)"
+        );
+        fault.ended_ms = None;
+        assert_eq!(
+            describe_fault(&fault),
+            "pause from 1.000 s, never healed: docker pause (planned: at 1s for 2s)"
+        );
     }
 
     #[test]

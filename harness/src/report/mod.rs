@@ -1,10 +1,12 @@
 //! Run outputs: the directory a run leaves behind and the summary printed on the console.
 //!
 //! A run directory holds `summary.json` (versioned, see [`summary::SCHEMA_VERSION`]),
-//! `history.jsonl` (one attempt per line, the raw material for re-checking a run) and one
-//! HdrHistogram percentile distribution per latency class and family
+//! `history.jsonl` (one attempt per line, the raw material for re-checking a run), when there
+//! were any, `faults.jsonl` (one applied fault per line) and `samples.jsonl` (one inventory
+//! reading per line), and one HdrHistogram percentile distribution per latency class and family
 //! (`latency-<class>.hgrm` from the intended send, `latency-<class>.from-send.hgrm` from the
-//! actual send), which standard HdrHistogram plotters read.
+//! actual send), which standard HdrHistogram plotters read. The `.jsonl` files are the exact
+//! records the checker judged, so a run can be re-checked from its directory alone.
 
 mod console;
 mod histograms;
@@ -24,11 +26,14 @@ pub use histograms::{
     LatencyClass, LatencyStats, OUTPUT_SCALING_RATIO, SpreadStats, TICKS_PER_HALF_DISTANCE,
     write_percentile_distribution,
 };
-pub use summary::{InvariantSummary, LatencyReport, OutcomeCounts, SCHEMA_VERSION, Summary};
+pub use summary::{
+    FaultSummary, FaultTotals, InvariantSummary, LatencyReport, OutcomeCounts, SCHEMA_VERSION,
+    SampleSummary, Summary,
+};
 
 use crate::checker::CheckReport;
-use crate::history::Attempt;
-use crate::ledger::Ledger;
+use crate::history::{Attempt, FaultRecord, InventorySample};
+use crate::ledger::{Ledger, SettledInventory};
 use crate::scenario::Scenario;
 
 /// What identifies a run, beyond what it produced.
@@ -52,6 +57,12 @@ pub struct RunOutputs<'a> {
     pub history: &'a [Attempt],
     pub ledger: &'a Ledger,
     pub check: &'a CheckReport,
+    /// The faults actually applied; empty for a no-fault run.
+    pub faults: &'a [FaultRecord],
+    /// Inventory readings taken during the run.
+    pub samples: &'a [InventorySample],
+    /// The inventory view read after faults healed and the sync job ran; `None` if not measured.
+    pub settled: Option<&'a SettledInventory>,
 }
 
 /// `results_root/<scenario>/<UTC start, e.g. 20261126T101500Z>/`: one directory per run that
@@ -74,15 +85,13 @@ pub fn default_out_dir(
 pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
     fs::create_dir_all(dir)?;
 
-    let mut history = BufWriter::new(File::create(dir.join("history.jsonl"))?);
-    for attempt in out.history {
-        serde_json::to_writer(&mut history, attempt)?;
-        history.write_all(b"\n")?;
+    write_jsonl(&dir.join("history.jsonl"), out.history)?;
+    if !out.faults.is_empty() {
+        write_jsonl(&dir.join("faults.jsonl"), out.faults)?;
     }
-    history
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
+    if !out.samples.is_empty() {
+        write_jsonl(&dir.join("samples.jsonl"), out.samples)?;
+    }
 
     let histograms = histograms::LatencyHistograms::record(out.history);
     for (class, h) in &histograms.from_intended {
@@ -101,6 +110,17 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
     file.write_all(b"\n")?;
     file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(summary)
+}
+
+/// One JSON record per line, synced to disk: the run's raw records must survive a crash of
+/// whatever runs next.
+fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> io::Result<()> {
+    let mut file = BufWriter::new(File::create(path)?);
+    for record in records {
+        serde_json::to_writer(&mut file, record)?;
+        file.write_all(b"\n")?;
+    }
+    file.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
 fn write_hgrm(path: &Path, h: &Histogram<u64>) -> io::Result<()> {
@@ -157,7 +177,23 @@ mod tests {
         info: RunInfo,
         history: Vec<Attempt>,
         ledger: Ledger,
+        faults: Vec<FaultRecord>,
+        samples: Vec<InventorySample>,
+        settled: Option<SettledInventory>,
         check: CheckReport,
+    }
+
+    impl Run {
+        /// Runs the checker on what the run holds now.
+        fn checked(mut self) -> Self {
+            self.check = checker::check(&CheckInput {
+                faults: &self.faults,
+                samples: &self.samples,
+                settled: self.settled.as_ref(),
+                ..CheckInput::new(&self.history, &self.ledger, Some(2))
+            });
+            self
+        }
     }
 
     /// Cap 2, two ok buyers, three sold out, one timeout; `extra_order` adds a phantom.
@@ -185,11 +221,6 @@ mod tests {
                 units_in_orders: 2,
             },
         };
-        let check = checker::check(&CheckInput {
-            history: &history,
-            ledger: &ledger,
-            cap: Some(2),
-        });
         let info = RunInfo {
             scenario: scenario(2),
             seed: 7,
@@ -203,8 +234,61 @@ mod tests {
             info,
             history,
             ledger,
-            check,
+            faults: Vec::new(),
+            samples: Vec::new(),
+            settled: None,
+            check: CheckReport {
+                invariants: Default::default(),
+            },
         }
+        .checked()
+    }
+
+    /// The run of [`run`] under faults: a Redis kill that healed, added latency overlapping it,
+    /// and a PostgreSQL outage that never healed; one order went through the fallback path.
+    /// The last answer of the run arrives at 209.5 ms.
+    fn faulty_run() -> Run {
+        let mut r = run(false);
+        r.ledger.orders[1].decided_by = "postgres-fallback".into();
+        let fault = |kind: &str, started_us, ended_us, detail: &str| FaultRecord {
+            kind: kind.into(),
+            planned: format!("{kind} as scheduled"),
+            started_us,
+            ended_us,
+            detail: detail.into(),
+        };
+        r.faults = vec![
+            fault("pg-down", 205_000, None, "postgres unreachable"),
+            fault(
+                "kill",
+                200_100,
+                Some(200_350),
+                "SIGKILL container 3f2a, restarted empty",
+            ),
+            fault(
+                "latency",
+                200_200,
+                Some(201_000),
+                "+50 ms on the Redis link",
+            ),
+        ];
+        let sample = |at_us, units: Option<i64>| InventorySample {
+            at_us,
+            units_in_orders: units,
+            quantity_sold: units,
+            redis_counter: units,
+            error: units.is_none().then(|| "connection refused".into()),
+        };
+        r.samples = vec![
+            sample(200_400, Some(1)),
+            sample(205_500, None),
+            sample(209_600, Some(2)),
+        ];
+        r.settled = Some(SettledInventory {
+            view: r.ledger.inventory.clone(),
+            waited_ms: 250,
+        });
+        r.checked()
     }
 
     fn write(run: &Run, dir: &Path) -> Summary {
@@ -215,6 +299,9 @@ mod tests {
                 history: &run.history,
                 ledger: &run.ledger,
                 check: &run.check,
+                faults: &run.faults,
+                samples: &run.samples,
+                settled: run.settled.as_ref(),
             },
         )
         .unwrap()
@@ -257,7 +344,24 @@ mod tests {
         assert_eq!(json["units_acknowledged"], 2);
         assert_eq!(json["units_persisted"], 2);
         assert_eq!(json["orders_persisted"], 2);
-        for id in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"] {
+        assert_eq!(json["decided_by"], serde_json::json!({"redis": 2}));
+        assert_eq!(json["faults"], serde_json::json!([]));
+        assert_eq!(
+            json["fault_summary"],
+            serde_json::json!({"applied": 0, "time_faulted_ms": 0.0})
+        );
+        assert_eq!(
+            json["samples"],
+            serde_json::json!({"count": 0, "failed": 0, "max_units_in_orders": null})
+        );
+        assert!(json["settled"].is_null());
+        assert!(
+            json["invariants"]["INV-6"]["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("not measured")
+        );
+        for id in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5", "INV-6"] {
             assert_eq!(json["invariants"][id]["held"], true, "{id}");
             assert!(json["invariants"][id]["summary"].is_string(), "{id}");
             assert!(json["invariants"][id]["counterexample"].is_null(), "{id}");
@@ -317,6 +421,102 @@ mod tests {
             );
         }
         assert!(!dir.join("latency-other_rejection.hgrm").exists());
+        assert!(!dir.join("faults.jsonl").exists(), "no faults, no file");
+        assert!(!dir.join("samples.jsonl").exists(), "no samples, no file");
+    }
+
+    #[test]
+    fn a_faulty_run_records_its_faults_samples_and_settled_view() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = faulty_run();
+        let summary = write(&r, tmp.path());
+        let text = fs::read_to_string(tmp.path().join("summary.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+
+        assert_eq!(json["schema_version"], 1);
+        assert_eq!(
+            json["faults"][0],
+            serde_json::json!({
+                "kind": "kill",
+                "planned": "kill as scheduled",
+                "started_ms": 200.1,
+                "ended_ms": 200.35,
+                "duration_ms": 0.25,
+                "detail": "SIGKILL container 3f2a, restarted empty"
+            })
+        );
+        assert_eq!(json["faults"][1]["kind"], "latency");
+        assert_eq!(json["faults"][2]["kind"], "pg-down");
+        assert!(json["faults"][2]["ended_ms"].is_null());
+        assert_eq!(json["faults"][2]["duration_ms"], 4.5);
+        // 200.1–201.0 ms and 205.0–209.5 ms (the never-healed outage runs to the last answer).
+        assert_eq!(
+            json["fault_summary"],
+            serde_json::json!({"applied": 3, "time_faulted_ms": 5.4})
+        );
+        assert_eq!(
+            json["samples"],
+            serde_json::json!({"count": 3, "failed": 1, "max_units_in_orders": 2})
+        );
+        assert_eq!(json["settled"]["waited_ms"], 250);
+        assert_eq!(json["settled"]["view"]["units_in_orders"], 2);
+        assert_eq!(
+            json["decided_by"],
+            serde_json::json!({"postgres-fallback": 1, "redis": 1})
+        );
+        assert_eq!(json["invariants"]["INV-6"]["name"], "convergence");
+        assert_eq!(json["invariants"]["INV-6"]["held"], true);
+        assert!(
+            json["invariants"]["INV-5"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("pg-down never healed")
+        );
+        assert!(
+            json["invariants"]["INV-1"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("3 samples, 1 failed readings")
+        );
+
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summary);
+
+        let faults: Vec<FaultRecord> = fs::read_to_string(tmp.path().join("faults.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(faults, r.faults);
+        let samples: Vec<InventorySample> = fs::read_to_string(tmp.path().join("samples.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(samples, r.samples);
+    }
+
+    #[test]
+    fn a_summary_written_before_faults_existed_still_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&run(false), tmp.path());
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(tmp.path().join("summary.json")).unwrap())
+                .unwrap();
+        let object = json.as_object_mut().unwrap();
+        for key in [
+            "faults",
+            "fault_summary",
+            "samples",
+            "settled",
+            "decided_by",
+        ] {
+            assert!(object.remove(key).is_some(), "{key}");
+        }
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert!(back.faults.is_empty());
+        assert_eq!(back.samples, SampleSummary::default());
+        assert_eq!(back.settled, None);
     }
 
     #[test]
@@ -376,7 +576,37 @@ mod tests {
         );
         assert!(text.contains("VIOLATED: INV-1, INV-3"), "{text}");
         assert!(text.contains(&tmp.path().display().to_string()), "{text}");
+        assert!(text.contains("faults: none applied"), "{text}");
+        assert!(text.contains("orders decided by: redis 3"), "{text}");
+        assert!(text.contains("INV-6 convergence"), "{text}");
         let lines = text.lines().count();
         assert!((10..=30).contains(&lines), "{lines} lines:\n{text}");
+    }
+
+    #[test]
+    fn console_summary_lists_each_fault_and_the_claim_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = console_summary(&write(&faulty_run(), tmp.path()));
+        assert!(
+            text.contains("faults: 3 applied, 5.4 ms faulted in all\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  kill from 0.200 s to 0.200 s (250 µs): SIGKILL container 3f2a, restarted \
+                 empty (planned: kill as scheduled)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  pg-down from 0.205 s, never healed: postgres unreachable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orders decided by: postgres-fallback 1, redis 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("INV-6 convergence"), "{text}");
+        assert!(text.contains("all invariants held"), "{text}");
     }
 }

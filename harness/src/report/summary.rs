@@ -1,8 +1,14 @@
 //! `summary.json`: the versioned, machine-readable record of one run.
 //!
 //! It echoes everything needed to reproduce or compare the run (scenario, seed, target,
-//! strategy) next to what happened (outcome counts, units, invariant verdicts, latency), so two
-//! summaries can be diffed without the rest of the run's directory.
+//! strategy) next to what happened (outcome counts, units, the faults applied, the inventory
+//! readings, invariant verdicts, latency), so two summaries can be diffed without the rest of
+//! the run's directory.
+//!
+//! Fault times are milliseconds since the run's clock origin (the origin of `history.jsonl`'s
+//! microsecond times) as decimal numbers with microsecond digits, e.g. `3200.125`: readable at a
+//! glance, yet exact enough to line up with the attempts. The fields added for faults are
+//! `#[serde(default)]`, so a summary written before they existed still reads back.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,7 +19,8 @@ use time::OffsetDateTime;
 use super::RunOutputs;
 use super::histograms::{LatencyHistograms, LatencyStats, SpreadStats};
 use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
-use crate::history::{Attempt, Outcome};
+use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+use crate::ledger::{LedgerOrder, SettledInventory};
 use crate::scenario::{Cap, Scenario};
 
 /// Bumped whenever a field changes meaning or disappears, so readers can refuse what they do
@@ -45,12 +52,149 @@ pub struct Summary {
     pub units_acknowledged: u64,
     pub units_persisted: u64,
     pub orders_persisted: u64,
+    /// Persisted orders per claim path (`redis`, `postgres-fallback`, …), so capacity planners
+    /// see how much of the sale the PostgreSQL path had to serve.
+    #[serde(default)]
+    pub decided_by: BTreeMap<String, u64>,
+    /// The faults actually applied, in the order they started; empty for a no-fault run.
+    #[serde(default)]
+    pub faults: Vec<FaultSummary>,
+    #[serde(default)]
+    pub fault_summary: FaultTotals,
+    /// The inventory readings taken during the run.
+    #[serde(default)]
+    pub samples: SampleSummary,
+    /// The inventory view read once faults healed and the sync job ran; `null` if not measured.
+    #[serde(default)]
+    pub settled: Option<SettledInventory>,
     pub all_invariants_held: bool,
-    /// Keyed `"INV-1"`..`"INV-5"`.
+    /// Keyed `"INV-1"`..`"INV-6"`.
     pub invariants: BTreeMap<String, InvariantSummary>,
     pub latency: LatencyReport,
     /// For the burst: how far each first try's real send fell behind the "doors open" instant.
     pub send_spread_us: SpreadStats,
+}
+
+/// One applied fault. Times are ms since the run's clock origin with microsecond digits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultSummary {
+    /// The NEM kind, e.g. `kill`, `pause`, `pg-down`.
+    pub kind: String,
+    /// What the scenario asked for, in words.
+    pub planned: String,
+    pub started_ms: f64,
+    /// `None` (`null`) when the fault never healed.
+    pub ended_ms: Option<f64>,
+    /// How long the fault lasted; one that never healed is counted up to the run's last
+    /// completed attempt, the last moment the harness saw the server answer (or fail to).
+    pub duration_ms: f64,
+    /// What was done, e.g. `SIGKILL container 3f2a…, restarted empty`.
+    pub detail: String,
+}
+
+/// The faults of a run taken together.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FaultTotals {
+    pub applied: u64,
+    /// How long at least one fault was in effect: overlapping windows count once, so this can
+    /// be set against the wall time.
+    pub time_faulted_ms: f64,
+}
+
+/// The inventory readings taken during the run, in brief (`samples.jsonl` has them all).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SampleSummary {
+    pub count: u64,
+    /// Readings that failed (for example while PostgreSQL was down).
+    pub failed: u64,
+    /// The largest `units_in_orders` any reading reported; `None` if none succeeded.
+    pub max_units_in_orders: Option<i64>,
+}
+
+impl SampleSummary {
+    pub fn of(samples: &[InventorySample]) -> Self {
+        SampleSummary {
+            count: samples.len() as u64,
+            failed: samples
+                .iter()
+                .filter(|s| s.units_in_orders.is_none())
+                .count() as u64,
+            max_units_in_orders: samples.iter().filter_map(|s| s.units_in_orders).max(),
+        }
+    }
+}
+
+/// Milliseconds with microsecond digits, from microseconds. One division, so the value is the
+/// double nearest the exact decimal and survives a round trip through JSON unchanged.
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Where a fault's window ends: when it healed, or, if it never did, the run's last completed
+/// attempt (never before the fault started).
+fn window_end_us(fault: &FaultRecord, run_end_us: u64) -> u64 {
+    fault.ended_us.unwrap_or(run_end_us).max(fault.started_us)
+}
+
+/// The faults as listed in `summary.json`, in the order they started.
+pub fn fault_summaries(faults: &[FaultRecord], history: &[Attempt]) -> Vec<FaultSummary> {
+    let run_end = run_end_us(history);
+    let mut listed: Vec<&FaultRecord> = faults.iter().collect();
+    listed.sort_by_key(|f| f.started_us);
+    listed
+        .into_iter()
+        .map(|f| FaultSummary {
+            kind: f.kind.clone(),
+            planned: f.planned.clone(),
+            started_ms: ms(f.started_us),
+            ended_ms: f.ended_us.map(ms),
+            duration_ms: ms(window_end_us(f, run_end) - f.started_us),
+            detail: f.detail.clone(),
+        })
+        .collect()
+}
+
+/// The number of faults and the time covered by at least one of them.
+pub fn fault_totals(faults: &[FaultRecord], history: &[Attempt]) -> FaultTotals {
+    let run_end = run_end_us(history);
+    let mut windows: Vec<(u64, u64)> = faults
+        .iter()
+        .map(|f| (f.started_us, window_end_us(f, run_end)))
+        .collect();
+    windows.sort_unstable();
+    let mut faulted = 0u64;
+    let mut current: Option<(u64, u64)> = None;
+    for (start, end) in windows {
+        current = match current {
+            Some((from, to)) if start <= to => Some((from, to.max(end))),
+            Some((from, to)) => {
+                faulted += to - from;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((from, to)) = current {
+        faulted += to - from;
+    }
+    FaultTotals {
+        applied: faults.len() as u64,
+        time_faulted_ms: ms(faulted),
+    }
+}
+
+/// The last moment the run saw an answer (or a failure): the latest `completed_us`.
+fn run_end_us(history: &[Attempt]) -> u64 {
+    history.iter().map(|a| a.completed_us).max().unwrap_or(0)
+}
+
+/// Persisted orders counted per `decided_by`.
+pub fn decided_by(orders: &[LedgerOrder]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for order in orders {
+        *counts.entry(order.decided_by.clone()).or_default() += 1;
+    }
+    counts
 }
 
 /// How the attempts ended.
@@ -143,6 +287,11 @@ pub(super) fn build(
         units_acknowledged: acknowledged_units(out.history),
         units_persisted: out.ledger.persisted_units(),
         orders_persisted: out.ledger.orders.len() as u64,
+        decided_by: decided_by(&out.ledger.orders),
+        faults: fault_summaries(out.faults, out.history),
+        fault_summary: fault_totals(out.faults, out.history),
+        samples: SampleSummary::of(out.samples),
+        settled: out.settled.cloned(),
         all_invariants_held: out.check.all_held(),
         invariants: out
             .check
@@ -155,5 +304,105 @@ pub(super) fn build(
             from_intended: LatencyHistograms::stats(&histograms.from_intended),
         },
         send_spread_us: histograms.spread(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(kind: &str, started_us: u64, ended_us: Option<u64>) -> FaultRecord {
+        FaultRecord {
+            kind: kind.to_owned(),
+            planned: "at 1s for 2s".to_owned(),
+            started_us,
+            ended_us,
+            detail: "done".to_owned(),
+        }
+    }
+
+    fn finished_at(completed_us: u64) -> Attempt {
+        Attempt {
+            seq: 0,
+            buyer: "b".to_owned(),
+            idempotency_key: "k".to_owned(),
+            quantity: 1,
+            try_number: 0,
+            intended_us: 0,
+            sent_us: 0,
+            completed_us,
+            outcome: Outcome::Ok,
+            status: Some(201),
+            code: None,
+            order_id: Some("o".to_owned()),
+        }
+    }
+
+    #[test]
+    fn overlapping_windows_count_once_and_open_ones_run_to_the_last_answer() {
+        let history = [finished_at(9_000_000), finished_at(10_000_000)];
+        let faults = [
+            fault("pause", 1_000_000, Some(3_000_000)),
+            fault("latency", 2_000_000, Some(4_000_500)),
+            fault("pg-down", 6_000_000, Some(6_500_000)),
+            fault("kill", 8_000_000, None),
+        ];
+        let totals = fault_totals(&faults, &history);
+        assert_eq!(totals.applied, 4);
+        // 1.0–4.0005 s, 6.0–6.5 s and 8.0–10.0 s.
+        assert_eq!(totals.time_faulted_ms, 5_500.5);
+    }
+
+    #[test]
+    fn a_fault_inside_another_adds_nothing() {
+        let faults = [
+            fault("pause", 1_000, Some(10_000)),
+            fault("latency", 2_000, Some(3_000)),
+        ];
+        assert_eq!(fault_totals(&faults, &[]).time_faulted_ms, 9.0);
+        assert_eq!(fault_totals(&[], &[]), FaultTotals::default());
+    }
+
+    #[test]
+    fn faults_are_listed_in_start_order_in_milliseconds() {
+        let faults = [
+            fault("kill", 8_000_123, None),
+            fault("pause", 1_000_000, Some(3_200_125)),
+        ];
+        let listed = fault_summaries(&faults, &[finished_at(9_000_000)]);
+        assert_eq!(listed[0].kind, "pause");
+        assert_eq!(listed[0].started_ms, 1_000.0);
+        assert_eq!(listed[0].ended_ms, Some(3_200.125));
+        assert_eq!(listed[0].duration_ms, 2_200.125);
+        assert_eq!(listed[1].kind, "kill");
+        assert_eq!(listed[1].ended_ms, None);
+        assert_eq!(listed[1].duration_ms, 999.877);
+    }
+
+    #[test]
+    fn a_fault_that_started_after_the_last_answer_lasted_no_time() {
+        let listed = fault_summaries(&[fault("kill", 5_000, None)], &[finished_at(1_000)]);
+        assert_eq!(listed[0].duration_ms, 0.0);
+    }
+
+    #[test]
+    fn samples_are_counted_with_their_failures_and_peak() {
+        let sample = |units| InventorySample {
+            at_us: 0,
+            units_in_orders: units,
+            quantity_sold: None,
+            redis_counter: None,
+            error: None,
+        };
+        let summary = SampleSummary::of(&[sample(Some(3)), sample(None), sample(Some(7))]);
+        assert_eq!(
+            summary,
+            SampleSummary {
+                count: 3,
+                failed: 1,
+                max_units_in_orders: Some(7)
+            }
+        );
+        assert_eq!(SampleSummary::of(&[sample(None)]).max_units_in_orders, None);
     }
 }

@@ -214,7 +214,7 @@ pub async fn buy(
             }
         }
         Err(ClaimError::Unavailable(err)) => {
-            tracing::warn!(sale = %sale_id, error = %err, "order not made durable; answering 503");
+            tracing::debug!(sale = %sale_id, error = %err, "order not made durable; answering 503");
             Err(ApiError::unavailable("the order database"))
         }
     }
