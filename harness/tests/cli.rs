@@ -99,3 +99,33 @@ fn the_broken_naive_strategy_exits_1_naming_inv_1() {
     );
     assert!(out.path().join("summary.json").exists());
 }
+
+#[test]
+fn a_fault_scenario_without_docker_exits_2_and_says_how_to_get_it() {
+    let output = flashsale()
+        .args(["run", "scenarios/redis-restarts-empty.toml"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("docker-setup.sh"), "{stderr}");
+}
+
+#[test]
+fn a_fault_scenario_against_a_target_url_exits_2() {
+    let output = flashsale()
+        .args([
+            "run",
+            "scenarios/redis-restarts-empty.toml",
+            "--target",
+            "http://127.0.0.1:9",
+            "--admin-token",
+            "t",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("in-process"), "{stderr}");
+}

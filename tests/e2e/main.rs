@@ -2,4 +2,5 @@
 //! PostgreSQL, through the committed scenario files.
 
 mod broken_strategies;
+mod faults;
 mod reference_server;
