@@ -145,6 +145,10 @@ impl From<InsertError> for ClaimError {
     }
 }
 
+/// How often a claim whose slot hint was taken raises the counter and claims through Redis again
+/// before the ledger decides it instead.
+const STALE_HINT_RETRIES: u32 = 3;
+
 /// The claim service: picks the path, applies the fail-open policy, writes the order.
 #[derive(Debug)]
 pub struct Inventory {
@@ -230,6 +234,7 @@ impl Inventory {
     ) -> Result<Order, ClaimError> {
         let quantity = i64::from(req.quantity);
         let mut seeded = false;
+        let mut stale_hints = 0;
         loop {
             if !self.breaker.allow() {
                 // Redis failed repeatedly: skip it rather than wait out its timeout on every
@@ -256,10 +261,24 @@ impl Inventory {
                     let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
                     return match orders::insert(&self.pool, req, Some(cap), &slots, "redis").await {
                         Ok(order) => Ok(order),
+                        Err(InsertError::SlotTaken) if stale_hints < STALE_HINT_RETRIES => {
+                            // Redis is behind the ledger (restarted, rolled back, or PostgreSQL
+                            // sold while Redis was away). Raise the counter to the highest slot
+                            // taken — which also absorbs this claim's own count, since its slot
+                            // lies at or below it — and claim again: hints restart above every
+                            // taken slot, so one conflict repairs the counter for everyone
+                            // instead of each later claim paying for its own.
+                            stale_hints += 1;
+                            tracing::debug!(sale = %sale.id, "slot hint taken; raising the counter");
+                            let highest = postgres::highest_slot(&self.pool, sale.id).await?;
+                            if let Err(failure) = redis.raise_to(sale.id, highest).await {
+                                tracing::debug!(sale = %sale.id, %failure, "could not raise the counter");
+                            }
+                            continue;
+                        }
                         Err(InsertError::SlotTaken) => {
-                            // Redis was behind the ledger (restarted, rolled back, or PostgreSQL
-                            // sold while Redis was away). The ledger decides instead.
-                            tracing::debug!(sale = %sale.id, "slot hint taken; ledger decides");
+                            // Still colliding (a PostgreSQL-path claim keeps taking the slots
+                            // Redis hands out next): the ledger decides this one.
                             postgres::claim(&self.pool, sale, cap, req, "postgres-conflict").await
                         }
                         Err(err) => {

@@ -26,6 +26,16 @@ pub async fn units_claimed(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Er
     Ok(units)
 }
 
+/// The highest slot the sale's ledger holds (0 when none).
+pub async fn highest_slot(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
+    let (highest,): (i64,) =
+        sqlx::query_as("SELECT coalesce(max(slot), 0) FROM order_units WHERE sale_id = $1")
+            .bind(sale_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(highest)
+}
+
 /// Claims `req.quantity` free slots of a capped sale and stores the order with them.
 pub async fn claim(
     pool: &PgPool,

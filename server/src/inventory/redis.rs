@@ -64,6 +64,7 @@ struct Inner {
     claim_script: Script,
     release_script: Script,
     reconcile_script: Script,
+    raise_script: Script,
     timeout: Duration,
 }
 
@@ -97,6 +98,7 @@ impl RedisCounter {
                 claim_script: Script::new(include_str!("lua/claim.lua")),
                 release_script: Script::new(include_str!("lua/release.lua")),
                 reconcile_script: Script::new(include_str!("lua/reconcile.lua")),
+                raise_script: Script::new(include_str!("lua/raise.lua")),
                 timeout,
             }),
         })
@@ -187,6 +189,16 @@ impl RedisCounter {
         let mut cmd = redis::cmd("GET");
         cmd.arg(sold_key(sale_id));
         self.bounded(cmd.query_async(&mut conn)).await
+    }
+
+    /// Raises the counter to at least `floor` (never lowers it): hints then restart above the
+    /// highest slot the ledger holds.
+    pub async fn raise_to(&self, sale_id: Uuid, floor: i64) -> Result<(), RedisFailure> {
+        let mut conn = self.conn();
+        let mut invocation = self.inner.raise_script.key(sold_key(sale_id));
+        invocation.arg(floor);
+        let _after: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
     }
 
     /// Moves the counter from `expected` to `new` only if nothing changed it meanwhile; returns
