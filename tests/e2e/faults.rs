@@ -150,3 +150,16 @@ async fn broken_seed_is_caught_overselling_when_its_fallback_sells_behind_redis_
         result.check.violated()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_failover_rollback_flush_and_stop_hold_every_invariant() {
+    let result = run("redis-failover.toml", InventoryStrategy::Redis).await;
+    assert_held("redis-failover", &result);
+    let kinds: Vec<&str> = result.faults.iter().map(|f| f.kind.as_str()).collect();
+    assert_eq!(kinds, ["rollback", "flush-scripts", "stop"]);
+    assert!(
+        result.faults[0].detail.contains("set back"),
+        "{}",
+        result.faults[0].detail
+    );
+}
