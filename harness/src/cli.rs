@@ -20,6 +20,41 @@ pub enum Command {
     ///
     /// Exit status: 0 every invariant held; 1 an invariant was violated; 2 bad input or set-up.
     Run(RunArgs),
+    /// Run generated scenarios until an invariant breaks, shrink the failure to a minimal
+    /// scenario, and write it where `flashsale run` replays it.
+    ///
+    /// Exit status: 0 no violation in all cases; 1 a violation was found (and written); 2 bad
+    /// input or set-up.
+    Explore(ExploreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExploreArgs {
+    /// URL of a running server to explore instead of the in-process reference server (generated
+    /// scenarios then carry no faults: the harness can only break what it starts).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Admin bearer token of the --target server.
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Inventory strategy of the in-process reference server.
+    #[arg(long, value_name = "STRATEGY")]
+    pub inventory: Option<InventoryStrategy>,
+    /// How many generated scenarios to run before concluding that none breaks an invariant.
+    #[arg(long, default_value_t = 50)]
+    pub cases: u32,
+    /// Seed of the generator; printed at the start so any campaign can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the minimal failing scenario and its run [default: results/explore/<UTC timestamp>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Generate scenarios without faults (faults need Docker).
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Most buyers a generated scenario may have.
+    #[arg(long, default_value_t = 2000)]
+    pub max_buyers: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,7 +100,9 @@ mod tests {
             "/tmp/x",
         ])
         .unwrap();
-        let Command::Run(args) = opts.command;
+        let Command::Run(args) = opts.command else {
+            panic!("not run");
+        };
         assert_eq!(args.inventory, Some(InventoryStrategy::BrokenNaive));
         assert_eq!(args.seed, Some(9));
         assert_eq!(args.out, Some(PathBuf::from("/tmp/x")));
@@ -80,6 +117,30 @@ mod tests {
             err.contains("broken-naive") && err.contains("redis"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn explore_takes_its_flags_with_defaults() {
+        let opts = Opts::try_parse_from([
+            "flashsale",
+            "explore",
+            "--inventory",
+            "broken-naive",
+            "--cases",
+            "7",
+            "--seed",
+            "42",
+        ])
+        .unwrap();
+        let Command::Explore(args) = opts.command else {
+            panic!("not explore");
+        };
+        assert_eq!(args.inventory, Some(InventoryStrategy::BrokenNaive));
+        assert_eq!(
+            (args.cases, args.seed, args.max_buyers),
+            (7, Some(42), 2000)
+        );
+        assert!(!args.no_faults);
     }
 
     #[test]

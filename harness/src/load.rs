@@ -34,7 +34,7 @@ pub struct Buyer {
 /// `run_nonce` so two runs against the same server never share a key.
 pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer> {
     let mut rng = StdRng::seed_from_u64(seed);
-    (0..scenario.buyers.count)
+    let mut buyers: Vec<Buyer> = (0..scenario.buyers.count)
         .map(|i| Buyer {
             buyer_id: format!("buyer-{i:05}"),
             product_id: (scenario.sale.products.len() > 1).then(|| {
@@ -48,7 +48,17 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
             },
             idempotency_key: format!("{run_nonce}-{i:05}"),
         })
-        .collect()
+        .collect();
+    // Some buyers send an earlier buyer's key with their own body (HAZ-12).
+    if scenario.buyers.reused_keys > 0.0 {
+        for i in 1..buyers.len() {
+            if rng.random_bool(scenario.buyers.reused_keys) {
+                let earlier = rng.random_range(0..i);
+                buyers[i].idempotency_key = buyers[earlier].idempotency_key.clone();
+            }
+        }
+    }
+    buyers
 }
 
 /// Where to send buys.

@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
     let opts = Opts::parse();
     let status = match opts.command {
         Command::Run(args) => flashsale_harness::cli_run(args).await,
+        Command::Explore(args) => flashsale_harness::cli_explore(args).await,
     };
     ExitCode::from(status as u8)
 }

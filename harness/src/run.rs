@@ -106,7 +106,7 @@ pub enum RunError {
 /// How often the inventory view is sampled during a run, for INV-1 "at every moment".
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How long to wait after the run for the sync job and the reconcile to converge (INV-6).
-const SETTLE_WITHIN: Duration = Duration::from_secs(5);
+const SETTLE_WITHIN: Duration = Duration::from_secs(3);
 
 /// Runs one scenario. Per-request failures are recorded in the history; only set-up problems
 /// (target unreachable, Docker missing, sale refused, outputs unwritable) are errors.

@@ -141,6 +141,15 @@ pub struct BuyerSpec {
     /// and any queueing for a permit shows up in the coordinated-omission-corrected latency.
     #[serde(default = "default_connections")]
     pub connections: u32,
+    /// Fraction (0 to 1) of buyers who send an earlier buyer's idempotency key with their own
+    /// body: a key reused for a different request, which must never become a second order
+    /// (HAZ-12). Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reused_keys: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Units each buyer requests: a fixed number, or drawn uniformly from `min..=max` with the run's
@@ -653,6 +662,12 @@ fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
                 ));
             }
         }
+    }
+    if !(0.0..=1.0).contains(&s.buyers.reused_keys) {
+        out.push(format!(
+            "buyers.reused_keys is a fraction of buyers, between 0 and 1 (got {})",
+            s.buyers.reused_keys
+        ));
     }
     if s.buyers.connections == 0 {
         out.push("buyers.connections must be at least 1 (got 0)".to_owned());

@@ -30,7 +30,10 @@ pub async fn claim(
     if sold + quantity > cap {
         return Err(ClaimError::SoldOut);
     }
-    // The race: between the read above and this write, other buyers read the same `sold`.
+    // The race: the order is written first and the count bumped after, as a checkout that
+    // "records the sale, then updates stock" does; every buyer who read `sold` before the write
+    // below lands believes the same units are free.
+    let order = orders::insert(pool, req, None, &[], "broken-naive").await?;
     let _: redis::RedisResult<()> = conn.set(&key, sold + quantity).await;
-    Ok(orders::insert(pool, req, None, &[], "broken-naive").await?)
+    Ok(order)
 }

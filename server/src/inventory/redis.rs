@@ -38,6 +38,11 @@ pub enum Claim {
 pub enum RedisFailure {
     Timeout(Duration),
     Error(redis::RedisError),
+    /// The reply was not this call's (its nonce differs, or its figure is impossible): the
+    /// connection paired replies with the wrong requests.
+    Mismatch(String),
+    /// The connection is being replaced after a timeout or a mismatch; not used meanwhile.
+    Reconnecting,
 }
 
 impl fmt::Display for RedisFailure {
@@ -45,6 +50,8 @@ impl fmt::Display for RedisFailure {
         match self {
             RedisFailure::Timeout(limit) => write!(f, "no answer within {limit:?}"),
             RedisFailure::Error(err) => write!(f, "{err}"),
+            RedisFailure::Mismatch(what) => write!(f, "reply for another request: {what}"),
+            RedisFailure::Reconnecting => f.write_str("connection being replaced"),
         }
     }
 }
@@ -61,6 +68,9 @@ struct Inner {
     client: redis::Client,
     conn: RwLock<ConnectionManager>,
     reconnecting: AtomicBool,
+    /// Set when replies on the current connection can no longer be trusted to be paired with
+    /// their requests; cleared when a fresh connection is installed.
+    poisoned: AtomicBool,
     claim_script: Script,
     release_script: Script,
     reconcile_script: Script,
@@ -95,6 +105,7 @@ impl RedisCounter {
                 client,
                 conn: RwLock::new(conn),
                 reconnecting: AtomicBool::new(false),
+                poisoned: AtomicBool::new(false),
                 claim_script: Script::new(include_str!("lua/claim.lua")),
                 release_script: Script::new(include_str!("lua/release.lua")),
                 reconcile_script: Script::new(include_str!("lua/reconcile.lua")),
@@ -109,11 +120,13 @@ impl RedisCounter {
     }
 
     /// A multiplexed connection matches replies to requests in order. After a timeout, the reply
-    /// we gave up on may still arrive — or, behind a link that lost it, never — so the connection
-    /// can no longer be trusted to pair replies with their requests. It is replaced in the
-    /// background (one replacement at a time); calls meanwhile keep using the old one, and any
-    /// wrong answer they might get can only cost a retry, since the slot ledger decides.
-    fn replace_connection(&self) {
+    /// we gave up on may still arrive — or, behind a link that lost it, never — and from then on
+    /// replies can be paired with the wrong requests (the model-based test caught a claim
+    /// answered with another call's figure). So the connection is poisoned: calls fail over at
+    /// once instead of using it, and it is replaced in the background (one replacement at a
+    /// time, retried by later calls while Redis stays away).
+    fn poison(&self) {
+        self.inner.poisoned.store(true, Ordering::Release);
         if self.inner.reconnecting.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -124,6 +137,7 @@ impl RedisCounter {
                 .get_connection_manager_with_config(manager_config(inner.timeout));
             if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(5), fresh).await {
                 *inner.conn.write().expect("redis connection") = conn;
+                inner.poisoned.store(false, Ordering::Release);
             }
             inner.reconnecting.store(false, Ordering::Release);
         });
@@ -133,11 +147,15 @@ impl RedisCounter {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisFailure> {
+        if self.inner.poisoned.load(Ordering::Acquire) {
+            self.poison();
+            return Err(RedisFailure::Reconnecting);
+        }
         match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => Err(RedisFailure::Error(err)),
             Err(_) => {
-                self.replace_connection();
+                self.poison();
                 Err(RedisFailure::Timeout(self.inner.timeout))
             }
         }
@@ -153,14 +171,24 @@ impl RedisCounter {
         quantity: i64,
     ) -> Result<Claim, RedisFailure> {
         let mut conn = self.conn();
+        let nonce = Uuid::new_v4().simple().to_string();
         let mut invocation = self.inner.claim_script.key(sold_key(sale_id));
-        invocation.arg(cap).arg(quantity);
-        let answer: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(match answer {
+        invocation.arg(cap).arg(quantity).arg(&nonce);
+        let (answer, echoed): (i64, String) =
+            self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let claim = match answer {
             -1 => Claim::SoldOut,
             -2 => Claim::NotLoaded,
             sold_after => Claim::Granted { sold_after },
-        })
+        };
+        let impossible = matches!(claim, Claim::Granted { sold_after } if sold_after < quantity || sold_after > cap);
+        if echoed != nonce || impossible {
+            self.poison();
+            return Err(RedisFailure::Mismatch(format!(
+                "claim answered {answer} with nonce {echoed}, expected nonce {nonce}"
+            )));
+        }
+        Ok(claim)
     }
 
     /// Gives back units whose order was not written (HAZ-5). A missing counter stays missing.

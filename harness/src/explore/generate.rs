@@ -1,0 +1,303 @@
+//! Whole scenarios drawn by proptest: the sale, the buyers, their arrival, their retries and
+//! reused keys, and a timeline of faults from SPEC.md's NEM list at drawn moments — including
+//! "exactly when the last unit goes". Shrinking works toward the simplest alternative of each
+//! choice (listed first), so a failing case shrinks to a small cap, few buyers and one fault.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use crate::scenario::{
+    Arrival, BuyerSpec, Cap, FaultKind, FaultSpec, QuantitySpec, RedisMode, RequestSpec, Scenario,
+};
+
+/// How big and how hostile generated scenarios may be.
+#[derive(Debug, Clone)]
+pub struct GenProfile {
+    pub max_buyers: u32,
+    pub max_cap: u64,
+    /// Faults need the in-process reference server (and Docker); a `--target` server gets none.
+    pub faults: bool,
+    /// Draw faults of these kinds only (all kinds when empty): lets a test aim at one hazard.
+    pub fault_kinds: Vec<FaultKind>,
+}
+
+impl GenProfile {
+    /// Small enough for every CI run: a case takes a second or two.
+    pub fn ci() -> Self {
+        Self {
+            max_buyers: 300,
+            max_cap: 40,
+            faults: true,
+            fault_kinds: Vec::new(),
+        }
+    }
+
+    /// What `flashsale explore` draws by default.
+    pub fn explore(faults: bool) -> Self {
+        Self {
+            max_buyers: 2000,
+            max_cap: 200,
+            faults,
+            fault_kinds: Vec::new(),
+        }
+    }
+}
+
+fn cap(max_cap: u64) -> impl Strategy<Value = Cap> {
+    prop_oneof![
+        3 => (1..=max_cap.max(1)).prop_map(Cap::Limited),
+        1 => Just(Cap::Limited(0)),
+        1 => Just(Cap::Limited(1)),
+        1 => Just(Cap::Unlimited),
+    ]
+}
+
+fn buyers(max_buyers: u32) -> impl Strategy<Value = BuyerSpec> {
+    let count = prop_oneof![
+        3 => 0..=20u32,
+        3 => 0..=max_buyers.min(200),
+        1 => 0..=max_buyers,
+    ];
+    let quantity = prop_oneof![
+        3 => Just(QuantitySpec::Fixed(1)),
+        1 => (1..=3u32).prop_map(QuantitySpec::Fixed),
+        1 => (1..=3u32).prop_map(|max| QuantitySpec::Range { min: 1, max }),
+    ];
+    let reused = prop_oneof![3 => Just(0.0), 1 => Just(0.1), 1 => Just(0.5)];
+    (count, quantity, 4..=128u32, reused).prop_map(|(count, quantity, connections, reused_keys)| {
+        let mut spec = base().buyers;
+        spec.count = count;
+        spec.quantity = quantity;
+        spec.connections = connections;
+        spec.reused_keys = reused_keys;
+        spec
+    })
+}
+
+/// The scenario every generated one starts from; fields are then set one by one, so options
+/// added to scenario files later keep their defaults here.
+fn base() -> Scenario {
+    Scenario::from_toml_str(
+        "[sale]\ncap = 1\n[[sale.products]]\nid = \"generated-product\"\nprice_cents = 1000\n\
+         [buyers]\ncount = 0\nquantity = 1\n",
+        "generated",
+    )
+    .expect("the base scenario is valid")
+}
+
+fn arrival() -> impl Strategy<Value = Arrival> {
+    prop_oneof![
+        2 => Just(Arrival::Burst {
+            open_after: Duration::from_millis(100),
+        }),
+        1 => (100..=1000u32).prop_map(|rate| Arrival::ConstantRate {
+            open_after: Duration::from_millis(100),
+            rate: f64::from(rate),
+        }),
+    ]
+}
+
+fn requests() -> impl Strategy<Value = RequestSpec> {
+    (0..=2u32).prop_map(|retries| {
+        let mut spec = base().requests;
+        spec.timeout = Duration::from_secs(3);
+        spec.retries = retries;
+        spec.retry_backoff = Duration::from_millis(100);
+        spec
+    })
+}
+
+fn millis(range: std::ops::RangeInclusive<u64>) -> impl Strategy<Value = Duration> {
+    range.prop_map(Duration::from_millis)
+}
+
+/// Every kind the generator draws, simplest to shrink to first.
+const ALL_KINDS: [FaultKind; 9] = [
+    FaultKind::Kill,
+    FaultKind::FlushScripts,
+    FaultKind::Rollback,
+    FaultKind::Pause,
+    FaultKind::Stop,
+    FaultKind::Latency,
+    FaultKind::Blackhole,
+    FaultKind::BlackholeReplies,
+    FaultKind::Reset,
+];
+
+fn fault(cap: Cap, kinds: Vec<FaultKind>) -> impl Strategy<Value = FaultSpec> {
+    let kinds = if kinds.is_empty() {
+        ALL_KINDS.to_vec()
+    } else {
+        kinds
+    };
+    let kind = prop::sample::select(kinds);
+    let limited = cap.as_option().filter(|c| *c > 0);
+    let trigger = match limited {
+        // "Exactly when the last unit goes" is `when_remaining_below = 1`... or 2: the unit
+        // before the last.
+        Some(c) => prop_oneof![
+            2 => millis(0..=1500).prop_map(|at| (Some(at), None)),
+            1 => Just((None, Some(1))),
+            1 => (1..=c).prop_map(|k| (None, Some(k))),
+        ]
+        .boxed(),
+        None => millis(0..=1500).prop_map(|at| (Some(at), None)).boxed(),
+    };
+    (
+        kind,
+        trigger,
+        millis(100..=1000),
+        millis(150..=400),
+        1..=20u64,
+    )
+        .prop_map(
+            |(kind, (at, when_remaining_below), duration, latency, rollback_by)| FaultSpec {
+                kind,
+                at,
+                when_remaining_below,
+                duration: (!matches!(kind, FaultKind::Rollback | FaultKind::FlushScripts))
+                    .then_some(duration),
+                latency: (kind == FaultKind::Latency).then_some(latency),
+                rollback_by: (kind == FaultKind::Rollback).then_some(rollback_by),
+            },
+        )
+}
+
+/// Whole scenarios, valid by construction (they pass the scenario file's own checks).
+pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
+    let faults_allowed = profile.faults;
+    let kinds = profile.fault_kinds.clone();
+    (
+        cap(profile.max_cap),
+        buyers(profile.max_buyers),
+        arrival(),
+        requests(),
+        any::<u64>(),
+    )
+        .prop_flat_map(move |(cap, buyers, arrival, requests, seed)| {
+            let faults = if faults_allowed {
+                prop::collection::vec(fault(cap, kinds.clone()), 0..=2).boxed()
+            } else {
+                Just(Vec::new()).boxed()
+            };
+            (
+                Just(cap),
+                Just(buyers),
+                Just(arrival),
+                Just(requests),
+                Just(seed),
+                faults,
+            )
+        })
+        .prop_map(|(cap, buyers, arrival, requests, seed, faults)| {
+            let needs_container = faults
+                .iter()
+                .any(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Stop | FaultKind::Pause));
+            let needs_proxy = faults.iter().any(|f| {
+                matches!(
+                    f.kind,
+                    FaultKind::Latency
+                        | FaultKind::Blackhole
+                        | FaultKind::BlackholeReplies
+                        | FaultKind::Reset
+                )
+            });
+            let mut s = base();
+            s.seed = Some(seed >> 11);
+            s.sale.cap = cap;
+            s.buyers = buyers;
+            s.arrival = arrival;
+            s.requests = requests;
+            s.redis.mode = if needs_container || needs_proxy {
+                RedisMode::Container
+            } else {
+                RedisMode::Shared
+            };
+            s.redis.proxy = needs_proxy;
+            s.redis.timeout = (!faults.is_empty()).then_some(Duration::from_millis(100));
+            s.faults = faults;
+            s
+        })
+}
+
+/// A scenario in one line, for progress output.
+pub fn describe(s: &Scenario) -> String {
+    // Read through serde so that arrival models added later need no change here.
+    let arrival = serde_json::to_value(&s.arrival)
+        .ok()
+        .and_then(|v| v["model"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let quantity = match s.buyers.quantity {
+        QuantitySpec::Fixed(q) => format!("q{q}"),
+        QuantitySpec::Range { min, max } => format!("q{min}-{max}"),
+    };
+    let faults: Vec<String> = s.faults.iter().map(FaultSpec::describe).collect();
+    format!(
+        "cap {}, {} buyers ({quantity}, {arrival}, {} retries{}), faults [{}]",
+        s.sale.cap,
+        s.buyers.count,
+        s.requests.retries,
+        if s.buyers.reused_keys > 0.0 {
+            format!(", {:.0}% reused keys", s.buyers.reused_keys * 100.0)
+        } else {
+            String::new()
+        },
+        faults.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Every generated scenario survives the trip through a scenario file: what `explore`
+        /// writes, `run` replays.
+        #[test]
+        fn generated_scenarios_are_valid_files_that_round_trip(s in scenarios(GenProfile::ci())) {
+            let text = toml::to_string(&s).expect("serialises");
+            let back = Scenario::from_toml_str(&text, "generated").expect("a valid scenario file");
+            prop_assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn the_generator_reaches_the_edges() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = scenarios(GenProfile::ci());
+        let drawn: Vec<Scenario> = (0..400)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect();
+        assert!(drawn.iter().any(|s| s.sale.cap == Cap::Limited(0)));
+        assert!(drawn.iter().any(|s| s.sale.cap == Cap::Unlimited));
+        assert!(drawn.iter().any(|s| s.buyers.count == 0));
+        assert!(drawn.iter().any(|s| s.buyers.reused_keys > 0.0));
+        assert!(
+            drawn
+                .iter()
+                .any(|s| s.faults.iter().any(|f| f.when_remaining_below == Some(1)))
+        );
+        for kind in [
+            "kill",
+            "pause",
+            "stop",
+            "rollback",
+            "flush-scripts",
+            "latency",
+            "blackhole",
+            "reset",
+        ] {
+            assert!(
+                drawn
+                    .iter()
+                    .any(|s| s.faults.iter().any(|f| f.kind.as_str() == kind)),
+                "{kind} never drawn"
+            );
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Whole generated scenarios through the harness's own search (`flashsale explore` uses the same).
+
+use flashsale_harness::explore::generate::{GenProfile, describe};
+use flashsale_harness::explore::{Found, SearchOptions, search};
+use flashsale_harness::run::TargetChoice;
+use flashsale_harness::scenario::{Cap, FaultKind};
+use flashsale_harness::target::Dependencies;
+use flashsale_server::InventoryStrategy;
+use proptest::test_runner::FileFailurePersistence;
+
+use crate::{cases, runtime};
+
+fn in_process(strategy: InventoryStrategy) -> TargetChoice {
+    TargetChoice::InProcess {
+        strategy,
+        deps: Dependencies::from_env(),
+        keep_database: false,
+    }
+}
+
+fn options(
+    strategy: InventoryStrategy,
+    profile: GenProfile,
+    cases: u32,
+    seed: u64,
+) -> SearchOptions {
+    SearchOptions {
+        target: in_process(strategy),
+        profile,
+        cases,
+        seed,
+        max_shrink_iters: 24,
+        // Failures of the good strategies are kept in the committed regressions file and
+        // replayed first on every later run.
+        persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/oversell_property.txt",
+        ))),
+        verbose: true,
+    }
+}
+
+fn assert_holds(strategy: InventoryStrategy, profile: GenProfile, seed: u64) {
+    let rt = runtime();
+    let outcome = search(options(strategy, profile, cases(6), seed), rt.handle()).expect("set-up");
+    if let Some(Found { minimal, reason }) = outcome.found {
+        panic!(
+            "{strategy}: {reason} — minimal scenario: {}\n{}",
+            describe(&minimal),
+            toml::to_string(&minimal).unwrap_or_default()
+        );
+    }
+}
+
+fn assert_caught(strategy: InventoryStrategy, profile: GenProfile, cases: u32, seed: u64) -> Found {
+    let rt = runtime();
+    let mut opts = options(strategy, profile, cases, seed);
+    opts.persistence = None;
+    let outcome = search(opts, rt.handle()).expect("set-up");
+    let found = outcome.found.unwrap_or_else(|| {
+        panic!(
+            "{strategy} was not caught in {} generated scenarios",
+            outcome.cases_run
+        )
+    });
+    eprintln!(
+        "{strategy} caught after {} runs: {} — minimal: {}",
+        outcome.cases_run,
+        found.reason,
+        describe(&found.minimal)
+    );
+    assert!(
+        found.reason.contains("INV-1"),
+        "{strategy}: {}",
+        found.reason
+    );
+    found
+}
+
+#[test]
+fn oversell_property_redis_strategy_holds_every_invariant_under_generated_faults() {
+    assert_holds(InventoryStrategy::Redis, GenProfile::ci(), 0x5eed_0001);
+}
+
+#[test]
+fn oversell_property_postgres_strategy_holds_every_invariant() {
+    let mut profile = GenProfile::ci();
+    // The PostgreSQL path never touches Redis: Redis faults would only cost time.
+    profile.faults = false;
+    assert_holds(InventoryStrategy::Postgres, profile, 0x5eed_0002);
+}
+
+/// The read-check-write race needs nothing but two buyers at once on the last unit. What it
+/// shrinks to (seen here): cap 1 and about a dozen buyers released together — a sale of one unit
+/// and a few concurrent shoppers already oversell.
+#[test]
+fn oversell_property_catches_broken_naive_with_a_small_counterexample() {
+    let mut profile = GenProfile::ci();
+    profile.faults = false;
+    let found = assert_caught(InventoryStrategy::BrokenNaive, profile, 20, 0x5eed_0003);
+    let minimal = &found.minimal;
+    assert!(
+        matches!(minimal.sale.cap, Cap::Limited(c) if c <= 10),
+        "shrunk to a small cap: {}",
+        describe(minimal)
+    );
+    assert!(
+        minimal.buyers.count <= 100,
+        "shrunk to few buyers: {}",
+        describe(minimal)
+    );
+}
+
+/// The seed's design fails only when Redis does: restarted empty, its `GET … or '0'` sells the
+/// cap again, and its fallback decides from the lagging quantity_sold. What it shrinks to (seen
+/// here): one kill (or stop) while units remain, with a small cap and a few dozen buyers.
+#[test]
+fn oversell_property_catches_broken_seed_when_redis_restarts_empty() {
+    let mut profile = GenProfile::ci();
+    profile.fault_kinds = vec![FaultKind::Kill, FaultKind::Stop];
+    let found = assert_caught(InventoryStrategy::BrokenSeed, profile, 30, 0x5eed_0004);
+    let minimal = &found.minimal;
+    assert!(
+        minimal
+            .faults
+            .iter()
+            .any(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Stop)),
+        "it takes a Redis restart to break it: {}",
+        describe(minimal)
+    );
+    assert!(minimal.faults.len() <= 2, "{}", describe(minimal));
+}
