@@ -18,7 +18,8 @@ pub struct Opts {
 pub enum Command {
     /// Run a scenario file and check every invariant.
     ///
-    /// Exit status: 0 every invariant held; 1 an invariant was violated; 2 bad input or set-up.
+    /// Exit status: 0 every invariant held (and every threshold passed); 1 an invariant was
+    /// violated; 2 bad input or set-up; 3 every invariant held but a threshold failed.
     Run(RunArgs),
     /// Run generated scenarios until an invariant breaks, shrink the failure to a minimal
     /// scenario, and write it where `flashsale run` replays it.
@@ -26,6 +27,23 @@ pub enum Command {
     /// Exit status: 0 no violation in all cases; 1 a violation was found (and written); 2 bad
     /// input or set-up.
     Explore(ExploreArgs),
+    /// Compare two runs: latency percentiles and throughput side by side, change in percent.
+    ///
+    /// Exit status: 0 no regression beyond the limit (or no limit given); 2 a summary could not
+    /// be read; 3 a figure regressed by more than --max-regression-pct.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline run's directory (holding summary.json), or its summary.json.
+    pub baseline: PathBuf,
+    /// The run to judge against the baseline.
+    pub run: PathBuf,
+    /// Fail (exit 3) when any latency percentile grew, or any throughput fell, by more than
+    /// this many percent.
+    #[arg(long, value_name = "PCT")]
+    pub max_regression_pct: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,15 +3,19 @@
 
 pub mod checker;
 pub mod cli;
+pub mod compare;
 pub mod explore;
 pub mod faults;
+pub mod generator;
 pub mod history;
 pub mod ledger;
 pub mod load;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod thresholds;
 
 use std::path::PathBuf;
 
@@ -75,6 +79,13 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
     match run::run(options).await {
         Ok(result) => {
             println!("{}", report::console_summary(&result.summary));
+            if let Some(generator) = result.summary.generator.as_ref().filter(|g| g.bound) {
+                eprintln!(
+                    "WARNING: generator-bound run: {}. Its latencies describe the load \
+                     generator as much as the server.",
+                    generator.reasons.join("; ")
+                );
+            }
             for reason in &result.faults_not_applied {
                 println!("WARNING: a planned fault did not take effect: {reason}");
             }
@@ -204,4 +215,32 @@ pub async fn cli_explore(args: cli::ExploreArgs) -> i32 {
         Err(err) => eprintln!("warning: the replay of the minimal case could not run: {err}"),
     }
     exit::VIOLATED
+}
+
+/// `flashsale compare`: prints the table, returns the exit status.
+pub fn cli_compare(args: cli::CompareArgs) -> i32 {
+    let read = |path: &std::path::Path| {
+        compare::read_summary(path).map_err(|err| eprintln!("error: {err}"))
+    };
+    let (Ok(baseline), Ok(run)) = (read(&args.baseline), read(&args.run)) else {
+        return exit::SETUP;
+    };
+    let comparison = compare::compare(&baseline, &run);
+    print!("{}", comparison.table());
+    let Some(limit) = args.max_regression_pct else {
+        return exit::HELD;
+    };
+    let regressions = comparison.regressions(limit);
+    if regressions.is_empty() {
+        println!("no figure regressed by more than {limit}%");
+        return exit::HELD;
+    }
+    for row in regressions {
+        println!(
+            "REGRESSION: {} worse by {:.1}% (limit {limit}%)",
+            row.metric,
+            row.regression_pct().unwrap_or_default()
+        );
+    }
+    exit::THRESHOLD_FAILED
 }

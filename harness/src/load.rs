@@ -1,10 +1,12 @@
 //! The load generator: thousands of buyers as tokio tasks over a keep-alive connection pool.
 //!
-//! Burst arrival ("doors open"): every buyer's first try is *intended* for the same instant. A
-//! semaphore caps concurrent requests at the scenario's connection limit, so a buyer that waits
-//! for a connection is recorded with its real send time, and its latency from the intended
-//! instant includes that wait (the coordinated-omission-corrected figure). Per-request failures
-//! are data, classified into the outcome, never a panic.
+//! Open models (burst "doors open", constant rate, ramp) fix every buyer's *intended* send time
+//! in advance; the closed model sends the next buyer once an answer came back. A semaphore caps
+//! concurrent requests at the scenario's connection limit, so a buyer that waits for a
+//! connection is recorded with its real send time, and its latency from the intended instant
+//! includes that wait (the coordinated-omission-corrected figure). Per-request failures are data,
+//! classified into the outcome, never a panic. The generator also records how late it ran each
+//! buyer and how much CPU it used (see [`crate::generator`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,10 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::generator::{CpuClock, GeneratorStats, ScheduleSample};
 use crate::history::{Attempt, Outcome};
-use crate::scenario::{QuantitySpec, Scenario};
+use crate::report::LatencyClass;
+use crate::scenario::{Arrival, QuantitySpec, Scenario};
 
 /// One buyer's plan: who, how many, with which idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,13 +73,43 @@ pub struct LoadTarget {
 }
 
 /// What the load has achieved so far, shared with the fault injector (whose triggers can depend
-/// on the units remaining) and the progress display.
+/// on the units remaining) and the progress line.
 #[derive(Debug, Default)]
 pub struct LoadProbe {
     /// Units of attempts answered `ok` (retries of one key may count twice; it is a trigger, not
     /// a verdict).
     pub acked_units: AtomicU64,
     pub completed: AtomicU64,
+    /// Attempts that have left (a request on the wire or answered).
+    pub sent: AtomicU64,
+    pub ok: AtomicU64,
+    pub sold_out: AtomicU64,
+    pub unknown: AtomicU64,
+}
+
+impl LoadProbe {
+    fn record(&self, attempt: &Attempt) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        let counter = match LatencyClass::of(attempt) {
+            LatencyClass::Ok => {
+                self.acked_units
+                    .fetch_add(u64::from(attempt.quantity), Ordering::Relaxed);
+                &self.ok
+            }
+            LatencyClass::SoldOut => &self.sold_out,
+            LatencyClass::Unknown => &self.unknown,
+            LatencyClass::OtherRejection | LatencyClass::All => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the load phase produced: every attempt, and how well the generator kept its schedule.
+#[derive(Debug, Default)]
+pub struct LoadRun {
+    /// Ordered by send time, `seq` assigned in that order.
+    pub history: Vec<Attempt>,
+    pub generator: GeneratorStats,
 }
 
 /// A keep-alive client with `connections` connections already open to the target, so the burst
@@ -93,8 +127,14 @@ pub async fn warmed_client(scenario: &Scenario, base_url: &str, buyers: usize) -
     client
 }
 
-/// Runs the scenario's arrival model from `doors_open` and returns every attempt, ordered by send
-/// time, with `seq` assigned in that order. `origin` is the run's clock origin.
+/// Runs the scenario's arrival model from `doors_open` and returns every attempt with the
+/// generator's own measurements. `origin` is the run's clock origin.
+///
+/// Open models (burst, constant rate, ramp) spawn one task per buyer that sleeps until its
+/// intended send time, fixed in advance: a slow answer never delays the next buyer, and a buyer
+/// that cannot be sent on time is sent late and counted, never skipped. The closed model runs
+/// `concurrency` workers that each take the next buyer once the previous one was answered and
+/// the think time has passed.
 pub async fn run_load(
     client: reqwest::Client,
     scenario: &Scenario,
@@ -103,71 +143,191 @@ pub async fn run_load(
     origin: Instant,
     doors_open: Instant,
     probe: Arc<LoadProbe>,
-) -> Vec<Attempt> {
+) -> LoadRun {
     let connections = scenario.buyers.connections.max(1) as usize;
-    let permits = Arc::new(Semaphore::new(connections));
-    let url: Arc<str> = format!(
-        "{}/sales/{}/orders",
-        target.base_url.trim_end_matches('/'),
-        target.sale_id
-    )
-    .into();
-    let tries = scenario.requests.retries + 1;
-    let timeout = scenario.requests.timeout;
-    let backoff = scenario.requests.retry_backoff;
+    let shooter = Arc::new(Shooter {
+        client,
+        permits: Semaphore::new(connections),
+        url: format!(
+            "{}/sales/{}/orders",
+            target.base_url.trim_end_matches('/'),
+            target.sale_id
+        ),
+        tries: scenario.requests.retries + 1,
+        timeout: scenario.requests.timeout,
+        backoff: scenario.requests.retry_backoff,
+        origin,
+        probe,
+    });
+    // The CPU window starts at doors open: the set-up before it is idle time that would dilute
+    // the figure.
+    let cpu_at_open = tokio::spawn(async move {
+        tokio::time::sleep_until(doors_open).await;
+        CpuClock::now()
+    });
 
-    let tasks: Vec<_> = buyers
-        .into_iter()
-        .enumerate()
-        .map(|(index, buyer)| {
-            let client = client.clone();
-            let permits = permits.clone();
-            let url = url.clone();
-            let probe = probe.clone();
-            let first_send = doors_open + scenario.arrival.offset_of(index as u32);
-            tokio::spawn(async move {
-                let body = match &buyer.product_id {
-                    Some(product) => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity, "product_id": product}),
-                    None => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity}),
-                };
-                let body = Arc::new(body.to_string());
-                let mut attempts = Vec::with_capacity(1);
-                let mut intended = first_send;
-                tokio::time::sleep_until(first_send).await;
-                for try_number in 0..tries {
-                    let attempt = send_once(
-                        &client, &permits, &url, &buyer, &body, try_number, intended, origin,
-                        timeout,
-                    )
-                    .await;
-                    probe.completed.fetch_add(1, Ordering::Relaxed);
-                    if attempt.outcome == Outcome::Ok {
-                        probe
-                            .acked_units
-                            .fetch_add(u64::from(attempt.quantity), Ordering::Relaxed);
-                    }
-                    let unknown = attempt.outcome == Outcome::Unknown;
-                    attempts.push(attempt);
-                    if !unknown {
-                        break;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    intended = Instant::now();
-                }
-                attempts
+    let tasks: Vec<_> = match scenario.arrival {
+        Arrival::Closed {
+            concurrency,
+            think_time,
+            ..
+        } => {
+            let queue = Arc::new(std::sync::Mutex::new(
+                buyers
+                    .into_iter()
+                    .collect::<std::collections::VecDeque<_>>(),
+            ));
+            (0..concurrency)
+                .map(|_| {
+                    let shooter = shooter.clone();
+                    let queue = queue.clone();
+                    tokio::spawn(async move {
+                        let mut done = Vec::new();
+                        let mut ready_at = doors_open;
+                        loop {
+                            tokio::time::sleep_until(ready_at).await;
+                            let next = queue.lock().expect("queue lock").pop_front();
+                            let Some(buyer) = next else { break };
+                            done.push(shooter.buy(&buyer, ready_at).await);
+                            ready_at = Instant::now() + think_time;
+                        }
+                        done
+                    })
+                })
+                .collect()
+        }
+        _ => buyers
+            .into_iter()
+            .enumerate()
+            .map(|(index, buyer)| {
+                let shooter = shooter.clone();
+                let offset = scenario
+                    .arrival
+                    .offset_of(index as u32)
+                    .expect("open models fix every send time in advance");
+                let first_send = doors_open + offset;
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(first_send).await;
+                    vec![shooter.buy(&buyer, first_send).await]
+                })
             })
-        })
-        .collect();
+            .collect(),
+    };
 
     let mut history = Vec::new();
+    let mut schedule = Vec::new();
     for task in tasks {
-        history.extend(task.await.expect("a buyer task does not panic"));
+        for (attempts, sample) in task.await.expect("a buyer task does not panic") {
+            history.extend(attempts);
+            schedule.push(sample);
+        }
     }
+    let cpu_at_end = CpuClock::now();
+    let cpu = match (cpu_at_open.await.ok().flatten(), cpu_at_end) {
+        (Some(open), Some(end)) => Some(open.usage_until(&end)),
+        _ => None,
+    };
     history.sort_by_key(|a| (a.sent_us, a.try_number));
     for (seq, attempt) in history.iter_mut().enumerate() {
         attempt.seq = seq as u64;
     }
-    history
+    schedule.sort_by_key(|s| s.intended_us);
+    LoadRun {
+        history,
+        generator: GeneratorStats { schedule, cpu },
+    }
+}
+
+/// What every buyer shares: the pool, its permits, the request settings and the probe.
+struct Shooter {
+    client: reqwest::Client,
+    permits: Semaphore,
+    url: String,
+    tries: u32,
+    timeout: Duration,
+    backoff: Duration,
+    origin: Instant,
+    probe: Arc<LoadProbe>,
+}
+
+impl Shooter {
+    /// One buyer: the first try meant for `intended`, then retries with the same key after an
+    /// unknown outcome. Returns the attempts and the first try's schedule sample.
+    async fn buy(&self, buyer: &Buyer, intended: Instant) -> (Vec<Attempt>, ScheduleSample) {
+        let woke = Instant::now();
+        let body = match &buyer.product_id {
+            Some(product) => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity, "product_id": product}),
+            None => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity}),
+        }
+        .to_string();
+        let mut attempts = Vec::with_capacity(1);
+        let mut intended = intended;
+        let mut sample = None;
+        for try_number in 0..self.tries {
+            let attempt = self.send_once(buyer, &body, try_number, intended).await;
+            self.probe.record(&attempt);
+            sample.get_or_insert(ScheduleSample {
+                intended_us: attempt.intended_us,
+                woke_us: micros_since(self.origin, woke),
+                sent_us: attempt.sent_us,
+            });
+            let unknown = attempt.outcome == Outcome::Unknown;
+            attempts.push(attempt);
+            if !unknown {
+                break;
+            }
+            tokio::time::sleep(self.backoff).await;
+            intended = Instant::now();
+        }
+        let sample = sample.expect("a buyer makes at least one try");
+        (attempts, sample)
+    }
+
+    async fn send_once(
+        &self,
+        buyer: &Buyer,
+        body: &str,
+        try_number: u32,
+        intended: Instant,
+    ) -> Attempt {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let sent = Instant::now();
+        self.probe.sent.fetch_add(1, Ordering::Relaxed);
+        let request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &buyer.idempotency_key)
+            .body(body.to_owned())
+            .send();
+        let answer = tokio::time::timeout(self.timeout, async {
+            let response = request.await?;
+            let status = response.status();
+            let bytes = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, bytes))
+        })
+        .await;
+        let completed = Instant::now();
+        let (outcome, status, code, order_id) = classify(answer);
+        Attempt {
+            seq: 0,
+            buyer: buyer.buyer_id.clone(),
+            idempotency_key: buyer.idempotency_key.clone(),
+            quantity: buyer.quantity,
+            try_number,
+            intended_us: micros_since(self.origin, intended),
+            sent_us: micros_since(self.origin, sent),
+            completed_us: micros_since(self.origin, completed),
+            outcome,
+            status,
+            code,
+            order_id,
+        }
+    }
 }
 
 /// Opens the pool's connections before doors open, so the burst measures the server, not TCP
@@ -196,54 +356,6 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 
 fn micros_since(origin: Instant, at: Instant) -> u64 {
     at.saturating_duration_since(origin).as_micros() as u64
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn send_once(
-    client: &reqwest::Client,
-    permits: &Semaphore,
-    url: &str,
-    buyer: &Buyer,
-    body: &Arc<String>,
-    try_number: u32,
-    intended: Instant,
-    origin: Instant,
-    timeout: Duration,
-) -> Attempt {
-    let _permit = permits
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
-    let sent = Instant::now();
-    let request = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("idempotency-key", &buyer.idempotency_key)
-        .body(body.as_str().to_owned())
-        .send();
-    let answer = tokio::time::timeout(timeout, async {
-        let response = request.await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        Ok::<_, reqwest::Error>((status, bytes))
-    })
-    .await;
-    let completed = Instant::now();
-    let (outcome, status, code, order_id) = classify(answer);
-    Attempt {
-        seq: 0,
-        buyer: buyer.buyer_id.clone(),
-        idempotency_key: buyer.idempotency_key.clone(),
-        quantity: buyer.quantity,
-        try_number,
-        intended_us: micros_since(origin, intended),
-        sent_us: micros_since(origin, sent),
-        completed_us: micros_since(origin, completed),
-        outcome,
-        status,
-        code,
-        order_id,
-    }
 }
 
 type Classified = (Outcome, Option<u16>, Option<String>, Option<String>);

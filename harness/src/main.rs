@@ -18,6 +18,7 @@ async fn main() -> ExitCode {
     let status = match opts.command {
         Command::Run(args) => flashsale_harness::cli_run(args).await,
         Command::Explore(args) => flashsale_harness::cli_explore(args).await,
+        Command::Compare(args) => flashsale_harness::cli_compare(args),
     };
     ExitCode::from(status as u8)
 }

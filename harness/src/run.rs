@@ -15,9 +15,11 @@ use crate::checker::{self, CheckInput, CheckReport};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
+use crate::generator::GeneratorStats;
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::ledger::{Ledger, SettledInventory};
-use crate::load::{self, LoadProbe, LoadTarget};
+use crate::load::{self, LoadProbe, LoadRun, LoadTarget};
+use crate::progress::Progress;
 use crate::report::{self, RunInfo, RunOutputs, Summary};
 use crate::scenario::{RedisMode, Scenario};
 use crate::target::{
@@ -32,6 +34,9 @@ pub mod exit {
     pub const VIOLATED: i32 = 1;
     /// Bad input or a set-up problem; nothing was checked.
     pub const SETUP: i32 = 2;
+    /// Every invariant held but a threshold of the scenario failed (or, for `compare`, a
+    /// regression exceeded its limit).
+    pub const THRESHOLD_FAILED: i32 = 3;
 }
 
 /// Which server to test.
@@ -78,12 +83,18 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// An invariant violation wins over a failed threshold: a wrong answer matters more than a
+    /// slow one.
     pub fn exit_status(&self) -> i32 {
-        if self.check.all_held() {
-            exit::HELD
-        } else {
-            exit::VIOLATED
-        }
+        exit_status(self.check.all_held(), self.summary.all_thresholds_passed)
+    }
+}
+
+fn exit_status(invariants_held: bool, thresholds_passed: bool) -> i32 {
+    match (invariants_held, thresholds_passed) {
+        (false, _) => exit::VIOLATED,
+        (true, false) => exit::THRESHOLD_FAILED,
+        (true, true) => exit::HELD,
     }
 }
 
@@ -223,6 +234,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         target: target_label,
         strategy,
         started_at,
+        clock_origin_at: measured.clock_origin_at,
         wall_time: wall.elapsed(),
         sale_id: measured.sale_id,
     };
@@ -238,6 +250,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
             faults: &measured.timeline.applied,
             samples: &measured.samples,
             settled: measured.settled.as_ref(),
+            generator: &measured.generator,
         },
     )
     .map_err(|source| RunError::Output {
@@ -277,6 +290,8 @@ struct Measured {
     timeline: TimelineOutcome,
     samples: Vec<InventorySample>,
     settled: Option<SettledInventory>,
+    generator: GeneratorStats,
+    clock_origin_at: OffsetDateTime,
 }
 
 async fn run_against(
@@ -292,8 +307,10 @@ async fn run_against(
     let buyers = load::plan_buyers(scenario, seed, &run_nonce[..12]);
     let client = load::warmed_client(scenario, base_url, buyers.len()).await;
     let origin = Instant::now();
+    let clock_origin_at = OffsetDateTime::now_utc();
     let doors_open = origin + scenario.arrival.open_after();
     let probe = Arc::new(LoadProbe::default());
+    let progress = Progress::start(scenario, probe.clone(), doors_open);
     let (end_tx, end_rx) = watch::channel(false);
 
     let timeline = tokio::spawn(faults::run_timeline(
@@ -314,7 +331,7 @@ async fn run_against(
         origin,
         end_rx,
     ));
-    let history = load::run_load(
+    let LoadRun { history, generator } = load::run_load(
         client,
         scenario,
         &LoadTarget {
@@ -327,6 +344,7 @@ async fn run_against(
         probe,
     )
     .await;
+    progress.finish().await;
     let _ = end_tx.send(true);
     let timeline = timeline.await.unwrap_or_default();
     let samples = sampler.await.unwrap_or_default();
@@ -345,6 +363,8 @@ async fn run_against(
         timeline,
         samples,
         settled,
+        generator,
+        clock_origin_at,
     })
 }
 
@@ -405,4 +425,17 @@ async fn settle(admin: &AdminClient, sale_id: &str) -> Option<SettledInventory> 
         view,
         waited_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_violated_invariant_wins_over_a_failed_threshold() {
+        assert_eq!(exit_status(true, true), exit::HELD);
+        assert_eq!(exit_status(true, false), exit::THRESHOLD_FAILED);
+        assert_eq!(exit_status(false, false), exit::VIOLATED);
+        assert_eq!(exit_status(false, true), exit::VIOLATED);
+    }
 }

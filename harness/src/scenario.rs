@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::thresholds::Thresholds;
+
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +33,10 @@ pub struct Scenario {
     pub redis: RedisSpec,
     pub postgres: PostgresSpec,
     pub faults: Vec<FaultSpec>,
+    /// Pass/fail limits on latency, rates, throughput and sell-out time (see
+    /// [`crate::thresholds`]); absent from the echo when there are none.
+    #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
+    pub thresholds: Thresholds,
 }
 
 /// How many units the sale may sell in total.
@@ -217,8 +223,9 @@ impl<'de> Deserialize<'de> for QuantitySpec {
     }
 }
 
-/// When buyers arrive. Tagged by `model` so that further models (ramp, closed) can be added
-/// without changing the shape of existing files.
+/// When buyers arrive. Tagged by `model`; the open models (`burst`, `constant-rate`, `ramp`) fix
+/// every buyer's intended send time in advance, independent of how fast the server answers,
+/// while the closed model lets each of a fixed number of buyers wait for its answer first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "model", rename_all = "kebab-case", try_from = "ArrivalTable")]
 pub enum Arrival {
@@ -236,20 +243,98 @@ pub enum Arrival {
         /// Buyers per second.
         rate: f64,
     },
+    /// An open model whose rate grows (or falls) linearly from `from_rate` to `to_rate` over
+    /// `over`, then stays at `to_rate` until every buyer has arrived: how demand builds up when
+    /// a sale is announced, and how to find the rate at which latency breaks.
+    Ramp {
+        #[serde(with = "humantime_serde", default = "default_open_after")]
+        open_after: Duration,
+        /// Buyers per second at doors open (may be 0).
+        from_rate: f64,
+        /// Buyers per second once `over` has passed.
+        to_rate: f64,
+        #[serde(with = "humantime_serde")]
+        over: Duration,
+    },
+    /// A closed model: `concurrency` buyers at a time, each sending, waiting for its answer,
+    /// thinking for `think_time`, then taking the next buyer of the list, until the list is
+    /// exhausted. The offered load then depends on the server's speed, which is why the open
+    /// models are the ones to read latency from; this one answers "how many shoppers can the
+    /// server keep busy".
+    Closed {
+        #[serde(with = "humantime_serde", default = "default_open_after")]
+        open_after: Duration,
+        concurrency: u32,
+        #[serde(with = "humantime_serde", default)]
+        think_time: Duration,
+    },
 }
 
 impl Arrival {
     pub fn open_after(&self) -> Duration {
         match self {
-            Arrival::Burst { open_after } | Arrival::ConstantRate { open_after, .. } => *open_after,
+            Arrival::Burst { open_after }
+            | Arrival::ConstantRate { open_after, .. }
+            | Arrival::Ramp { open_after, .. }
+            | Arrival::Closed { open_after, .. } => *open_after,
         }
     }
 
-    /// When buyer `index` is meant to send, counted from doors open.
-    pub fn offset_of(&self, index: u32) -> Duration {
+    /// The model's name as written in the file.
+    pub fn model(&self) -> &'static str {
         match self {
-            Arrival::Burst { .. } => Duration::ZERO,
-            Arrival::ConstantRate { rate, .. } => Duration::from_secs_f64(f64::from(index) / rate),
+            Arrival::Burst { .. } => "burst",
+            Arrival::ConstantRate { .. } => "constant-rate",
+            Arrival::Ramp { .. } => "ramp",
+            Arrival::Closed { .. } => "closed",
+        }
+    }
+
+    /// When buyer `index` is meant to send, counted from doors open; `None` for the closed model,
+    /// whose send times depend on the answers.
+    pub fn offset_of(&self, index: u32) -> Option<Duration> {
+        let i = f64::from(index);
+        match *self {
+            Arrival::Burst { .. } => Some(Duration::ZERO),
+            Arrival::ConstantRate { rate, .. } => Some(Duration::from_secs_f64(i / rate)),
+            Arrival::Ramp {
+                from_rate,
+                to_rate,
+                over,
+                ..
+            } => {
+                let over_s = over.as_secs_f64();
+                // Buyers arrived by time t during the ramp: from·t + (to − from)·t² / (2·over).
+                let during_ramp = (from_rate + to_rate) / 2.0 * over_s;
+                let seconds = if i <= during_ramp {
+                    let a = (to_rate - from_rate) / (2.0 * over_s);
+                    // The positive root of a·t² + from·t − i = 0, in the form that stays exact
+                    // when a is 0 (constant rate) or from is 0 (a ramp from nothing).
+                    let root = (from_rate * from_rate + 4.0 * a * i).max(0.0).sqrt();
+                    if i == 0.0 {
+                        0.0
+                    } else {
+                        2.0 * i / (from_rate + root)
+                    }
+                } else {
+                    over_s + (i - during_ramp) / to_rate
+                };
+                Some(Duration::from_secs_f64(seconds))
+            }
+            Arrival::Closed { .. } => None,
+        }
+    }
+
+    /// Buyers per second the schedule offers on average, for goodput; `None` when the model
+    /// has no rate of its own (a burst is one instant, a closed model follows the server).
+    pub fn offered_rate(&self, buyers: u32) -> Option<f64> {
+        match self {
+            Arrival::ConstantRate { rate, .. } => Some(*rate),
+            Arrival::Ramp { .. } => {
+                let span = self.offset_of(buyers.saturating_sub(1))?.as_secs_f64();
+                (span > 0.0).then(|| f64::from(buyers.saturating_sub(1)) / span)
+            }
+            Arrival::Burst { .. } | Arrival::Closed { .. } => None,
         }
     }
 }
@@ -264,40 +349,123 @@ struct ArrivalTable {
     #[serde(with = "humantime_serde", default = "default_open_after")]
     open_after: Duration,
     rate: Option<f64>,
+    from_rate: Option<f64>,
+    to_rate: Option<f64>,
+    #[serde(with = "humantime_serde", default)]
+    over: Option<Duration>,
+    concurrency: Option<u32>,
+    #[serde(with = "humantime_serde", default)]
+    think_time: Option<Duration>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum ArrivalModel {
     Burst,
     ConstantRate,
+    Ramp,
+    Closed,
+}
+
+impl ArrivalModel {
+    fn name(self) -> &'static str {
+        match self {
+            ArrivalModel::Burst => "burst",
+            ArrivalModel::ConstantRate => "constant-rate",
+            ArrivalModel::Ramp => "ramp",
+            ArrivalModel::Closed => "closed",
+        }
+    }
+}
+
+/// A rate of buyers per second: finite and positive, or also 0 where `zero_ok`.
+fn rate(key: &str, value: Option<f64>, model: ArrivalModel, zero_ok: bool) -> Result<f64, String> {
+    let example = if key == "rate" { "200" } else { "50" };
+    match value {
+        None => Err(format!(
+            "model = \"{}\" needs arrival.{key}, buyers per second (e.g. {key} = {example})",
+            model.name()
+        )),
+        Some(r) if r.is_finite() && (r > 0.0 || (zero_ok && r == 0.0)) => Ok(r),
+        Some(r) => Err(format!(
+            "arrival.{key} must be a {} number of buyers per second (got {r})",
+            if zero_ok { "non-negative" } else { "positive" }
+        )),
+    }
 }
 
 impl TryFrom<ArrivalTable> for Arrival {
     type Error = String;
 
     fn try_from(table: ArrivalTable) -> Result<Self, String> {
-        match (table.model, table.rate) {
-            (ArrivalModel::Burst, None) => Ok(Arrival::Burst {
-                open_after: table.open_after,
+        let model = table.model;
+        // Keys of another model are refused rather than ignored: a `rate` left in a ramp would
+        // otherwise silently do nothing.
+        let keys = [
+            ("rate", table.rate.is_some(), ArrivalModel::ConstantRate),
+            ("from_rate", table.from_rate.is_some(), ArrivalModel::Ramp),
+            ("to_rate", table.to_rate.is_some(), ArrivalModel::Ramp),
+            ("over", table.over.is_some(), ArrivalModel::Ramp),
+            (
+                "concurrency",
+                table.concurrency.is_some(),
+                ArrivalModel::Closed,
+            ),
+            (
+                "think_time",
+                table.think_time.is_some(),
+                ArrivalModel::Closed,
+            ),
+        ];
+        if let Some((key, _, owner)) = keys
+            .iter()
+            .find(|(_, given, owner)| *given && *owner != model)
+        {
+            let why = if model == ArrivalModel::Burst {
+                "; a burst releases every buyer at once"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "arrival.{key} applies to model = \"{}\", not \"{}\"{why}",
+                owner.name(),
+                model.name()
+            ));
+        }
+        let open_after = table.open_after;
+        match model {
+            ArrivalModel::Burst => Ok(Arrival::Burst { open_after }),
+            ArrivalModel::ConstantRate => Ok(Arrival::ConstantRate {
+                open_after,
+                rate: rate("rate", table.rate, model, false)?,
             }),
-            (ArrivalModel::Burst, Some(_)) => Err(
-                "arrival.rate applies to model = \"constant-rate\"; a burst releases every buyer at once"
-                    .to_owned(),
-            ),
-            (ArrivalModel::ConstantRate, Some(rate)) if rate.is_finite() && rate > 0.0 => {
-                Ok(Arrival::ConstantRate {
-                    open_after: table.open_after,
-                    rate,
-                })
+            ArrivalModel::Ramp => {
+                let from_rate = rate("from_rate", table.from_rate, model, true)?;
+                let to_rate = rate("to_rate", table.to_rate, model, false)?;
+                match table.over {
+                    Some(over) if !over.is_zero() => Ok(Arrival::Ramp {
+                        open_after,
+                        from_rate,
+                        to_rate,
+                        over,
+                    }),
+                    _ => Err(
+                        "model = \"ramp\" needs arrival.over, how long the ramp lasts (e.g. over = \"10s\")"
+                            .to_owned(),
+                    ),
+                }
             }
-            (ArrivalModel::ConstantRate, Some(rate)) => Err(format!(
-                "arrival.rate must be a positive number of buyers per second (got {rate})"
-            )),
-            (ArrivalModel::ConstantRate, None) => Err(
-                "model = \"constant-rate\" needs arrival.rate, buyers per second (e.g. rate = 200)"
-                    .to_owned(),
-            ),
+            ArrivalModel::Closed => match table.concurrency {
+                Some(concurrency) if concurrency > 0 => Ok(Arrival::Closed {
+                    open_after,
+                    concurrency,
+                    think_time: table.think_time.unwrap_or_default(),
+                }),
+                _ => Err(
+                    "model = \"closed\" needs arrival.concurrency >= 1, the buyers active at once (e.g. concurrency = 50)"
+                        .to_owned(),
+                ),
+            },
         }
     }
 }
@@ -515,6 +683,8 @@ struct ScenarioFile {
     postgres: PostgresSpec,
     #[serde(default)]
     faults: Vec<FaultSpec>,
+    #[serde(default)]
+    thresholds: Thresholds,
 }
 
 /// Why a scenario could not be loaded. Each message names the file, the problem and the fix.
@@ -588,6 +758,7 @@ fn parse(text: &str, default_name: &str, source_name: &str) -> Result<Scenario, 
         redis: file.redis,
         postgres: file.postgres,
         faults: file.faults,
+        thresholds: file.thresholds,
     };
     let problems = problems(&scenario, name_was_given);
     if problems.is_empty() {
@@ -1063,8 +1234,126 @@ timeout = "0s"
         let duration = parse_message(&format!("{MINIMAL}[requests]\ntimeout = 5\n"));
         assert!(duration.contains("timeout"), "{duration}");
 
-        let model = parse_message(&format!("{MINIMAL}[arrival]\nmodel = \"ramp\"\n"));
-        assert!(model.contains("ramp") && model.contains("burst"), "{model}");
+        let model = parse_message(&format!("{MINIMAL}[arrival]\nmodel = \"poisson\"\n"));
+        assert!(
+            model.contains("poisson") && model.contains("burst") && model.contains("closed"),
+            "{model}"
+        );
+    }
+
+    fn arrival_of(table: &str) -> Arrival {
+        Scenario::from_toml_str(&format!("{MINIMAL}[arrival]\n{table}"), "t")
+            .unwrap()
+            .arrival
+    }
+
+    #[test]
+    fn a_ramp_spreads_buyers_along_a_rising_rate_then_holds_the_last_rate() {
+        let ramp = arrival_of("model = \"ramp\"\nfrom_rate = 0\nto_rate = 100\nover = \"2s\"\n");
+        assert_eq!(
+            ramp,
+            Arrival::Ramp {
+                open_after: Duration::from_millis(200),
+                from_rate: 0.0,
+                to_rate: 100.0,
+                over: Duration::from_secs(2),
+            }
+        );
+        let at = |i| ramp.offset_of(i).unwrap().as_secs_f64();
+        // 0 -> 100/s over 2 s brings 100 buyers; buyer i arrives at sqrt(i / 25) s.
+        assert_eq!(at(0), 0.0);
+        assert!((at(25) - 1.0).abs() < 1e-9, "{}", at(25));
+        assert!((at(100) - 2.0).abs() < 1e-9, "{}", at(100));
+        // Then 100 per second.
+        assert!((at(150) - 2.5).abs() < 1e-9, "{}", at(150));
+        assert!(
+            (1..200).all(|i| at(i) > at(i - 1)),
+            "send times only move forward"
+        );
+
+        let down = arrival_of("model = \"ramp\"\nfrom_rate = 200\nto_rate = 100\nover = \"1s\"\n");
+        let at = |i| down.offset_of(i).unwrap().as_secs_f64();
+        // 200 -> 100/s over 1 s brings 150 buyers; the first ones 5 ms apart.
+        assert!((at(1) - 0.005).abs() < 1e-4, "{}", at(1));
+        assert!((at(150) - 1.0).abs() < 1e-9, "{}", at(150));
+        assert!((at(250) - 2.0).abs() < 1e-9, "{}", at(250));
+        assert!((1..300).all(|i| at(i) > at(i - 1)));
+        let json = serde_json::to_value(&down).unwrap();
+        assert_eq!(json["over"], "1s");
+        assert_eq!(serde_json::from_value::<Arrival>(json).unwrap(), down);
+    }
+
+    #[test]
+    fn the_closed_model_has_no_send_times_fixed_in_advance() {
+        let closed = arrival_of("model = \"closed\"\nconcurrency = 8\nthink_time = \"20ms\"\n");
+        assert_eq!(
+            closed,
+            Arrival::Closed {
+                open_after: Duration::from_millis(200),
+                concurrency: 8,
+                think_time: Duration::from_millis(20),
+            }
+        );
+        assert_eq!(closed.offset_of(3), None);
+        assert_eq!(closed.offered_rate(10), None);
+        let constant = arrival_of("model = \"constant-rate\"\nrate = 50\n");
+        assert_eq!(constant.offset_of(5), Some(Duration::from_millis(100)));
+        assert_eq!(constant.offered_rate(10), Some(50.0));
+    }
+
+    #[test]
+    fn arrival_keys_of_another_model_or_missing_ones_are_named() {
+        let err = |table: &str| parse_message(&format!("{MINIMAL}[arrival]\n{table}"));
+        let rate_in_ramp = err("model = \"ramp\"\nrate = 5\nto_rate = 1\nover = \"1s\"\n");
+        assert!(
+            rate_in_ramp
+                .contains("arrival.rate applies to model = \"constant-rate\", not \"ramp\""),
+            "{rate_in_ramp}"
+        );
+        let burst = err("model = \"burst\"\nrate = 5\n");
+        assert!(
+            burst.contains("a burst releases every buyer at once"),
+            "{burst}"
+        );
+        assert!(err("model = \"ramp\"\nfrom_rate = 1\nto_rate = 5\n").contains("arrival.over"));
+        assert!(
+            err("model = \"ramp\"\nfrom_rate = -1\nto_rate = 5\nover = \"1s\"\n")
+                .contains("non-negative")
+        );
+        assert!(err("model = \"closed\"\n").contains("arrival.concurrency"));
+        assert!(err("model = \"closed\"\nconcurrency = 0\n").contains(">= 1"));
+        assert!(
+            err("model = \"constant-rate\"\nthink_time = \"1s\"\nrate = 1\n")
+                .contains("think_time")
+        );
+    }
+
+    #[test]
+    fn thresholds_are_read_echoed_and_an_unknown_metric_is_named() {
+        let s = Scenario::from_toml_str(
+            &format!(
+                "{MINIMAL}[thresholds]\n\"ok.p99\" = \"< 50ms\"\n\"unknown.rate\" = \"< 0.01\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        let names: Vec<&str> = s.thresholds.0.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ok.p99", "unknown.rate"]);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["thresholds"]["ok.p99"], "< 50ms");
+        assert_eq!(serde_json::from_value::<Scenario>(json).unwrap(), s);
+        assert!(
+            serde_json::to_value(Scenario::from_toml_str(MINIMAL, "t").unwrap())
+                .unwrap()
+                .get("thresholds")
+                .is_none()
+        );
+
+        let unknown = parse_message(&format!("{MINIMAL}[thresholds]\n\"ok.p95\" = \"< 1s\"\n"));
+        assert!(
+            unknown.contains("\"ok.p95\"") && unknown.contains("line 10"),
+            "{unknown}"
+        );
     }
 
     #[test]

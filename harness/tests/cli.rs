@@ -129,3 +129,148 @@ fn a_fault_scenario_against_a_target_url_exits_2() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("in-process"), "{stderr}");
 }
+
+#[test]
+fn a_threshold_that_cannot_be_met_exits_3_naming_it_and_the_measured_value() {
+    let file = scenario(
+        "seed = 1\n[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+         [buyers]\ncount = 50\nquantity = 1\n[thresholds]\n\"ok.p99\" = \"< 1us\"\n\
+         \"unknown.rate\" = \"< 0.5\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .arg("run")
+        .arg(file.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("all invariants held"), "{stdout}");
+    assert!(
+        stdout.contains("threshold ok.p99 < 1us FAILED: measured "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("threshold unknown.rate < 0.5 passed"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["all_thresholds_passed"], false);
+    assert!(summary["thresholds"][0]["measured"].as_f64().unwrap() > 0.001);
+}
+
+#[test]
+fn an_unknown_threshold_metric_exits_2_naming_it() {
+    let file = scenario(
+        "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+         [buyers]\ncount = 5\nquantity = 1\n[thresholds]\n\"ok.p95\" = \"< 1s\"\n",
+    );
+    let output = flashsale().arg("run").arg(file.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"ok.p95\""), "{stderr}");
+}
+
+/// Two copies of a real run's summary, the second with its ok p99 doubled.
+fn two_runs() -> (tempfile::TempDir, tempfile::TempDir) {
+    let fixture = include_str!("data/summary.json");
+    let (baseline, run) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(baseline.path().join("summary.json"), fixture).unwrap();
+    let mut slower: serde_json::Value = serde_json::from_str(fixture).unwrap();
+    let p99 = slower["latency"]["from_intended"]["ok"]["p99_us"]
+        .as_u64()
+        .unwrap();
+    slower["latency"]["from_intended"]["ok"]["p99_us"] = (p99 * 2).into();
+    std::fs::write(
+        run.path().join("summary.json"),
+        serde_json::to_string(&slower).unwrap(),
+    )
+    .unwrap();
+    (baseline, run)
+}
+
+#[test]
+fn compare_prints_the_table_and_exits_3_on_a_regression_beyond_the_limit() {
+    let (baseline, run) = two_runs();
+    let output = flashsale()
+        .arg("compare")
+        .arg(baseline.path())
+        .arg(run.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("metric "), "{stdout}");
+    let p99 = stdout
+        .lines()
+        .find(|l| l.starts_with("ok p99 "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(p99.ends_with("+100.0%"), "{p99}");
+    assert!(stdout.contains("throughput all"), "{stdout}");
+
+    let limited = flashsale()
+        .arg("compare")
+        .arg(baseline.path())
+        .arg(run.path())
+        .args(["--max-regression-pct", "10"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&limited.stdout);
+    assert_eq!(limited.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("REGRESSION: ok p99 worse by 100.0% (limit 10%)"),
+        "{stdout}"
+    );
+
+    let missing = flashsale()
+        .arg("compare")
+        .arg(baseline.path())
+        .arg(baseline.path().join("nope"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
+}
+
+#[test]
+fn steady_shoppers_writes_the_report_interval_logs_and_a_schema_valid_summary() {
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .args(["run", "scenarios/steady-shoppers.toml", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    for id in flashsale_harness::report::CHART_IDS {
+        assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
+    }
+    assert!(html.contains("class=\"fault\""), "the pause is shaded");
+    for class in ["all", "ok"] {
+        let log =
+            std::fs::read_to_string(out.path().join(format!("latency-{class}.hlog"))).unwrap();
+        assert!(
+            log.lines().filter(|l| l.starts_with("Tag=")).count() >= 5,
+            "{log}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(summary["faults"][0]["kind"], "pause");
+    assert_eq!(summary["all_thresholds_passed"], true);
+}

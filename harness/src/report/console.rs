@@ -121,6 +121,39 @@ pub fn console_summary(summary: &Summary) -> String {
         line(&mut s, "ok latency: no ok answers".to_owned());
     }
 
+    let sellout = match summary.sellout.time_to_sell_out_ms {
+        Some(ms) => format!(", sold out after {}", human_us(ms_to_us(ms))),
+        None => String::new(),
+    };
+    line(
+        &mut s,
+        format!(
+            "throughput {:.1} answers/s ({:.1} ok/s) over {}{sellout}",
+            summary.throughput.answers_per_s.all,
+            summary.throughput.answers_per_s.ok,
+            human_us(ms_to_us(summary.throughput.load_duration_ms))
+        ),
+    );
+    if let Some(g) = &summary.generator {
+        let state = if g.bound {
+            format!("GENERATOR-BOUND ({})", g.reasons.join("; "))
+        } else {
+            "kept its schedule".to_owned()
+        };
+        line(
+            &mut s,
+            format!(
+                "generator: {state}; schedule lag p99 {}, {} late sends (> {})",
+                human_us(g.schedule_lag_us.p99_us),
+                g.late_sends.count,
+                human_us(g.late_sends.threshold_us)
+            ),
+        );
+    }
+    for threshold in &summary.thresholds {
+        line(&mut s, threshold.to_string());
+    }
+
     let verdict = if summary.all_invariants_held {
         "all invariants held".to_owned()
     } else {
@@ -133,6 +166,15 @@ pub fn console_summary(summary: &Summary) -> String {
         format!("VIOLATED: {}", violated.join(", "))
     };
     line(&mut s, verdict);
+    if !summary.all_thresholds_passed {
+        let failed: Vec<&str> = summary
+            .thresholds
+            .iter()
+            .filter(|t| !t.passed)
+            .map(|t| t.metric.as_str())
+            .collect();
+        line(&mut s, format!("THRESHOLDS FAILED: {}", failed.join(", ")));
+    }
     line(
         &mut s,
         format!("results in {}", summary.output_dir.display()),

@@ -56,6 +56,11 @@ impl LatencyClass {
         }
     }
 
+    /// The class named `name` in `summary.json` and file names.
+    pub fn from_name(name: &str) -> Option<LatencyClass> {
+        LatencyClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// The class of one attempt (never [`LatencyClass::All`], which every attempt also joins).
     pub fn of(attempt: &Attempt) -> LatencyClass {
         match attempt.outcome {
@@ -79,7 +84,7 @@ pub struct LatencyStats {
 }
 
 impl LatencyStats {
-    fn of(h: &Histogram<u64>) -> Self {
+    pub fn of(h: &Histogram<u64>) -> Self {
         LatencyStats {
             count: h.len(),
             p50_us: h.value_at_quantile(0.5),
@@ -149,7 +154,13 @@ impl LatencyHistograms {
     }
 
     pub fn spread(&self) -> SpreadStats {
-        let h = &self.send_spread;
+        SpreadStats::of(&self.send_spread)
+    }
+}
+
+impl SpreadStats {
+    /// The stats of `h`; all zeros for an empty histogram, so the shape of the JSON never varies.
+    pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return SpreadStats {
                 count: 0,
@@ -167,14 +178,15 @@ impl LatencyHistograms {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty, auto-resizing histogram at the project's precision.
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits is a valid histogram precision")
 }
 
 /// Records `value`, growing the histogram as needed. `saturating_record` alone would clamp to
 /// the current (tiny, initially 2) upper bound instead of growing, so it is only the fallback
 /// for a value beyond any bound the histogram can grow to, which only a corrupt clock produces.
-fn record(h: &mut Histogram<u64>, value: u64) {
+pub fn record(h: &mut Histogram<u64>, value: u64) {
     if h.record(value).is_err() {
         h.saturating_record(value);
     }

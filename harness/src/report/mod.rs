@@ -5,12 +5,18 @@
 //! were any, `faults.jsonl` (one applied fault per line) and `samples.jsonl` (one inventory
 //! reading per line), and one HdrHistogram percentile distribution per latency class and family
 //! (`latency-<class>.hgrm` from the intended send, `latency-<class>.from-send.hgrm` from the
-//! actual send), which standard HdrHistogram plotters read. The `.jsonl` files are the exact
+//! actual send), which standard HdrHistogram plotters read, the same latencies as HdrHistogram
+//! interval logs with one histogram per second (`latency-<class>[.from-send].hlog`), and
+//! `report.html`, the run's charts in one self-contained page. The `.jsonl` files are the exact
 //! records the checker judged, so a run can be re-checked from its directory alone.
 
 mod console;
 mod histograms;
+mod html;
+mod interval_log;
 mod summary;
+mod svg;
+mod timeline;
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -23,15 +29,19 @@ use time::macros::format_description;
 
 pub use console::console_summary;
 pub use histograms::{
-    LatencyClass, LatencyStats, OUTPUT_SCALING_RATIO, SpreadStats, TICKS_PER_HALF_DISTANCE,
-    write_percentile_distribution,
+    LatencyClass, LatencyHistograms, LatencyStats, OUTPUT_SCALING_RATIO, SpreadStats,
+    TICKS_PER_HALF_DISTANCE, new_histogram, record, write_percentile_distribution,
 };
+pub use html::CHART_IDS;
+pub use interval_log::Family;
 pub use summary::{
     FaultSummary, FaultTotals, InvariantSummary, LatencyReport, OutcomeCounts, SCHEMA_VERSION,
     SampleSummary, Summary,
 };
+pub use timeline::{ClassRates, Goodput, SecondStats, Sellout, Throughput};
 
 use crate::checker::CheckReport;
+use crate::generator::GeneratorStats;
 use crate::history::{Attempt, FaultRecord, InventorySample};
 use crate::ledger::{Ledger, SettledInventory};
 use crate::scenario::Scenario;
@@ -46,6 +56,8 @@ pub struct RunInfo {
     pub target: String,
     pub strategy: Option<String>,
     pub started_at: OffsetDateTime,
+    /// The wall-clock instant of the run's clock origin (µs 0 of the history).
+    pub clock_origin_at: OffsetDateTime,
     pub wall_time: Duration,
     pub sale_id: String,
 }
@@ -63,6 +75,8 @@ pub struct RunOutputs<'a> {
     pub samples: &'a [InventorySample],
     /// The inventory view read after faults healed and the sync job ran; `None` if not measured.
     pub settled: Option<&'a SettledInventory>,
+    /// How well the load generator kept its schedule, and its CPU.
+    pub generator: &'a GeneratorStats,
 }
 
 /// `results_root/<scenario>/<UTC start, e.g. 20261126T101500Z>/`: one directory per run that
@@ -105,6 +119,26 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
     }
 
     let summary = summary::build(out, &histograms, dir.to_path_buf());
+    let doors_open_us = (summary.doors_open_ms * 1e3).round() as u64;
+    let doors_open_at = std::time::SystemTime::from(out.info.clock_origin_at)
+        + Duration::from_micros(doors_open_us);
+    for class in LatencyClass::ALL {
+        for family in [Family::FromIntended, Family::FromSend] {
+            interval_log::write(
+                dir,
+                out.history,
+                class,
+                family,
+                doors_open_us,
+                doors_open_at,
+            )?;
+        }
+    }
+    fs::write(
+        dir.join("report.html"),
+        html::render(&summary, &histograms, out.history),
+    )?;
+
     let mut file = BufWriter::new(File::create(dir.join("summary.json"))?);
     serde_json::to_writer_pretty(&mut file, &summary)?;
     file.write_all(b"\n")?;
@@ -180,6 +214,7 @@ mod tests {
         faults: Vec<FaultRecord>,
         samples: Vec<InventorySample>,
         settled: Option<SettledInventory>,
+        generator: GeneratorStats,
         check: CheckReport,
     }
 
@@ -227,6 +262,7 @@ mod tests {
             target: "in-process".into(),
             strategy: Some("naive".into()),
             started_at: datetime!(2026-11-26 11:15:00 +01:00),
+            clock_origin_at: datetime!(2026-11-26 11:15:01 +01:00),
             wall_time: Duration::from_millis(3_250),
             sale_id: "sale-123".into(),
         };
@@ -237,6 +273,7 @@ mod tests {
             faults: Vec::new(),
             samples: Vec::new(),
             settled: None,
+            generator: GeneratorStats::default(),
             check: CheckReport {
                 invariants: Default::default(),
             },
@@ -302,6 +339,7 @@ mod tests {
                 faults: &run.faults,
                 samples: &run.samples,
                 settled: run.settled.as_ref(),
+                generator: &run.generator,
             },
         )
         .unwrap()
@@ -409,7 +447,17 @@ mod tests {
         let first: Attempt = serde_json::from_str(history.lines().next().unwrap()).unwrap();
         assert_eq!(first, r.history[0]);
 
+        assert!(dir.join("report.html").is_file());
         for class in ["ok", "sold_out", "unknown", "all"] {
+            assert!(
+                dir.join(format!("latency-{class}.hlog")).is_file(),
+                "{class}"
+            );
+            assert!(
+                dir.join(format!("latency-{class}.from-send.hlog"))
+                    .is_file(),
+                "{class}"
+            );
             assert!(
                 dir.join(format!("latency-{class}.hgrm")).is_file(),
                 "{class}"
@@ -608,5 +656,138 @@ mod tests {
         );
         assert!(text.contains("INV-6 convergence"), "{text}");
         assert!(text.contains("all invariants held"), "{text}");
+    }
+
+    /// Every error the committed schema finds in `json`, with where.
+    fn schema_errors(json: &serde_json::Value) -> Vec<String> {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../summary.schema.json"))
+                .expect("the committed schema is JSON");
+        let validator = jsonschema::validator_for(&schema).expect("the committed schema is valid");
+        validator
+            .iter_errors(json)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
+    }
+
+    fn written_json(run: &Run, dir: &Path) -> serde_json::Value {
+        write(run, dir);
+        serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    }
+
+    /// The synthetic run with thresholds, a constant rate and the generator's samples.
+    fn measured_run() -> Run {
+        let mut r = faulty_run();
+        r.info.scenario = Scenario::from_toml_str(
+            "name = \"steady\"\n[sale]\ncap = 2\n[[sale.products]]\nid = \"tee\"\nprice_cents = 1\n\
+             [buyers]\ncount = 6\nquantity = 1\n[arrival]\nmodel = \"constant-rate\"\nrate = 100\n\
+             [thresholds]\n\"ok.p99\" = \"< 1ms\"\n\"unknown.rate\" = \"< 0.5\"\n",
+            "unused",
+        )
+        .unwrap();
+        r.generator = GeneratorStats {
+            schedule: r
+                .history
+                .iter()
+                .map(|a| crate::generator::ScheduleSample {
+                    intended_us: a.intended_us,
+                    woke_us: a.intended_us + 50,
+                    sent_us: a.sent_us,
+                })
+                .collect(),
+            cpu: crate::generator::CpuClock::now().map(|c| c.usage_until(&c)),
+        };
+        r
+    }
+
+    #[test]
+    fn written_summaries_and_a_real_one_match_the_committed_schema() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, run) in [
+            ("plain", run(false)),
+            ("violated", run(true)),
+            ("faulty", faulty_run()),
+            ("measured", measured_run()),
+        ] {
+            let json = written_json(&run, &tmp.path().join(name));
+            assert_eq!(schema_errors(&json), Vec::<String>::new(), "{name}");
+        }
+        // A real run of scenarios/steady-shoppers.toml, kept as a fixture.
+        let real: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/summary.json")).unwrap();
+        assert_eq!(schema_errors(&real), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_schema_refuses_what_it_does_not_describe() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = written_json(&measured_run(), tmp.path());
+        json["surprise"] = 1.into();
+        json["generator"]["late_sends"]["fraction"] = 2.0.into();
+        json.as_object_mut().unwrap().remove("sellout");
+        let errors = schema_errors(&json);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+    }
+
+    #[test]
+    fn thresholds_are_judged_and_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let json = written_json(&measured_run(), tmp.path());
+        assert_eq!(json["all_thresholds_passed"], false);
+        assert_eq!(json["thresholds"][0]["metric"], "ok.p99");
+        assert_eq!(json["thresholds"][0]["passed"], false);
+        assert_eq!(json["thresholds"][1]["metric"], "unknown.rate");
+        assert_eq!(json["thresholds"][1]["passed"], true);
+        assert_eq!(json["generator"]["bound"], false);
+        assert_eq!(json["goodput"]["offered_per_s"], 100.0);
+        let text = console_summary(&serde_json::from_value(json).unwrap());
+        assert!(
+            text.contains("threshold ok.p99 < 1ms FAILED: measured"),
+            "{text}"
+        );
+        assert!(text.contains("THRESHOLDS FAILED: ok.p99"), "{text}");
+    }
+
+    #[test]
+    fn report_html_is_well_formed_self_contained_and_has_every_chart() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&measured_run(), tmp.path());
+        let html = fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        let mut reader = quick_xml::Reader::from_str(&html);
+        let mut ids = Vec::new();
+        let mut depth = 0i64;
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(e)) => {
+                    depth += 1;
+                    for attr in e.attributes() {
+                        let attr = attr.unwrap();
+                        let key = String::from_utf8(attr.key.as_ref().to_vec()).unwrap();
+                        assert!(key != "src" && key != "href", "loads {key} from elsewhere");
+                        if key == "id" {
+                            ids.push(attr.unescape_value().unwrap().into_owned());
+                        }
+                    }
+                }
+                Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "report.html is not well-formed at {}: {e}",
+                    reader.buffer_position()
+                ),
+            }
+        }
+        assert_eq!(depth, 0, "every element is closed");
+        for id in CHART_IDS {
+            assert!(ids.iter().any(|i| i == id), "chart {id} missing: {ids:?}");
+        }
+        assert!(!html.contains("<script"), "no script");
+        // The faults are shaded on the charts over time.
+        assert!(
+            html.matches("class=\"fault\"").count() >= 3 * 4,
+            "fault bands"
+        );
+        assert!(html.contains("ok.p99 &lt; 1ms"), "thresholds listed");
     }
 }

@@ -17,14 +17,23 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::RunOutputs;
-use super::histograms::{LatencyHistograms, LatencyStats, SpreadStats};
+use super::histograms::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
+use super::timeline::{Goodput, SecondStats, Sellout, Throughput, Timeline};
 use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
+use crate::generator::GeneratorReport;
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::ledger::{LedgerOrder, SettledInventory};
 use crate::scenario::{Cap, Scenario};
+use crate::thresholds::{self, Measurements, ThresholdResult};
 
 /// Bumped whenever a field changes meaning or disappears, so readers can refuse what they do
 /// not understand instead of misreading it.
+///
+/// Still 1 after the load's behaviour over time and the generator's health (`clock_origin_at`,
+/// `doors_open_ms`, `throughput`, `goodput`, `sellout`, `per_second`, `generator`) and the
+/// scenario's `thresholds` with their verdicts were added: no existing field changed meaning,
+/// and a file written before them still reads back (they take their empty defaults).
+/// `harness/summary.schema.json` describes the file as this harness writes it.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Code recorded for a rejected or unknown attempt that carried none.
@@ -73,6 +82,36 @@ pub struct Summary {
     pub latency: LatencyReport,
     /// For the burst: how far each first try's real send fell behind the "doors open" instant.
     pub send_spread_us: SpreadStats,
+    /// The wall-clock instant of the run's clock origin, the zero of every `*_us` time in
+    /// `history.jsonl` and of every `*_ms` time here; `null` in files written before it existed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub clock_origin_at: Option<OffsetDateTime>,
+    /// Doors open, ms since the clock origin: the zero of `per_second`, `sellout` and the
+    /// interval logs.
+    #[serde(default)]
+    pub doors_open_ms: f64,
+    #[serde(default)]
+    pub throughput: Throughput,
+    #[serde(default)]
+    pub goodput: Goodput,
+    #[serde(default)]
+    pub sellout: Sellout,
+    /// One row per second after doors open.
+    #[serde(default)]
+    pub per_second: Vec<SecondStats>,
+    /// Whether the load generator itself limited the run; `null` in files written before it existed.
+    #[serde(default)]
+    pub generator: Option<GeneratorReport>,
+    /// The scenario's thresholds and their verdicts, in metric-name order.
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdResult>,
+    /// True when every threshold passed (also when there were none).
+    #[serde(default = "passed")]
+    pub all_thresholds_passed: bool,
+}
+
+fn passed() -> bool {
+    true
 }
 
 /// One applied fault. Times are ms since the run's clock origin with microsecond digits.
@@ -271,6 +310,34 @@ pub(super) fn build(
     output_dir: PathBuf,
 ) -> Summary {
     let info = out.info;
+    let doors_open_us = info.scenario.arrival.open_after().as_micros() as u64;
+    let timeline = Timeline::build(
+        out.history,
+        &out.generator.schedule,
+        &info.scenario.arrival,
+        info.scenario.buyers.count,
+        doors_open_us,
+    );
+    let latency = LatencyReport {
+        from_send: LatencyHistograms::stats(&histograms.from_send),
+        from_intended: LatencyHistograms::stats(&histograms.from_intended),
+    };
+    let mut class_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for attempt in out.history {
+        *class_counts
+            .entry(LatencyClass::of(attempt).as_str().to_owned())
+            .or_default() += 1;
+    }
+    let thresholds = thresholds::evaluate(
+        &info.scenario.thresholds,
+        &Measurements {
+            latency_from_intended: &latency.from_intended,
+            class_counts: &class_counts,
+            attempts: out.history.len() as u64,
+            throughput_per_s: timeline.throughput.answers_per_s.all,
+            sellout_time_ms: timeline.sellout.time_to_sell_out_ms,
+        },
+    );
     Summary {
         schema_version: SCHEMA_VERSION,
         scenario_name: info.scenario.name.clone(),
@@ -299,11 +366,17 @@ pub(super) fn build(
             .iter()
             .map(|(id, r)| (id.clone(), InvariantSummary::from(r)))
             .collect(),
-        latency: LatencyReport {
-            from_send: LatencyHistograms::stats(&histograms.from_send),
-            from_intended: LatencyHistograms::stats(&histograms.from_intended),
-        },
+        latency,
         send_spread_us: histograms.spread(),
+        clock_origin_at: Some(info.clock_origin_at),
+        doors_open_ms: ms(doors_open_us),
+        throughput: timeline.throughput,
+        goodput: timeline.goodput,
+        sellout: timeline.sellout,
+        per_second: timeline.per_second,
+        generator: Some(GeneratorReport::assess(out.generator, out.history)),
+        all_thresholds_passed: thresholds.iter().all(|t| t.passed),
+        thresholds,
     }
 }
 

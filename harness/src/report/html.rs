@@ -1,0 +1,558 @@
+//! `report.html`: one self-contained page per run for the people who read latency to size
+//! hardware — the verdicts, then five charts, with nothing loaded from the network (inline CSS,
+//! inline SVG, no script).
+//!
+//! The markup is XHTML-compatible (every element closed, every attribute quoted, text escaped),
+//! so an XML parser can prove it well-formed; a test does.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+
+use super::histograms::{LatencyClass, LatencyHistograms};
+use super::summary::Summary;
+use super::svg::{Band, Chart, Scale, Series, escape, short_number};
+use super::timeline::first_acknowledgements;
+use crate::history::Attempt;
+
+/// The ids of the charts, in page order; tests check each is present.
+pub const CHART_IDS: [&str; 5] = [
+    "latency-over-time",
+    "percentile-distribution",
+    "throughput-over-time",
+    "units-sold",
+    "generator-lag",
+];
+
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;\
+max-width:1000px;color:#222;line-height:1.4}h1{font-size:22px;margin-bottom:4px}\
+h2{font-size:17px;margin:28px 0 4px}p.note{color:#555;font-size:13px;margin:2px 0 8px}\
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ccc;\
+padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\
+.held{color:#2e7d32;font-weight:600}.violated{color:#c62828;font-weight:600}\
+.warn{background:#fff3e0;border:1px solid #ef6c00;padding:8px 12px;margin:12px 0}\
+svg.chart{width:100%;height:auto;border:1px solid #e0e0e0;background:#fff}\
+svg .grid{stroke:#eee;stroke-width:1}svg .axis{stroke:#444;stroke-width:1}\
+svg .tick{font-size:11px;fill:#555}svg .axis-label{font-size:12px;fill:#333}\
+svg .legend{font-size:12px;fill:#222}svg .fault{fill:#ef6c00;fill-opacity:0.15}\
+svg .band-label{font-size:10px;fill:#b24a00}";
+
+fn colour(class: LatencyClass) -> &'static str {
+    match class {
+        LatencyClass::Ok => "#2e7d32",
+        LatencyClass::SoldOut => "#1565c0",
+        LatencyClass::OtherRejection => "#ef6c00",
+        LatencyClass::Unknown => "#c62828",
+        LatencyClass::All => "#333333",
+    }
+}
+
+fn ms_label(v: f64) -> String {
+    format!("{} ms", short_number(v))
+}
+
+fn plain_label(v: f64) -> String {
+    short_number(v)
+}
+
+fn us_to_ms(us: Option<u64>) -> Option<f64> {
+    us.map(|us| us as f64 / 1e3)
+}
+
+/// Renders the page; `history` gives the sell-out curve its exact steps.
+pub fn render(summary: &Summary, histograms: &LatencyHistograms, history: &[Attempt]) -> String {
+    let mut s = String::new();
+    let title = format!("flashsale run: {}", summary.scenario_name);
+    let _ = write!(
+        s,
+        "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\"><head>\
+         <meta charset=\"utf-8\"/><title>{}</title><style>{STYLE}</style></head><body>",
+        escape(&title)
+    );
+    header(&mut s, summary);
+    charts(&mut s, summary, histograms, history);
+    s.push_str("</body></html>\n");
+    s
+}
+
+fn header(s: &mut String, summary: &Summary) {
+    let _ = write!(
+        s,
+        "<h1>{}</h1><p class=\"note\">seed {}, against {}{}, started {}, arrival model {}; \
+         times are seconds after doors open; latency is from the <b>intended</b> send \
+         (coordinated-omission corrected) unless marked “from send”.</p>",
+        escape(&summary.scenario_name),
+        summary.seed,
+        escape(&summary.target),
+        summary
+            .strategy
+            .as_deref()
+            .map(|st| format!(" (strategy {})", escape(st)))
+            .unwrap_or_default(),
+        summary
+            .started_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        summary.scenario.arrival.model()
+    );
+    if let Some(generator) = summary.generator.as_ref().filter(|g| g.bound) {
+        let _ = write!(
+            s,
+            "<div class=\"warn\" id=\"generator-bound\"><b>Generator-bound run:</b> {}. \
+             Latencies below describe the load generator as much as the server.</div>",
+            escape(&generator.reasons.join("; "))
+        );
+    }
+    let verdict = if summary.all_invariants_held {
+        "<span class=\"held\">all invariants held</span>".to_owned()
+    } else {
+        let violated: Vec<&str> = summary
+            .invariants
+            .iter()
+            .filter(|(_, inv)| !inv.held)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        format!(
+            "<span class=\"violated\">VIOLATED: {}</span>",
+            escape(&violated.join(", "))
+        )
+    };
+    let o = &summary.outcomes;
+    let sellout = match summary.sellout.time_to_sell_out_ms {
+        Some(ms) => format!("sold out after {:.3} s", ms / 1e3),
+        None => "did not sell out".to_owned(),
+    };
+    let _ = write!(
+        s,
+        "<table id=\"facts\"><tr><th class=\"l\">verdict</th><td class=\"l\">{verdict}</td></tr>\
+         <tr><th class=\"l\">attempts</th><td class=\"l\">{} — {} ok, {} rejected, {} unknown</td></tr>\
+         <tr><th class=\"l\">units</th><td class=\"l\">cap {}, acknowledged {}, persisted {}; {sellout}</td></tr>\
+         <tr><th class=\"l\">throughput</th><td class=\"l\">{:.1} answers/s ({:.1} ok/s) over {:.3} s; offered {}; goodput ratio {}</td></tr>\
+         <tr><th class=\"l\">late sends</th><td class=\"l\">{}</td></tr></table>",
+        o.attempts,
+        o.ok,
+        o.rejected,
+        o.unknown,
+        summary.cap,
+        summary.units_acknowledged,
+        summary.units_persisted,
+        summary.throughput.answers_per_s.all,
+        summary.throughput.answers_per_s.ok,
+        summary.throughput.load_duration_ms / 1e3,
+        summary
+            .goodput
+            .offered_per_s
+            .map_or("—".to_owned(), |r| format!("{r:.1} buyers/s")),
+        summary
+            .goodput
+            .ratio
+            .map_or("—".to_owned(), |r| format!("{r:.3}")),
+        summary
+            .generator
+            .as_ref()
+            .map_or("—".to_owned(), |g| format!(
+                "{} of {} attempts sent more than {} ms after their intended time",
+                g.late_sends.count,
+                o.attempts,
+                g.late_sends.threshold_us / 1_000
+            )),
+    );
+
+    s.push_str(
+        "<table id=\"latency-table\"><tr><th class=\"l\">class</th><th>count</th><th>p50</th>\
+         <th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>p99 from send</th></tr>",
+    );
+    for (class, stats) in &summary.latency.from_intended {
+        let from_send = summary
+            .latency
+            .from_send
+            .get(class)
+            .map_or("—".to_owned(), |l| ms_label(l.p99_us as f64 / 1e3));
+        let _ = write!(
+            s,
+            "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{from_send}</td></tr>",
+            escape(class),
+            stats.count,
+            ms_label(stats.p50_us as f64 / 1e3),
+            ms_label(stats.p90_us as f64 / 1e3),
+            ms_label(stats.p99_us as f64 / 1e3),
+            ms_label(stats.p99_9_us as f64 / 1e3),
+            ms_label(stats.max_us as f64 / 1e3),
+        );
+    }
+    s.push_str("</table>");
+
+    if !summary.thresholds.is_empty() {
+        s.push_str(
+            "<table id=\"thresholds\"><tr><th class=\"l\">threshold</th><th>measured</th>\
+             <th class=\"l\">verdict</th></tr>",
+        );
+        for t in &summary.thresholds {
+            let measured = t
+                .measured
+                .map_or("not measured".to_owned(), |v| format!("{v:.3} {}", t.unit));
+            let verdict = if t.passed {
+                "<span class=\"held\">passed</span>"
+            } else {
+                "<span class=\"violated\">FAILED</span>"
+            };
+            let _ = write!(
+                s,
+                "<tr><td class=\"l\">{} {}</td><td>{}</td><td class=\"l\">{verdict}</td></tr>",
+                escape(&t.metric),
+                escape(&t.condition),
+                escape(&measured)
+            );
+        }
+        s.push_str("</table>");
+    }
+    if !summary.faults.is_empty() {
+        s.push_str("<p class=\"note\">Faults (shaded on the charts): ");
+        let listed: Vec<String> = summary
+            .faults
+            .iter()
+            .map(|f| {
+                let from = (f.started_ms - summary.doors_open_ms) / 1e3;
+                match f.ended_ms {
+                    Some(end) => format!(
+                        "{} {:.2}–{:.2} s",
+                        f.kind,
+                        from,
+                        (end - summary.doors_open_ms) / 1e3
+                    ),
+                    None => format!("{} from {from:.2} s, never healed", f.kind),
+                }
+            })
+            .collect();
+        s.push_str(&escape(&listed.join("; ")));
+        s.push_str("</p>");
+    }
+}
+
+fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, history: &[Attempt]) {
+    let rows = &summary.per_second;
+    let seconds = rows.len().max(1) as f64;
+    let x = Scale::Linear {
+        min: 0.0,
+        max: seconds,
+    };
+    let bands: Vec<Band> = summary
+        .faults
+        .iter()
+        .map(|f| Band {
+            from: (f.started_ms - summary.doors_open_ms) / 1e3,
+            to: f
+                .ended_ms
+                .map_or(seconds, |end| (end - summary.doors_open_ms) / 1e3),
+            label: f.kind.clone(),
+        })
+        .collect();
+    // A second's figures are drawn at its middle.
+    let at = |r: &super::SecondStats| r.second as f64 + 0.5;
+    let second_label = |v: f64| format!("{} s", short_number(v));
+
+    let latency_series = vec![
+        series(
+            "p50",
+            "#90caf9",
+            false,
+            rows.iter().map(|r| (at(r), us_to_ms(r.p50_us))),
+        ),
+        series(
+            "p90",
+            "#1e88e5",
+            false,
+            rows.iter().map(|r| (at(r), us_to_ms(r.p90_us))),
+        ),
+        series(
+            "p99",
+            "#0d47a1",
+            false,
+            rows.iter().map(|r| (at(r), us_to_ms(r.p99_us))),
+        ),
+        series(
+            "p99 from send",
+            "#c62828",
+            true,
+            rows.iter().map(|r| (at(r), us_to_ms(r.p99_from_send_us))),
+        ),
+    ];
+    let y = Scale::log_around(values(&latency_series));
+    section(
+        s,
+        "Latency percentiles over time",
+        "Per second, of the answers that arrived in it, from the intended send; the dashed line \
+         is p99 from the actual send. Where the two part, requests waited in the generator for \
+         a connection: time a shopper waited that an uncorrected tool would not show.",
+        &Chart {
+            id: CHART_IDS[0],
+            title: "Latency percentiles over time",
+            x_label: "seconds after doors open",
+            y_label: "latency (ms, log scale)",
+            x,
+            y,
+            x_tick: &second_label,
+            y_tick: &ms_label,
+            x_ticks: None,
+            series: latency_series,
+            bands: bands.clone(),
+        },
+    );
+
+    distribution(s, summary, histograms);
+
+    let throughput_series = vec![
+        series(
+            "sent",
+            "#9e9e9e",
+            true,
+            rows.iter().map(|r| (at(r), Some(r.sent as f64))),
+        ),
+        series(
+            "ok",
+            colour(LatencyClass::Ok),
+            false,
+            rows.iter().map(|r| (at(r), Some(r.ok as f64))),
+        ),
+        series(
+            "sold out",
+            colour(LatencyClass::SoldOut),
+            false,
+            rows.iter().map(|r| (at(r), Some(r.sold_out as f64))),
+        ),
+        series(
+            "other rejection",
+            colour(LatencyClass::OtherRejection),
+            false,
+            rows.iter().map(|r| (at(r), Some(r.other_rejection as f64))),
+        ),
+        series(
+            "unknown",
+            colour(LatencyClass::Unknown),
+            false,
+            rows.iter().map(|r| (at(r), Some(r.unknown as f64))),
+        ),
+    ];
+    let y = Scale::linear_to(values(&throughput_series).fold(0.0, f64::max));
+    section(
+        s,
+        "Throughput by outcome",
+        "Answers per second by outcome, counted in the second they arrived; dashed: requests \
+         sent per second.",
+        &Chart {
+            id: CHART_IDS[2],
+            title: "Throughput by outcome",
+            x_label: "seconds after doors open",
+            y_label: "per second",
+            x,
+            y,
+            x_tick: &second_label,
+            y_tick: &plain_label,
+            x_ticks: None,
+            series: throughput_series,
+            bands: bands.clone(),
+        },
+    );
+
+    // A step at every first acknowledgement, at its arrival, to the end of the chart.
+    let mut steps = vec![(0.0, Some(0.0))];
+    let mut units = 0.0;
+    for (at_us, quantity) in first_acknowledgements(history) {
+        let t = (at_us as f64 / 1e3 - summary.doors_open_ms) / 1e3;
+        steps.push((t, Some(units)));
+        units += quantity as f64;
+        steps.push((t, Some(units)));
+    }
+    steps.push((seconds, Some(units)));
+    let mut units_series = vec![series(
+        "units sold",
+        colour(LatencyClass::Ok),
+        false,
+        steps.into_iter(),
+    )];
+    if let Some(cap) = summary.cap.as_option() {
+        units_series.push(series(
+            "cap",
+            "#c62828",
+            true,
+            [(0.0, Some(cap as f64)), (seconds, Some(cap as f64))].into_iter(),
+        ));
+    }
+    let y = Scale::linear_to(values(&units_series).fold(0.0, f64::max));
+    let sellout_band = summary
+        .sellout
+        .time_to_sell_out_ms
+        .map(|ms| Band {
+            from: ms / 1e3,
+            to: ms / 1e3,
+            label: format!("sold out {:.2} s", ms / 1e3),
+        })
+        .into_iter();
+    section(
+        s,
+        "Units sold over time",
+        "Units acknowledged (distinct ok orders) as their answers arrived: the sell-out curve.",
+        &Chart {
+            id: CHART_IDS[3],
+            title: "Units sold over time",
+            x_label: "seconds after doors open",
+            y_label: "units",
+            x,
+            y,
+            x_tick: &second_label,
+            y_tick: &plain_label,
+            x_ticks: None,
+            series: units_series,
+            bands: bands.iter().cloned().chain(sellout_band).collect(),
+        },
+    );
+
+    let lag_series = vec![
+        series(
+            "schedule lag p99",
+            "#6a1b9a",
+            false,
+            rows.iter().map(|r| (at(r), us_to_ms(r.lag_p99_us))),
+        ),
+        series(
+            "schedule lag max",
+            "#ab47bc",
+            false,
+            rows.iter().map(|r| (at(r), us_to_ms(r.lag_max_us))),
+        ),
+        series(
+            "connection wait p99",
+            "#757575",
+            true,
+            rows.iter()
+                .map(|r| (at(r), us_to_ms(r.connection_wait_p99_us))),
+        ),
+    ];
+    let y = Scale::linear_to(values(&lag_series).fold(0.0, f64::max));
+    section(
+        s,
+        "Generator lag",
+        "How late the generator ran the buyers meant to send in each second (schedule lag: the \
+         generator's own delay, which makes a run generator-bound above 10 ms p99 or 100 ms max), \
+         and how long they then waited for a connection (back-pressure from the server).",
+        &Chart {
+            id: CHART_IDS[4],
+            title: "Generator lag",
+            x_label: "seconds after doors open (intended send)",
+            y_label: "ms",
+            x,
+            y,
+            x_tick: &second_label,
+            y_tick: &ms_label,
+            x_ticks: None,
+            series: lag_series,
+            bands,
+        },
+    );
+}
+
+/// The percentile distribution, plotted like the HdrHistogram plotter: x is `1/(1-p)` on a log
+/// scale, so the tail gets as much room as the median.
+fn distribution(s: &mut String, summary: &Summary, histograms: &LatencyHistograms) {
+    let count = summary.outcomes.attempts.max(1) as f64;
+    let decades = count.log10().ceil().clamp(2.0, 6.0);
+    let x_max = 10f64.powf(decades);
+    let curve = |h: &Histogram<u64>| -> Vec<(f64, Option<f64>)> {
+        h.iter_quantiles(5)
+            .map(|v| {
+                let q = v.quantile_iterated_to();
+                let x = if q >= 1.0 {
+                    x_max
+                } else {
+                    (1.0 / (1.0 - q)).min(x_max)
+                };
+                (x, Some(v.value_iterated_to() as f64 / 1e3))
+            })
+            .collect()
+    };
+    let mut dist: Vec<Series> = histograms
+        .from_intended
+        .iter()
+        .map(|(class, h)| Series {
+            name: class.as_str().replace('_', " "),
+            colour: colour(*class),
+            dashed: false,
+            points: curve(h),
+        })
+        .collect();
+    let from_send: BTreeMap<_, _> = histograms.from_send.iter().collect();
+    if let Some(h) = from_send.get(&LatencyClass::All) {
+        dist.push(Series {
+            name: "all, from send".to_owned(),
+            colour: "#9e9e9e",
+            dashed: true,
+            points: curve(h),
+        });
+    }
+    let ticks: Vec<(f64, String)> = (0..=decades as i32)
+        .map(|k| {
+            let label = match k {
+                0 => "0%".to_owned(),
+                1 => "90%".to_owned(),
+                k => format!("99.{}%", "9".repeat(k as usize - 2)).replace(".%", "%"),
+            };
+            (10f64.powi(k), label)
+        })
+        .collect();
+    let y = Scale::linear_to(values(&dist).fold(0.0, f64::max));
+    section(
+        s,
+        "Latency by percentile",
+        "The whole distribution per outcome, from the intended send (the same data as the \
+         latency-<class>.hgrm files): the x axis is 1/(1−percentile) on a log scale, as in the \
+         HdrHistogram plotter.",
+        &Chart {
+            id: CHART_IDS[1],
+            title: "Latency by percentile",
+            x_label: "percentile",
+            y_label: "latency (ms)",
+            x: Scale::Log {
+                min: 1.0,
+                max: x_max,
+            },
+            y,
+            x_tick: &plain_label,
+            y_tick: &ms_label,
+            x_ticks: Some(ticks),
+            series: dist,
+            bands: Vec::new(),
+        },
+    );
+}
+
+fn series(
+    name: &str,
+    colour: &'static str,
+    dashed: bool,
+    points: impl Iterator<Item = (f64, Option<f64>)>,
+) -> Series {
+    Series {
+        name: name.to_owned(),
+        colour,
+        dashed,
+        points: points.collect(),
+    }
+}
+
+fn values(series: &[Series]) -> impl Iterator<Item = f64> + '_ {
+    series
+        .iter()
+        .flat_map(|s| s.points.iter().filter_map(|(_, y)| *y))
+}
+
+fn section(s: &mut String, title: &str, note: &str, chart: &Chart) {
+    let _ = write!(
+        s,
+        "<h2>{}</h2><p class=\"note\">{}</p>{}",
+        escape(title),
+        escape(note),
+        chart.render()
+    );
+}
