@@ -118,6 +118,7 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             violated.join(", ")
         )))
     });
+    let _ = std::fs::remove_dir_all(&scratch);
     if let Some(err) = setup_error.into_inner() {
         return Err(err);
     }
@@ -137,8 +138,13 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     })
 }
 
+/// A scratch directory of this search's own: searches may run side by side in one process (the
+/// property tests do), and each case's outputs are deleted as soon as it has been judged.
 fn tempdir_for_cases() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("flashsale-explore-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "flashsale-explore-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
