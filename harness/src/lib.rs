@@ -23,6 +23,37 @@ use run::{RunOptions, TargetChoice, exit};
 use scenario::Scenario;
 use target::Dependencies;
 
+/// The server the `run` and `explore` flags name: `--target` (with its admin token) or the
+/// in-process reference server with `--inventory`; naming both is refused.
+fn target_choice(
+    target: Option<String>,
+    admin_token: Option<String>,
+    inventory: Option<flashsale_server::InventoryStrategy>,
+    keep_database: bool,
+) -> Result<TargetChoice, &'static str> {
+    match (target, inventory) {
+        (Some(_), Some(_)) => Err(
+            "--inventory selects the strategy of the in-process reference server; a --target \
+             server runs whatever it runs. Drop one of the two.",
+        ),
+        (Some(base_url), None) => match admin_token {
+            Some(admin_token) => Ok(TargetChoice::Url {
+                base_url,
+                admin_token,
+            }),
+            None => Err(
+                "--target needs the server's admin token to create the sale and read back its \
+                 ledger: pass --admin-token or set FLASHSALE_ADMIN_TOKEN",
+            ),
+        },
+        (None, strategy) => Ok(TargetChoice::InProcess {
+            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
+            deps: Dependencies::from_env(),
+            keep_database,
+        }),
+    }
+}
+
 /// `flashsale run`: validates the arguments, runs, prints the summary, returns the exit status.
 pub async fn cli_run(args: cli::RunArgs) -> i32 {
     let scenario = match Scenario::from_path(&args.scenario) {
@@ -32,32 +63,12 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
             return exit::SETUP;
         }
     };
-    let target = match (args.target, args.inventory) {
-        (Some(_), Some(_)) => {
-            eprintln!(
-                "error: --inventory selects the strategy of the in-process reference server; a \
-                 --target server runs whatever it runs. Drop one of the two."
-            );
+    let target = match target_choice(args.target, args.admin_token, args.inventory, args.keep_db) {
+        Ok(target) => target,
+        Err(problem) => {
+            eprintln!("error: {problem}");
             return exit::SETUP;
         }
-        (Some(base_url), None) => match args.admin_token {
-            Some(admin_token) => TargetChoice::Url {
-                base_url,
-                admin_token,
-            },
-            None => {
-                eprintln!(
-                    "error: --target needs the server's admin token to create the sale and read \
-                     back its ledger: pass --admin-token or set FLASHSALE_ADMIN_TOKEN"
-                );
-                return exit::SETUP;
-            }
-        },
-        (None, strategy) => TargetChoice::InProcess {
-            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
-            deps: Dependencies::from_env(),
-            keep_database: args.keep_db,
-        },
     };
     eprintln!(
         "flashsale: running {} ({} buyers) against {}",
@@ -100,32 +111,12 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
 
 /// `flashsale explore`: searches generated scenarios for a violation, shrinks it, writes it.
 pub async fn cli_explore(args: cli::ExploreArgs) -> i32 {
-    let target = match (args.target, args.inventory) {
-        (Some(_), Some(_)) => {
-            eprintln!(
-                "error: --inventory selects the strategy of the in-process reference server; a \
-                 --target server runs whatever it runs. Drop one of the two."
-            );
+    let target = match target_choice(args.target, args.admin_token, args.inventory, false) {
+        Ok(target) => target,
+        Err(problem) => {
+            eprintln!("error: {problem}");
             return exit::SETUP;
         }
-        (Some(base_url), None) => match args.admin_token {
-            Some(admin_token) => TargetChoice::Url {
-                base_url,
-                admin_token,
-            },
-            None => {
-                eprintln!(
-                    "error: --target needs the server's admin token: pass --admin-token or set \
-                     FLASHSALE_ADMIN_TOKEN"
-                );
-                return exit::SETUP;
-            }
-        },
-        (None, strategy) => TargetChoice::InProcess {
-            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
-            deps: Dependencies::from_env(),
-            keep_database: false,
-        },
     };
     let faults = !args.no_faults && matches!(target, TargetChoice::InProcess { .. });
     let seed = args.seed.unwrap_or_else(|| rand::random::<u64>() >> 11);
