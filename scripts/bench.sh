@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Benchmark for issue 6: measures flashsale side by side with the tools a user would pick
+# instead, in the same run on the same machine, and reports ratios (machines here are noisy, so
+# read the ratios, not the absolute figures). Every pair is run alternately ROUNDS times.
+#
+#   G1  requests/s against GET /health: wrk and oha (the harness's own rate is not measured yet)
+#   G2  sold-out decisions/s (POST buy on a sold-out sale, distinct Idempotency-Keys)
+#       vs the same server's GET /health, same wrk settings            -> ratio, target >= 0.7
+#   G3  durable orders/s (buys that succeed on a big-cap sale, Redis path)
+#       vs pgbench inserting one order row per transaction               -> ratio, target >= 0.8
+#   G4  claims/s of a server started with --inventory postgres
+#       vs pgbench running the naive hot-row conditional UPDATE + INSERT  -> ratio, target >= 5
+#   G5  `flashsale run scenarios/big-drop.toml`: time to sell out, p99 of the burst (record)
+#   G6  checker time for a 1,000,000-attempt synthetic history           -> target < 2 s
+#   G7  peak RSS of that process                                          -> target < 300 MB
+#
+# Output: results/bench/<UTC timestamp>/bench.json (every round's raw figure, the median and the
+# spread = (max - min) / median of each, the ratios of the medians) and bench.md (the same as a
+# table). The wrk/pgbench logs of every round are kept next to them.
+#
+# Usage: scripts/bench.sh            (env: ROUNDS=3 DURATION=10 CLIENTS=32 THREADS=2)
+# Needs PostgreSQL and Redis on 127.0.0.1 (scripts/ensure-services.sh), root or sudo for
+# `apt-get install wrk` when wrk is missing; oha is installed with `cargo install` when missing
+# and skipped when that fails or takes longer than OHA_INSTALL_TIMEOUT seconds (default 600).
+# Every socket is on loopback. Not part of CI's test run.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-32}
+THREADS=${THREADS:-2}
+OHA_INSTALL_TIMEOUT=${OHA_INSTALL_TIMEOUT:-600}
+TOKEN=flashsale-bench-token
+PORT_REDIS=${PORT_REDIS:-18080}
+PORT_PG=${PORT_PG:-18081}
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=$ROOT/results/bench/$TS
+DB=flashsale_bench_$(echo "$TS" | tr 'A-Z' 'a-z')
+DB_URL=postgres://postgres@127.0.0.1:5432/$DB
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d "$DB")
+mkdir -p "$OUT/logs"
+RAW=$OUT/raw.tsv
+: >"$RAW"
+
+log() { echo "bench: $*" >&2; }
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RAW"; } # figure round value
+
+# --- tools ------------------------------------------------------------------------------------
+scripts/ensure-services.sh >&2
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v wrk >/dev/null; then
+  log "installing wrk"
+  as_root apt-get install -y wrk >&2
+fi
+OHA=$(command -v oha || true)
+[ -z "$OHA" ] && [ -x "$HOME/.cargo/bin/oha" ] && OHA=$HOME/.cargo/bin/oha
+if [ -z "$OHA" ]; then
+  log "installing oha (cargo install oha --locked, at most ${OHA_INSTALL_TIMEOUT}s)"
+  if timeout "$OHA_INSTALL_TIMEOUT" cargo install oha --locked >&2; then
+    OHA=$HOME/.cargo/bin/oha
+  else
+    log "oha not installed (too slow or failed): G1 has wrk only"
+  fi
+fi
+
+log "building release"
+cargo build --release --locked --bin flashsale-server --bin flashsale >&2
+cargo build --release --locked -p flashsale-harness --example checker_million >&2
+
+# --- servers ----------------------------------------------------------------------------------
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+psql -X -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $DB"
+
+start_server() { # port inventory
+  DATABASE_URL=$DB_URL FLASHSALE_ADMIN_TOKEN=$TOKEN RUST_LOG=warn \
+    target/release/flashsale-server --listen "127.0.0.1:$1" --inventory "$2" \
+    >"$OUT/logs/server-$2.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0
+    sleep 0.1
+  done
+  log "server on port $1 did not start, see $OUT/logs/server-$2.log"
+  exit 2
+}
+start_server "$PORT_REDIS" redis
+start_server "$PORT_PG" postgres
+
+new_sale() { # port cap -> prints the sale id of an active sale
+  local now end id
+  now=$(date -u -d '-1 min' +%Y-%m-%dT%H:%M:%SZ)
+  end=$(date -u -d '+6 hours' +%Y-%m-%dT%H:%M:%SZ)
+  id=$(curl -sf -X POST "http://127.0.0.1:$1/admin/sales" -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/json' \
+    -d "{\"name\":\"bench\",\"starts_at\":\"$now\",\"ends_at\":\"$end\",\"cap\":$2,\"products\":[{\"product_id\":\"p\",\"sale_price_cents\":100}]}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -sf -X POST "http://127.0.0.1:$1/admin/sales/$id/activate" -H "Authorization: Bearer $TOKEN" >/dev/null
+  echo "$id"
+}
+
+# wrk's requests/s, after checking the answers were the expected kind: `expect` is `2xx` (no
+# non-2xx answer allowed) or `non2xx` (every answer must be non-2xx, e.g. 409 sold_out).
+wrk_rate() { # logname expect wrk-args...
+  local name=$1 expect=$2 total non2xx
+  shift 2
+  wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" "$@" >"$OUT/logs/$name.log" 2>&1
+  total=$(awk '/requests in/ {print $1}' "$OUT/logs/$name.log")
+  non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$OUT/logs/$name.log")
+  non2xx=${non2xx:-0}
+  if grep -q 'Socket errors' "$OUT/logs/$name.log"; then
+    log "$name: $(grep 'Socket errors' "$OUT/logs/$name.log")"
+  fi
+  if [ "$expect" = 2xx ] && [ "$non2xx" != 0 ]; then
+    log "$name: $non2xx of $total answers were not 2xx (see $OUT/logs/$name.log)"
+  elif [ "$expect" = non2xx ] && [ "$non2xx" != "$total" ]; then
+    log "$name: only $non2xx of $total answers were non-2xx"
+  fi
+  awk '/Requests\/sec/ {print $2}' "$OUT/logs/$name.log"
+}
+
+# --- pgbench scratch tables (same PostgreSQL, same database as the server) -------------------
+"${PSQL[@]}" <<'SQL'
+CREATE TABLE bench_orders (LIKE orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
+CREATE TABLE bench_inventory (id int PRIMARY KEY, remaining bigint NOT NULL);
+INSERT INTO bench_inventory VALUES (1, 1000000000);
+SQL
+BENCH_SALE=00000000-0000-4000-8000-000000000001
+cat >"$OUT/logs/pgbench-insert.sql" <<SQL
+INSERT INTO bench_orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents, idempotency_key, decided_by)
+VALUES (gen_random_uuid(), '$BENCH_SALE', 'p', 'b-' || :client_id, 1, 100, gen_random_uuid()::text, 'pgbench');
+SQL
+cat >"$OUT/logs/pgbench-hot-row.sql" <<SQL
+BEGIN;
+UPDATE bench_inventory SET remaining = remaining - 1 WHERE id = 1 AND remaining >= 1;
+INSERT INTO bench_orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents, idempotency_key, decided_by)
+VALUES (gen_random_uuid(), '$BENCH_SALE', 'p', 'b-' || :client_id, 1, 100, gen_random_uuid()::text, 'pgbench');
+END;
+SQL
+pgbench_rate() { # logname script
+  pgbench -n -h 127.0.0.1 -U postgres -c "$CLIENTS" -j "$THREADS" -T "$DURATION" -M prepared \
+    -f "$OUT/logs/$2" "$DB" >"$OUT/logs/$1.log" 2>&1
+  awk '/^tps = / {print $3}' "$OUT/logs/$1.log"
+}
+
+# A sold-out sale: cap 1, the one unit bought.
+SOLD_OUT_SALE=$(new_sale "$PORT_REDIS" 1)
+curl -sf -X POST "http://127.0.0.1:$PORT_REDIS/sales/$SOLD_OUT_SALE/orders" -H 'Content-Type: application/json' \
+  -H 'Idempotency-Key: bench-first' -d '{"buyer_id":"b-first","quantity":1}' >/dev/null
+
+H="http://127.0.0.1:$PORT_REDIS"
+for round in $(seq 1 "$ROUNDS"); do
+  log "round $round/$ROUNDS"
+  # G1 / G2 denominator: the trivial route.
+  record health_wrk "$round" "$(wrk_rate "health-wrk-$round" 2xx "$H/health")"
+  if [ -n "$OHA" ]; then
+    "$OHA" -z "${DURATION}s" -c "$CLIENTS" --no-tui --output-format json "$H/health" \
+      >"$OUT/logs/health-oha-$round.json" 2>"$OUT/logs/health-oha-$round.err" || true
+    record health_oha "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' "$OUT/logs/health-oha-$round.json" 2>/dev/null || echo "")"
+  fi
+  # G2: sold-out decisions.
+  record soldout_wrk "$round" "$(wrk_rate "soldout-$round" non2xx -s scripts/bench.lua \
+    "$H/sales/$SOLD_OUT_SALE/orders" -- "so-$TS-$round")"
+  # G3: durable orders (Redis path) vs pgbench plain INSERT.
+  sale=$(new_sale "$PORT_REDIS" 1000000000)
+  record orders_wrk "$round" "$(wrk_rate "orders-$round" 2xx -s scripts/bench.lua \
+    "$H/sales/$sale/orders" -- "ord-$TS-$round")"
+  record insert_pgbench "$round" "$(pgbench_rate "pgbench-insert-$round" pgbench-insert.sql)"
+  # G4: PostgreSQL claim path vs the naive hot-row UPDATE + INSERT.
+  sale=$(new_sale "$PORT_PG" 1000000000)
+  record pgclaims_wrk "$round" "$(wrk_rate "pgclaims-$round" 2xx -s scripts/bench.lua \
+    "http://127.0.0.1:$PORT_PG/sales/$sale/orders" -- "pg-$TS-$round")"
+  record hotrow_pgbench "$round" "$(pgbench_rate "pgbench-hot-row-$round" pgbench-hot-row.sql)"
+done
+
+# --- G5, G6, G7 -------------------------------------------------------------------------------
+for round in $(seq 1 "$ROUNDS"); do
+  log "big drop $round/$ROUNDS"
+  target/release/flashsale run scenarios/big-drop.toml --out "$OUT/big-drop-$round" \
+    >"$OUT/logs/big-drop-$round.log" 2>&1 || log "big drop $round: exit $? (see logs)"
+  summary=$(find "$OUT/big-drop-$round" -name summary.json | head -n1)
+  if [ -n "$summary" ]; then
+    record bigdrop_sellout_ms "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["sellout"]["time_to_sell_out_ms"] or "")' "$summary")"
+    record bigdrop_p99_ms "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency"]["from_intended"]["all"]["p99_us"] / 1000)' "$summary")"
+  fi
+  log "checker on 1,000,000 attempts $round/$ROUNDS"
+  target/release/examples/checker_million >"$OUT/logs/checker-$round.json"
+  record checker_s "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["check_s"])' "$OUT/logs/checker-$round.json")"
+  record checker_peak_rss_mb "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_rss_mb"])' "$OUT/logs/checker-$round.json")"
+done
+
+# --- report -----------------------------------------------------------------------------------
+python3 - "$OUT" "$TS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$(nproc)" <<'PY'
+import json, statistics, sys
+out, ts, rounds, duration, clients, threads, cores = sys.argv[1:]
+raw = {}
+for line in open(f"{out}/raw.tsv"):
+    fig, rnd, val = line.rstrip("\n").split("\t")
+    if val:
+        raw.setdefault(fig, []).append(float(val))
+figs = {}
+for fig, vals in raw.items():
+    med = statistics.median(vals)
+    figs[fig] = {"rounds": vals, "median": med, "min": min(vals), "max": max(vals),
+                 "spread": (max(vals) - min(vals)) / med if med else None}
+def med(f): return figs[f]["median"] if f in figs else None
+def ratio(a, b): return med(a) / med(b) if med(a) is not None and med(b) else None
+targets = [
+    ("G1", "harness vs oha/wrk, GET /health", None, None, "not measured (wrk/oha figures recorded)", None),
+    ("G2", "sold-out decisions/s vs GET /health (wrk)", "soldout_wrk", "health_wrk", ">= 0.7", 0.7),
+    ("G3", "durable orders/s vs pgbench INSERT", "orders_wrk", "insert_pgbench", ">= 0.8", 0.8),
+    ("G4", "claims/s (--inventory postgres) vs pgbench hot-row UPDATE+INSERT", "pgclaims_wrk", "hotrow_pgbench", ">= 5", 5.0),
+]
+ratios = {}
+for gid, what, a, b, target, need in targets:
+    r = ratio(a, b) if a else None
+    ratios[gid] = {"what": what, "numerator": a, "denominator": b, "ratio": r, "target": target,
+                   "met": (r >= need) if (r is not None and need) else None}
+absolute = {
+    "G5": {"sellout_ms": med("bigdrop_sellout_ms"), "p99_ms": med("bigdrop_p99_ms"), "target": "record"},
+    "G6": {"checker_s": med("checker_s"), "target": "< 2 s",
+           "met": med("checker_s") < 2 if med("checker_s") is not None else None},
+    "G7": {"peak_rss_mb": med("checker_peak_rss_mb"), "target": "< 300 MB",
+           "met": med("checker_peak_rss_mb") < 300 if med("checker_peak_rss_mb") is not None else None},
+}
+doc = {"timestamp": ts, "rounds": int(rounds), "duration_s": int(duration), "clients": int(clients),
+       "threads": int(threads), "cores": int(cores), "figures": figs, "ratios": ratios, "absolute": absolute}
+json.dump(doc, open(f"{out}/bench.json", "w"), indent=2)
+labels = {
+    "health_wrk": "GET /health, wrk (req/s)", "health_oha": "GET /health, oha (req/s)",
+    "soldout_wrk": "sold-out buys, wrk (decisions/s)", "orders_wrk": "successful buys, Redis path (orders/s)",
+    "insert_pgbench": "pgbench one-row INSERT (tps)", "pgclaims_wrk": "successful buys, --inventory postgres (claims/s)",
+    "hotrow_pgbench": "pgbench hot-row UPDATE + INSERT (tps)", "bigdrop_sellout_ms": "big-drop time to sell out (ms)",
+    "bigdrop_p99_ms": "big-drop p99 from intended send (ms)", "checker_s": "checker, 1,000,000 attempts (s)",
+    "checker_peak_rss_mb": "checker process peak RSS (MB)",
+}
+fmt = lambda v: "—" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+lines = [f"# Benchmark {ts}", "",
+         f"{rounds} rounds of {duration} s, {clients} clients, {threads} wrk/pgbench threads, {cores} cores, loopback.",
+         "Median of the rounds; spread = (max − min) / median.", "",
+         "| figure | median | min | max | spread | rounds |", "|---|---|---|---|---|---|"]
+for key, label in labels.items():
+    if key in figs:
+        f = figs[key]
+        lines.append(f"| {label} | {fmt(f['median'])} | {fmt(f['min'])} | {fmt(f['max'])} | "
+                     f"{f['spread']*100:.0f} % | {', '.join(fmt(v) for v in f['rounds'])} |")
+lines += ["", "| # | ratio of medians | measured | target | met |", "|---|---|---|---|---|"]
+for gid, r in ratios.items():
+    met = "—" if r["met"] is None else ("yes" if r["met"] else "**no**")
+    measured = "—" if r["ratio"] is None else f"{r['ratio']:.2f}×"
+    lines.append(f"| {gid} | {r['what']} | {measured} | {r['target']} | {met} |")
+a = absolute
+lines.append(f"| G5 | big drop: sell-out time / p99 | {fmt(a['G5']['sellout_ms'])} ms / {fmt(a['G5']['p99_ms'])} ms | record | — |")
+for gid, key, unit in (("G6", "checker_s", "s"), ("G7", "peak_rss_mb", "MB")):
+    met = "—" if a[gid]["met"] is None else ("yes" if a[gid]["met"] else "**no**")
+    lines.append(f"| {gid} | checker on 1,000,000 attempts | {fmt(a[gid][key])} {unit} | {a[gid]['target']} | {met} |")
+open(f"{out}/bench.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+log "results in $OUT"
