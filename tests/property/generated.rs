@@ -51,7 +51,14 @@ fn assert_holds(strategy: InventoryStrategy, profile: GenProfile, seed: u64) {
     }
 }
 
-fn assert_caught(strategy: InventoryStrategy, profile: GenProfile, cases: u32, seed: u64) -> Found {
+/// Searches until `strategy` breaks one of the `expected` invariants, and returns the shrunk case.
+fn assert_caught(
+    strategy: InventoryStrategy,
+    profile: GenProfile,
+    cases: u32,
+    seed: u64,
+    expected: &[&str],
+) -> Found {
     let rt = runtime();
     let mut opts = options(strategy, profile, cases, seed);
     opts.persistence = None;
@@ -69,8 +76,8 @@ fn assert_caught(strategy: InventoryStrategy, profile: GenProfile, cases: u32, s
         describe(&found.minimal)
     );
     assert!(
-        found.reason.contains("INV-1"),
-        "{strategy}: {}",
+        expected.iter().any(|name| found.reason.contains(name)),
+        "{strategy}: {} (expected one of {expected:?})",
         found.reason
     );
     found
@@ -96,7 +103,13 @@ fn oversell_property_postgres_strategy_holds_every_invariant() {
 fn oversell_property_catches_broken_naive_with_a_small_counterexample() {
     let mut profile = GenProfile::ci();
     profile.faults = false;
-    let found = assert_caught(InventoryStrategy::BrokenNaive, profile, 20, 0x5eed_0003);
+    let found = assert_caught(
+        InventoryStrategy::BrokenNaive,
+        profile,
+        20,
+        0x5eed_0003,
+        &["INV-1"],
+    );
     let minimal = &found.minimal;
     assert!(
         matches!(minimal.sale.cap, Cap::Limited(c) if c <= 10),
@@ -117,7 +130,16 @@ fn oversell_property_catches_broken_naive_with_a_small_counterexample() {
 fn oversell_property_catches_broken_seed_when_redis_restarts_empty() {
     let mut profile = GenProfile::ci();
     profile.fault_kinds = vec![FaultKind::Kill, FaultKind::Stop];
-    let found = assert_caught(InventoryStrategy::BrokenSeed, profile, 30, 0x5eed_0004);
+    // Depending on when the restart lands, the seed's design oversells (INV-1: the empty counter
+    // sells the cap again) or strands units (INV-5: its fallback trusts the lagging
+    // quantity_sold and answers sold out with units left); both are its bugs.
+    let found = assert_caught(
+        InventoryStrategy::BrokenSeed,
+        profile,
+        30,
+        0x5eed_0004,
+        &["INV-1", "INV-5"],
+    );
     let minimal = &found.minimal;
     assert!(
         minimal
