@@ -48,16 +48,10 @@ pub struct CompareArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ExploreArgs {
-    /// URL of a running server to explore instead of the in-process reference server (generated
-    /// scenarios then carry no faults: the harness can only break what it starts).
-    #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
-    /// Admin bearer token of the --target server.
-    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Inventory strategy of the in-process reference server.
-    #[arg(long, value_name = "STRATEGY")]
-    pub inventory: Option<InventoryStrategy>,
+    /// The server to explore (generated scenarios carry no faults against a --target: the
+    /// harness can only break what it starts).
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// How many generated scenarios to run before concluding that none breaks an invariant.
     #[arg(long, default_value_t = 50)]
     pub cases: u32,
@@ -75,13 +69,9 @@ pub struct ExploreArgs {
     pub max_buyers: u32,
 }
 
+/// Which server a command talks to; shared by `run` and `explore`.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The scenario file (TOML), e.g. scenarios/last-ten-units.toml.
-    pub scenario: PathBuf,
-    /// Output directory [default: results/<scenario>/<UTC timestamp>/].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+pub struct ServerArgs {
     /// URL of a running server to test instead of the in-process reference server.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
@@ -92,6 +82,17 @@ pub struct RunArgs {
     /// deliberately broken one (broken-naive, broken-seed) to see the checker catch it.
     #[arg(long, value_name = "STRATEGY")]
     pub inventory: Option<InventoryStrategy>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML), e.g. scenarios/last-ten-units.toml.
+    pub scenario: PathBuf,
+    /// Output directory [default: results/<scenario>/<UTC timestamp>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Seed for everything the run draws (overrides the scenario's).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -121,7 +122,7 @@ mod tests {
         let Command::Run(args) = opts.command else {
             panic!("not run");
         };
-        assert_eq!(args.inventory, Some(InventoryStrategy::BrokenNaive));
+        assert_eq!(args.server.inventory, Some(InventoryStrategy::BrokenNaive));
         assert_eq!(args.seed, Some(9));
         assert_eq!(args.out, Some(PathBuf::from("/tmp/x")));
     }
@@ -153,7 +154,7 @@ mod tests {
         let Command::Explore(args) = opts.command else {
             panic!("not explore");
         };
-        assert_eq!(args.inventory, Some(InventoryStrategy::BrokenNaive));
+        assert_eq!(args.server.inventory, Some(InventoryStrategy::BrokenNaive));
         assert_eq!(
             (args.cases, args.seed, args.max_buyers),
             (7, Some(42), 2000)

@@ -26,11 +26,14 @@ use target::Dependencies;
 /// The server the `run` and `explore` flags name: `--target` (with its admin token) or the
 /// in-process reference server with `--inventory`; naming both is refused.
 fn target_choice(
-    target: Option<String>,
-    admin_token: Option<String>,
-    inventory: Option<flashsale_server::InventoryStrategy>,
+    server: cli::ServerArgs,
     keep_database: bool,
 ) -> Result<TargetChoice, &'static str> {
+    let cli::ServerArgs {
+        target,
+        admin_token,
+        inventory,
+    } = server;
     match (target, inventory) {
         (Some(_), Some(_)) => Err(
             "--inventory selects the strategy of the in-process reference server; a --target \
@@ -63,7 +66,7 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
             return exit::SETUP;
         }
     };
-    let target = match target_choice(args.target, args.admin_token, args.inventory, args.keep_db) {
+    let target = match target_choice(args.server, args.keep_db) {
         Ok(target) => target,
         Err(problem) => {
             eprintln!("error: {problem}");
@@ -111,7 +114,7 @@ pub async fn cli_run(args: cli::RunArgs) -> i32 {
 
 /// `flashsale explore`: searches generated scenarios for a violation, shrinks it, writes it.
 pub async fn cli_explore(args: cli::ExploreArgs) -> i32 {
-    let target = match target_choice(args.target, args.admin_token, args.inventory, false) {
+    let target = match target_choice(args.server, false) {
         Ok(target) => target,
         Err(problem) => {
             eprintln!("error: {problem}");

@@ -157,12 +157,7 @@ pub fn console_summary(summary: &Summary) -> String {
     let verdict = if summary.all_invariants_held {
         "all invariants held".to_owned()
     } else {
-        let violated: Vec<&str> = summary
-            .invariants
-            .iter()
-            .filter(|(_, inv)| !inv.held)
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let violated = summary.violated();
         format!("VIOLATED: {}", violated.join(", "))
     };
     line(&mut s, verdict);

@@ -107,12 +107,7 @@ fn header(s: &mut String, summary: &Summary) {
     let verdict = if summary.all_invariants_held {
         "<span class=\"held\">all invariants held</span>".to_owned()
     } else {
-        let violated: Vec<&str> = summary
-            .invariants
-            .iter()
-            .filter(|(_, inv)| !inv.held)
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let violated = summary.violated();
         format!(
             "<span class=\"violated\">VIOLATED: {}</span>",
             escape(&violated.join(", "))

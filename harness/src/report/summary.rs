@@ -110,6 +110,17 @@ pub struct Summary {
     pub all_thresholds_passed: bool,
 }
 
+impl Summary {
+    /// The names of the invariants this run violated, in name order.
+    pub fn violated(&self) -> Vec<&str> {
+        self.invariants
+            .iter()
+            .filter(|(_, inv)| !inv.held)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+}
+
 fn passed() -> bool {
     true
 }
