@@ -5,11 +5,13 @@
 //! [`build`] connects the dependencies and binds any listener (port 0 in tests and the harness),
 //! returning a [`Server`] that runs until a shutdown future resolves.
 
+pub mod batch;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod inventory;
 pub mod jobs;
+pub mod ledger;
 pub mod orders;
 pub mod sales;
 pub mod settings;

@@ -3,7 +3,8 @@
 //! A buy is validated completely (key, body, quantity, sale, window, product) before anything is
 //! claimed, so bad input changes nothing. The idempotency key is checked before the claim: a retry
 //! gets its first order back, even once the sale is sold out (HAZ-8); the same key with a
-//! different body is a conflict, never a second order (HAZ-12).
+//! different body is a conflict, never a second order (HAZ-12). Once PostgreSQL has confirmed a
+//! sale sold out, both checks are answered from memory (see `Inventory::sold_out_orders`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,7 +18,7 @@ use time::OffsetDateTime;
 use super::{AppState, body};
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::ClaimError;
-use crate::orders::{self, Order, OrderRequest};
+use crate::orders::{Order, OrderRequest};
 use crate::sales::{Sale, sale_not_found};
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -197,18 +198,34 @@ pub async fn buy(
         quantity: i32::try_from(buy.quantity).expect("bounded by max_quantity_per_order"),
         idempotency_key: key,
     };
-    if let Some(first) = orders::find_by_key(&state.pool, &req.idempotency_key).await? {
+    if let Some(frozen) = state.inventory.sold_out_orders(sale_id) {
+        // Confirmed sold out: its orders are final and in memory, so neither a retry nor a new
+        // buyer needs a round trip (see `Inventory::sold_out_orders` for the one answer this
+        // changes).
+        return match frozen.get(&req.idempotency_key) {
+            Some(first) => replay(&req, first.clone()),
+            None => Err(sold_out()),
+        };
+    }
+    if let Some(first) = state
+        .inventory
+        .ledger()
+        .find_by_key(&req.idempotency_key)
+        .await?
+    {
         return replay(&req, first);
     }
     match state.inventory.buy(&sale, &req).await {
         Ok(order) => Ok(created(order, false)),
-        Err(ClaimError::SoldOut) => Err(ApiError::new(
-            ErrorCode::SoldOut,
-            "the sale has no units left for this quantity",
-        )),
+        Err(ClaimError::SoldOut) => Err(sold_out()),
         Err(ClaimError::DuplicateKey) => {
             // A concurrent request with the same key won the race; answer with its order.
-            match orders::find_by_key(&state.pool, &req.idempotency_key).await? {
+            match state
+                .inventory
+                .ledger()
+                .find_by_key(&req.idempotency_key)
+                .await?
+            {
                 Some(first) => replay(&req, first),
                 None => Err(ApiError::unavailable("the order database")),
             }
@@ -218,6 +235,13 @@ pub async fn buy(
             Err(ApiError::unavailable("the order database"))
         }
     }
+}
+
+fn sold_out() -> ApiError {
+    ApiError::new(
+        ErrorCode::SoldOut,
+        "the sale has no units left for this quantity",
+    )
 }
 
 fn replay(req: &OrderRequest, first: Order) -> Result<Response, ApiError> {

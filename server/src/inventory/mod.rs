@@ -5,7 +5,7 @@
 //! - `broken_naive`, `broken_seed`: deliberately wrong strategies that exist only so the
 //!   harness can prove it catches oversell (compiled in with the `broken-strategies` feature).
 //!
-//! Whatever path decides, the order is written through [`crate::orders::insert`] into the slot
+//! Whatever path decides, the order is written through [`crate::ledger`] into the slot
 //! ledger, which cannot represent more units than the cap: Redis admits and hints at slot numbers,
 //! PostgreSQL has the last word.
 
@@ -18,17 +18,18 @@ mod broken_naive;
 #[cfg(feature = "broken-strategies")]
 mod broken_seed;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use self::breaker::{BreakerState, CircuitBreaker};
 use self::redis::{Claim, RedisCounter};
-use crate::orders::{self, InsertError, Order, OrderRequest};
+use crate::ledger::Ledger;
+use crate::orders::{self, InsertError, NewOrder, Order, OrderRequest};
 use crate::sales::{LedgerKind, Sale};
 
 /// How claims are decided. Only `Redis` and `Postgres` can be named on the server's command line;
@@ -145,6 +146,13 @@ impl From<InsertError> for ClaimError {
     }
 }
 
+/// The orders of a sale confirmed sold out, by idempotency key. Final: see
+/// [`Inventory::sold_out_orders`].
+pub type FrozenOrders = HashMap<String, Order>;
+
+/// The largest sold-out sale whose orders are kept in memory (about 300 bytes each).
+const MAX_FROZEN_ORDERS: i64 = 100_000;
+
 /// How often a claim whose slot hint was taken raises the counter and claims through Redis again
 /// before the ledger decides it instead.
 const STALE_HINT_RETRIES: u32 = 3;
@@ -154,11 +162,14 @@ const STALE_HINT_RETRIES: u32 = 3;
 pub struct Inventory {
     strategy: InventoryStrategy,
     pool: PgPool,
+    ledger: Ledger,
     redis: Option<RedisCounter>,
     breaker: CircuitBreaker,
-    /// Sales PostgreSQL has confirmed completely sold: final, since orders are never deleted,
-    /// so a sold-out answer for them needs no database round trip.
-    confirmed_sold_out: RwLock<HashSet<Uuid>>,
+    /// Sales PostgreSQL has confirmed completely sold: final, since orders are never deleted and
+    /// a full ledger takes no new slot, so a sold-out answer for them needs no round trip. For a
+    /// sale of at most [`MAX_FROZEN_ORDERS`] orders, those orders are kept too, by idempotency
+    /// key: the set can never change, so retries are answered from memory as well.
+    confirmed_sold_out: RwLock<HashMap<Uuid, Option<Arc<FrozenOrders>>>>,
 }
 
 impl Inventory {
@@ -170,15 +181,21 @@ impl Inventory {
     ) -> Self {
         Self {
             strategy,
+            ledger: Ledger::new(pool.clone()),
             pool,
             redis,
             breaker,
-            confirmed_sold_out: RwLock::new(HashSet::new()),
+            confirmed_sold_out: RwLock::new(HashMap::new()),
         }
     }
 
     pub fn strategy(&self) -> InventoryStrategy {
         self.strategy
+    }
+
+    /// The group-committed order ledger (see [`crate::ledger`]).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     pub fn redis(&self) -> Option<&RedisCounter> {
@@ -194,7 +211,15 @@ impl Inventory {
     pub async fn buy(&self, sale: &Sale, req: &OrderRequest) -> Result<Order, ClaimError> {
         let Some(cap) = sale.cap else {
             // Unlimited: nothing to claim, only an order to record.
-            return Ok(orders::insert(&self.pool, req, None, &[], "unlimited").await?);
+            return Ok(self
+                .ledger
+                .insert(NewOrder {
+                    req: req.clone(),
+                    sale_cap: None,
+                    slots: Vec::new(),
+                    decided_by: "unlimited",
+                })
+                .await?);
         };
         if self.is_confirmed_sold_out(sale.id) {
             return Err(ClaimError::SoldOut);
@@ -202,10 +227,16 @@ impl Inventory {
         let result = match self.strategy {
             InventoryStrategy::Redis => match &self.redis {
                 Some(redis) => self.buy_through_redis(redis, sale, cap, req).await,
-                None => postgres::claim(&self.pool, sale, cap, req, "postgres").await,
+                None => {
+                    self.ledger
+                        .claim_in_postgres(sale.id, cap, req, "postgres")
+                        .await
+                }
             },
             InventoryStrategy::Postgres => {
-                postgres::claim(&self.pool, sale, cap, req, "postgres").await
+                self.ledger
+                    .claim_in_postgres(sale.id, cap, req, "postgres")
+                    .await
             }
             #[cfg(feature = "broken-strategies")]
             InventoryStrategy::BrokenNaive => {
@@ -239,7 +270,10 @@ impl Inventory {
             if !self.breaker.allow() {
                 // Redis failed repeatedly: skip it rather than wait out its timeout on every
                 // claim; a probe is let through now and then to find it back (HAZ-6).
-                return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback").await;
+                return self
+                    .ledger
+                    .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
+                    .await;
             }
             let claim = match redis.claim(sale.id, cap, quantity).await {
                 Ok(claim) => {
@@ -253,13 +287,22 @@ impl Inventory {
                     // "sold out" early, which PostgreSQL re-checks, but never sells a unit twice,
                     // because only the slot ledger below sells.
                     tracing::debug!(sale = %sale.id, %failure, "redis claim failed; falling back");
-                    return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback").await;
+                    return self
+                        .ledger
+                        .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
+                        .await;
                 }
             };
             match claim {
                 Claim::Granted { sold_after } => {
                     let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
-                    return match orders::insert(&self.pool, req, Some(cap), &slots, "redis").await {
+                    let order = NewOrder {
+                        req: req.clone(),
+                        sale_cap: Some(cap),
+                        slots,
+                        decided_by: "redis",
+                    };
+                    return match self.ledger.insert(order).await {
                         Ok(order) => Ok(order),
                         Err(InsertError::SlotTaken) if stale_hints < STALE_HINT_RETRIES => {
                             // Redis is behind the ledger (restarted, rolled back, or PostgreSQL
@@ -279,7 +322,9 @@ impl Inventory {
                         Err(InsertError::SlotTaken) => {
                             // Still colliding (a PostgreSQL-path claim keeps taking the slots
                             // Redis hands out next): the ledger decides this one.
-                            postgres::claim(&self.pool, sale, cap, req, "postgres-conflict").await
+                            self.ledger
+                                .claim_in_postgres(sale.id, cap, req, "postgres-conflict")
+                                .await
                         }
                         Err(err) => {
                             // No order, so the units go back (HAZ-5). If Redis is gone too, the
@@ -300,7 +345,10 @@ impl Inventory {
                     if units + quantity > cap {
                         return Err(ClaimError::SoldOut);
                     }
-                    return postgres::claim(&self.pool, sale, cap, req, "postgres-recheck").await;
+                    return self
+                        .ledger
+                        .claim_in_postgres(sale.id, cap, req, "postgres-recheck")
+                        .await;
                 }
                 Claim::NotLoaded if !seeded => {
                     // A missing counter means "not loaded", never zero (HAZ-2).
@@ -308,14 +356,19 @@ impl Inventory {
                     if let Err(failure) = redis.seed(sale.id, units).await {
                         self.breaker.record_failure();
                         tracing::debug!(sale = %sale.id, %failure, "could not seed; falling back");
-                        return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback")
+                        return self
+                            .ledger
+                            .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
                             .await;
                     }
                     seeded = true;
                 }
                 Claim::NotLoaded => {
                     // Seeded, yet gone again (flushed under our feet): the ledger decides.
-                    return postgres::claim(&self.pool, sale, cap, req, "postgres-fallback").await;
+                    return self
+                        .ledger
+                        .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
+                        .await;
                 }
             }
         }
@@ -325,18 +378,50 @@ impl Inventory {
         self.confirmed_sold_out
             .read()
             .expect("sold-out set")
-            .contains(&sale_id)
+            .contains_key(&sale_id)
+    }
+
+    /// Every order of a sale PostgreSQL has confirmed sold out, by idempotency key, when the
+    /// sale is small enough to keep them. The set is final: the ledger is append-only and has no
+    /// free slot, so no order can join it. A buy of such a sale whose key is not in the set gets
+    /// "sold out" without a round trip (issue 6, G2). The one answer this changes: a key already
+    /// used by an order of *another* sale gets 409 `sold_out` here instead of 422
+    /// `idempotency_key_reused`; both refuse and change nothing.
+    pub fn sold_out_orders(&self, sale_id: Uuid) -> Option<Arc<FrozenOrders>> {
+        self.confirmed_sold_out
+            .read()
+            .expect("sold-out set")
+            .get(&sale_id)
+            .cloned()
+            .flatten()
     }
 
     async fn remember_if_sold_out(&self, sale_id: Uuid, cap: i64) {
-        if let Ok(units) = postgres::units_claimed(&self.pool, sale_id).await {
-            if units >= cap {
-                self.confirmed_sold_out
-                    .write()
-                    .expect("sold-out set")
-                    .insert(sale_id);
-            }
+        let Ok(units) = postgres::units_claimed(&self.pool, sale_id).await else {
+            return;
+        };
+        if units < cap {
+            return;
         }
+        // The count saw every slot taken by committed orders, so the sale's orders are all
+        // committed and no other can commit: reading them now reads the final set.
+        let frozen = if cap <= MAX_FROZEN_ORDERS {
+            match orders::for_sale(&self.pool, sale_id).await {
+                Ok(orders) => Some(Arc::new(
+                    orders
+                        .into_iter()
+                        .map(|o| (o.idempotency_key.clone(), o))
+                        .collect(),
+                )),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        self.confirmed_sold_out
+            .write()
+            .expect("sold-out set")
+            .insert(sale_id, frozen);
     }
 }
 

@@ -85,3 +85,61 @@ async fn one_key_sent_many_times_at_once_makes_one_order_and_counts_one_unit() {
         app.finish().await;
     }
 }
+
+#[tokio::test]
+async fn a_sale_confirmed_sold_out_answers_retries_and_new_buyers_from_memory() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(2)).await;
+    let other_sale = app.live_sale(Some(5)).await;
+    let first = app.buy(sale, "first", "alice", 2).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        app.buy(other_sale, "elsewhere", "carol", 1).await.status(),
+        StatusCode::CREATED
+    );
+    // The first sold-out answer is confirmed by the ledger; from then on the sale is final.
+    assert_eq!(
+        error_code(app.buy(sale, "late", "bob", 1).await).await.1,
+        "sold_out"
+    );
+
+    // Take the orders table away: any answer that still needed PostgreSQL would now be a 503.
+    sqlx::query("ALTER TABLE orders RENAME TO orders_away")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let retry = app.buy(sale, "first", "alice", 2).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry["order_id"], first["order_id"]);
+    assert_eq!(
+        error_code(app.buy(sale, "first", "mallory", 2).await).await,
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused".into()
+        )
+    );
+    assert_eq!(
+        error_code(app.buy(sale, "late-2", "dave", 1).await).await,
+        (StatusCode::CONFLICT, "sold_out".into())
+    );
+    // The documented difference: a key of another sale's order is not looked up here.
+    assert_eq!(
+        error_code(app.buy(sale, "elsewhere", "carol", 1).await).await,
+        (StatusCode::CONFLICT, "sold_out".into())
+    );
+    // The sale that still has units is not answered from memory: it needs the ledger.
+    assert_eq!(
+        app.buy(other_sale, "new", "erin", 1).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    sqlx::query("ALTER TABLE orders_away RENAME TO orders")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.units_in_database(sale).await, 2);
+    assert_eq!(app.units_in_database(other_sale).await, 1);
+    app.finish().await;
+}

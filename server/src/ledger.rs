@@ -1,0 +1,184 @@
+//! The order ledger's front door for buys: idempotency-key lookups, order inserts and
+//! PostgreSQL-path claims, each group-committed through a [`Coalescer`].
+//!
+//! Nothing here changes what is decided, only how many round trips and commits it costs: every
+//! batch runs the same statements as a single request would (over arrays), and a batch that hits
+//! a conflict is redone one request at a time, so each request still gets its own precise answer.
+
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::batch::Coalescer;
+use crate::inventory::ClaimError;
+use crate::inventory::postgres::{self, QueuedClaim};
+use crate::orders::{self, InsertError, NewOrder, Order, OrderRequest};
+
+/// Batches in flight at once, per kind. Enough to keep PostgreSQL's cores busy while the next
+/// batch fills; more would only split the load into smaller batches.
+const RUNNERS: usize = 4;
+/// The largest batch: bounds one statement's arrays and one transaction's lock time.
+const MAX_BATCH: usize = 128;
+
+type Reply<T> = oneshot::Sender<T>;
+
+struct KeyLookup {
+    key: String,
+    reply: Reply<Result<Option<Order>, sqlx::Error>>,
+}
+
+struct QueuedInsert {
+    order: NewOrder,
+    reply: Reply<Result<Order, InsertError>>,
+}
+
+/// See the module documentation.
+pub struct Ledger {
+    pool: PgPool,
+    lookups: Coalescer<KeyLookup>,
+    inserts: Coalescer<QueuedInsert>,
+    claims: Coalescer<QueuedClaim>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// Starts the batch dispatchers on the current tokio runtime.
+    pub fn new(pool: PgPool) -> Self {
+        let lookups = {
+            let pool = pool.clone();
+            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
+                lookup_batch(pool.clone(), batch)
+            })
+        };
+        let inserts = {
+            let pool = pool.clone();
+            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
+                insert_batch(pool.clone(), batch)
+            })
+        };
+        let claims = {
+            let pool = pool.clone();
+            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
+                postgres::claim_batch(pool.clone(), batch)
+            })
+        };
+        Self {
+            pool,
+            lookups,
+            inserts,
+            claims,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The order holding this idempotency key, if any.
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
+        let key = key.to_owned();
+        self.lookups
+            .call(|reply| KeyLookup { key, reply })
+            .await
+            .unwrap_or_else(|| Err(dropped("key lookup")))
+    }
+
+    /// Stores one order with the slots it was granted (see [`orders::insert`]).
+    pub async fn insert(&self, order: NewOrder) -> Result<Order, InsertError> {
+        self.inserts
+            .call(|reply| QueuedInsert { order, reply })
+            .await
+            .unwrap_or_else(|| Err(InsertError::Database(dropped("order insert"))))
+    }
+
+    /// Decides a claim on the PostgreSQL path and stores its order (see [`postgres::claim`]).
+    pub async fn claim_in_postgres(
+        &self,
+        sale_id: Uuid,
+        cap: i64,
+        req: &OrderRequest,
+        decided_by: &'static str,
+    ) -> Result<Order, ClaimError> {
+        let req = req.clone();
+        self.claims
+            .call(|reply| QueuedClaim {
+                sale_id,
+                cap,
+                req,
+                decided_by,
+                reply,
+            })
+            .await
+            .unwrap_or_else(|| Err(ClaimError::Unavailable(dropped("claim"))))
+    }
+}
+
+fn dropped(what: &str) -> sqlx::Error {
+    sqlx::Error::Protocol(format!("the batched {what} ended without an answer"))
+}
+
+/// One `= ANY($1)` query for the whole batch.
+async fn lookup_batch(pool: PgPool, batch: Vec<KeyLookup>) {
+    let keys: Vec<String> = batch.iter().map(|l| l.key.clone()).collect();
+    match orders::find_many_by_key(&pool, &keys).await {
+        Ok(found) => {
+            for lookup in batch {
+                let order = found
+                    .iter()
+                    .find(|o| o.idempotency_key == lookup.key)
+                    .cloned();
+                let _ = lookup.reply.send(Ok(order));
+            }
+        }
+        Err(err) => {
+            for lookup in batch {
+                let _ = lookup.reply.send(Err(sqlx::Error::Protocol(format!(
+                    "batched key lookup failed: {err}"
+                ))));
+            }
+        }
+    }
+}
+
+/// One statement for the whole batch; on a conflict, each order alone, so only the order that
+/// conflicts gets the error.
+async fn insert_batch(pool: PgPool, batch: Vec<QueuedInsert>) {
+    if batch.len() > 1 {
+        let orders: Vec<NewOrder> = batch.iter().map(|q| q.order.clone()).collect();
+        match orders::insert_many(&pool, &orders).await {
+            Ok(stored) => {
+                for (queued, order) in batch.into_iter().zip(stored) {
+                    let _ = queued.reply.send(Ok(order));
+                }
+                return;
+            }
+            Err(InsertError::Database(err)) if err.as_database_error().is_none() => {
+                for queued in batch {
+                    let _ = queued
+                        .reply
+                        .send(Err(InsertError::Database(sqlx::Error::Protocol(format!(
+                            "batched insert failed: {err}"
+                        )))));
+                }
+                return;
+            }
+            Err(conflict) => {
+                tracing::debug!(%conflict, "batched insert conflicted; inserting one by one");
+            }
+        }
+    }
+    futures::future::join_all(batch.into_iter().map(|queued| {
+        let pool = pool.clone();
+        async move {
+            let o = &queued.order;
+            let result = orders::insert(&pool, &o.req, o.sale_cap, &o.slots, o.decided_by).await;
+            let _ = queued.reply.send(result);
+        }
+    }))
+    .await;
+}
