@@ -62,7 +62,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
             completed_us: 510_000 + seq,
             outcome: Outcome::Rejected,
             status: Some(409),
-            code: Some(checker::SOLD_OUT.to_owned()),
+            code: Some(checker::SOLD_OUT.into()),
             order_id: None,
         };
         if key < cap {
@@ -90,7 +90,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
             history.push(Attempt {
                 outcome: Outcome::Unknown,
                 status: None,
-                code: Some("timeout".to_owned()),
+                code: Some("timeout".into()),
                 ..base.clone()
             });
             history.push(Attempt {

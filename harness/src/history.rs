@@ -4,7 +4,10 @@
 //! ledger (see [`crate::ledger`]). Times are microseconds since the run's clock origin (the
 //! instant the load phase was set up), so a history can be replayed and compared across runs.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How an attempt ended. `Unknown` is Jepsen's `:info`: the server may or may not have created the
 /// order (timeout, connection error, 5xx), so the checker must treat it as "maybe", never as "no".
@@ -44,7 +47,7 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// For `Rejected`: the server's JSON error code (e.g. `sold_out`). For `Unknown`: the failure
     /// kind (`timeout`, `connect`, `http_5xx`, `bad_response`, …).
-    pub code: Option<String>,
+    pub code: Option<Code>,
     /// For `Ok`: the order id the server returned.
     pub order_id: Option<String>,
 }
@@ -59,6 +62,126 @@ impl Attempt {
     /// queueing in the load generator. This is the coordinated-omission-corrected figure.
     pub fn response_latency_us(&self) -> u64 {
         self.completed_us.saturating_sub(self.intended_us)
+    }
+}
+
+/// An attempt's error code: the server's JSON error code of a rejection, or the harness's kind
+/// of an unknown outcome.
+///
+/// A million attempts carry a handful of distinct codes (`sold_out` above all), so the codes the
+/// contract and the harness know are held as `&'static str` and cost no allocation per attempt
+/// (G7: the harness's memory for a million recorded attempts); any other code a server answers
+/// with is kept as its own string. It reads as a `str` (`attempt.code.as_deref()`), and is
+/// written to and read from `history.jsonl` as a plain string.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Code(Cow<'static, str>);
+
+impl Code {
+    /// The codes held without an allocation: the server contract's error codes and the
+    /// harness's own failure kinds (see `load::classify`).
+    const KNOWN: &[&str] = &[
+        "sold_out",
+        "timeout",
+        "connect",
+        "transport",
+        "bad_response",
+        "unavailable",
+        "sale_not_live",
+        "sale_not_found",
+        "quantity_above_limit",
+        "idempotency_key_reused",
+        "invalid_quantity",
+        "invalid_idempotency_key",
+        "missing_idempotency_key",
+        "invalid_field",
+        "unknown_field",
+        "unknown_product",
+        "product_required",
+        "validation_failed",
+        "malformed_json",
+        "body_too_large",
+        "not_found",
+        "method_not_allowed",
+        "internal",
+        "http_429",
+        "http_500",
+        "http_502",
+        "http_503",
+        "http_504",
+    ];
+
+    pub fn new(code: &str) -> Self {
+        match Self::KNOWN.iter().find(|known| **known == code) {
+            Some(known) => Code(Cow::Borrowed(known)),
+            None => Code(Cow::Owned(code.to_owned())),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Code {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Code {
+    fn from(code: &str) -> Self {
+        Code::new(code)
+    }
+}
+
+impl From<String> for Code {
+    fn from(code: String) -> Self {
+        match Code::new(&code) {
+            Code(Cow::Owned(_)) => Code(Cow::Owned(code)),
+            known => known,
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for Code {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Code {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(match code {
+            Cow::Borrowed(code) => Code::new(code),
+            Cow::Owned(code) => Code::from(code),
+        })
     }
 }
 
@@ -91,4 +214,28 @@ pub struct InventorySample {
     pub redis_counter: Option<i64>,
     /// Why the reading failed, if it did.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_codes_are_not_allocated_and_every_code_round_trips_as_a_string() {
+        assert!(matches!(Code::new("sold_out").0, Cow::Borrowed(_)));
+        assert!(matches!(
+            Code::from("http_503".to_owned()).0,
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(Code::new("teapot").0, Cow::Owned(_)));
+        for code in ["sold_out", "teapot", "http_418"] {
+            let json = serde_json::to_string(&Code::new(code)).unwrap();
+            assert_eq!(json, format!("\"{code}\""));
+            let back: Code = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, *code);
+            assert_eq!(back.as_str(), code);
+        }
+        let attempt_code = Some(Code::new("unavailable"));
+        assert_eq!(attempt_code.as_deref(), Some("unavailable"));
+    }
 }

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::generator::{CpuClock, GeneratorStats, ScheduleSample};
-use crate::history::{Attempt, Outcome};
+use crate::history::{Attempt, Code, Outcome};
 use crate::report::LatencyClass;
 use crate::scenario::{Arrival, QuantitySpec, Scenario};
 
@@ -358,7 +358,7 @@ fn micros_since(origin: Instant, at: Instant) -> u64 {
     at.saturating_duration_since(origin).as_micros() as u64
 }
 
-type Classified = (Outcome, Option<u16>, Option<String>, Option<String>);
+type Classified = (Outcome, Option<u16>, Option<Code>, Option<String>);
 
 /// Maps an answer to an outcome. Only a 201 with an order id is `ok`; a 4xx is a definite no
 /// (except 408, which says nothing about whether the order was made); everything else — 5xx,
@@ -367,7 +367,7 @@ fn classify(
     answer: Result<Result<(StatusCode, bytes::Bytes), reqwest::Error>, tokio::time::error::Elapsed>,
 ) -> Classified {
     let (status, bytes) = match answer {
-        Err(_) => return (Outcome::Unknown, None, Some("timeout".into()), None),
+        Err(_) => return (Outcome::Unknown, None, Some(Code::new("timeout")), None),
         Ok(Err(err)) => {
             let kind = if err.is_connect() {
                 "connect"
@@ -376,7 +376,7 @@ fn classify(
             } else {
                 "transport"
             };
-            return (Outcome::Unknown, None, Some(kind.into()), None);
+            return (Outcome::Unknown, None, Some(Code::new(kind)), None);
         }
         Ok(Ok(answer)) => answer,
     };
@@ -392,7 +392,7 @@ fn classify(
             None => (
                 Outcome::Unknown,
                 Some(code),
-                Some("bad_response".into()),
+                Some(Code::new("bad_response")),
                 None,
             ),
         };
@@ -400,12 +400,12 @@ fn classify(
     let error_code = json
         .as_ref()
         .and_then(|v| v["error"]["code"].as_str())
-        .map(str::to_owned);
+        .map(Code::new);
     if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
-        let code_text = error_code.unwrap_or_else(|| format!("http_{code}"));
+        let code_text = error_code.unwrap_or_else(|| Code::from(format!("http_{code}")));
         return (Outcome::Rejected, Some(code), Some(code_text), None);
     }
-    let code_text = error_code.unwrap_or_else(|| format!("http_{code}"));
+    let code_text = error_code.unwrap_or_else(|| Code::from(format!("http_{code}")));
     (Outcome::Unknown, Some(code), Some(code_text), None)
 }
 

@@ -23,19 +23,17 @@ pub(super) fn check(_input: &CheckInput, index: &Index) -> InvariantResult {
         .collect();
     duplicated.sort_unstable();
 
-    let mut divergent: Vec<&str> = index
-        .attempts_by_key
-        .iter()
+    // In key order already.
+    let divergent: Vec<&str> = index
+        .attempts_by_key()
         .filter(|(_, attempts)| distinct_acknowledged(attempts) > 1)
-        .map(|(key, _)| *key)
+        .map(|(key, _)| key)
         .collect();
-    divergent.sort_unstable();
 
-    let keys = index.attempts_by_key.len();
+    let keys = index.key_count();
     let retried = index
-        .attempts_by_key
-        .values()
-        .filter(|attempts| attempts.len() > 1)
+        .attempts_by_key()
+        .filter(|(_, attempts)| attempts.len() > 1)
         .count();
     if duplicated.is_empty() && divergent.is_empty() {
         return InvariantResult::held(

@@ -298,7 +298,7 @@ impl<'a> EligibleDemand<'a> {
             waiting: Vec::new(),
             all_served: true,
         };
-        for (key, attempts) in &index.attempts_by_key {
+        for (key, attempts) in index.attempts_by_key() {
             let refused_otherwise = attempts
                 .iter()
                 .any(|a| a.outcome == Outcome::Rejected && a.code.as_deref() != Some(SOLD_OUT));

@@ -202,9 +202,17 @@ fn seconds(us: u64) -> String {
 }
 
 /// Lookups shared by the invariants, built in one pass over each input.
+///
+/// The attempts are grouped by idempotency key in one sorted vector of references rather than a
+/// hash map of vectors: a million attempts with a million keys cost 8 bytes each here (plus 4 per
+/// key), where a map of vectors cost ~130 bytes per key (G7, the harness's memory for a million
+/// recorded attempts). Lookups are binary searches; the ledger side is small and stays hashed.
 struct Index<'a> {
-    /// Attempts per idempotency key, in history order (so the first is the first try).
-    attempts_by_key: HashMap<&'a str, Vec<&'a Attempt>>,
+    /// Every attempt, sorted by idempotency key; within a key in history order (a stable sort),
+    /// so a group's first attempt is its key's first try.
+    by_key: Vec<&'a Attempt>,
+    /// Where each key's group starts in `by_key`, ascending, with `by_key.len()` at the end.
+    group_starts: Vec<u32>,
     orders_by_key: HashMap<&'a str, Vec<&'a LedgerOrder>>,
     /// The first order listed with each id.
     orders_by_id: HashMap<&'a str, &'a LedgerOrder>,
@@ -212,14 +220,18 @@ struct Index<'a> {
 
 impl<'a> Index<'a> {
     fn new(history: &'a [Attempt], ledger: &'a Ledger) -> Self {
-        let mut attempts_by_key: HashMap<&str, Vec<&Attempt>> =
-            HashMap::with_capacity(history.len());
-        for attempt in history {
-            attempts_by_key
-                .entry(attempt.idempotency_key.as_str())
-                .or_default()
-                .push(attempt);
-        }
+        assert!(
+            u32::try_from(history.len()).is_ok(),
+            "a history holds fewer than 2^32 attempts"
+        );
+        let mut by_key: Vec<&Attempt> = history.iter().collect();
+        by_key.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+        let mut group_starts: Vec<u32> = (0..by_key.len())
+            .filter(|&i| i == 0 || by_key[i - 1].idempotency_key != by_key[i].idempotency_key)
+            .map(|i| i as u32)
+            .collect();
+        group_starts.push(by_key.len() as u32);
+        group_starts.shrink_to_fit();
         let mut orders_by_key: HashMap<&str, Vec<&LedgerOrder>> =
             HashMap::with_capacity(ledger.orders.len());
         let mut orders_by_id = HashMap::with_capacity(ledger.orders.len());
@@ -231,14 +243,45 @@ impl<'a> Index<'a> {
             orders_by_id.entry(order.order_id.as_str()).or_insert(order);
         }
         Index {
-            attempts_by_key,
+            by_key,
+            group_starts,
             orders_by_key,
             orders_by_id,
         }
     }
 
+    /// The attempts sent with `key`, in history order; empty when no attempt sent it.
     fn attempts_with_key(&self, key: &str) -> &[&'a Attempt] {
-        self.attempts_by_key.get(key).map_or(&[], Vec::as_slice)
+        let groups = self.group_starts.len() - 1;
+        let group = self.group_starts[..groups]
+            .partition_point(|&start| self.by_key[start as usize].idempotency_key.as_str() < key);
+        if group == groups {
+            return &[];
+        }
+        let attempts = self.group(group);
+        if attempts[0].idempotency_key == key {
+            attempts
+        } else {
+            &[]
+        }
+    }
+
+    fn group(&self, group: usize) -> &[&'a Attempt] {
+        let (start, end) = (self.group_starts[group], self.group_starts[group + 1]);
+        &self.by_key[start as usize..end as usize]
+    }
+
+    /// Every idempotency key sent, in key order, with its attempts in history order.
+    fn attempts_by_key(&self) -> impl Iterator<Item = (&'a str, &[&'a Attempt])> + '_ {
+        (0..self.key_count()).map(|group| {
+            let attempts = self.group(group);
+            (attempts[0].idempotency_key.as_str(), attempts)
+        })
+    }
+
+    /// How many distinct idempotency keys were sent.
+    fn key_count(&self) -> usize {
+        self.group_starts.len() - 1
     }
 }
 
@@ -277,14 +320,14 @@ mod fixtures {
     pub fn rejected(seq: u64, key: &str, quantity: u32, code: &str) -> Attempt {
         Attempt {
             status: Some(409),
-            code: Some(code.to_owned()),
+            code: Some(code.into()),
             ..attempt(seq, key, quantity, Outcome::Rejected)
         }
     }
 
     pub fn unknown(seq: u64, key: &str, quantity: u32) -> Attempt {
         Attempt {
-            code: Some("timeout".to_owned()),
+            code: Some("timeout".into()),
             ..attempt(seq, key, quantity, Outcome::Unknown)
         }
     }

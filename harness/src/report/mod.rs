@@ -191,7 +191,7 @@ mod tests {
             completed_us: 200_000 + seq * 100 + 1_500 * (seq + 1),
             outcome,
             status: None,
-            code: code.map(str::to_owned),
+            code: code.map(Into::into),
             order_id: order_id.map(str::to_owned),
         }
     }

@@ -267,16 +267,24 @@ impl OutcomeCounts {
             ..OutcomeCounts::default()
         };
         for attempt in history {
-            let code = || attempt.code.clone().unwrap_or_else(|| NO_CODE.to_owned());
+            let code = attempt.code.as_deref().unwrap_or(NO_CODE);
+            // Looked up before inserting, so a million attempts with a few codes allocate a few
+            // keys, not a million.
+            let count = |by_code: &mut BTreeMap<String, u64>| match by_code.get_mut(code) {
+                Some(count) => *count += 1,
+                None => {
+                    by_code.insert(code.to_owned(), 1);
+                }
+            };
             match attempt.outcome {
                 Outcome::Ok => counts.ok += 1,
                 Outcome::Rejected => {
                     counts.rejected += 1;
-                    *counts.rejected_by_code.entry(code()).or_default() += 1;
+                    count(&mut counts.rejected_by_code);
                 }
                 Outcome::Unknown => {
                     counts.unknown += 1;
-                    *counts.unknown_by_code.entry(code()).or_default() += 1;
+                    count(&mut counts.unknown_by_code);
                 }
             }
         }

@@ -294,7 +294,7 @@ mod tests {
             completed_us,
             outcome,
             status: None,
-            code: (outcome == Outcome::Rejected).then(|| SOLD_OUT.to_owned()),
+            code: (outcome == Outcome::Rejected).then(|| SOLD_OUT.into()),
             order_id: (outcome == Outcome::Ok).then(|| format!("o-{key}")),
         }
     }
