@@ -5,6 +5,9 @@
 //! batch runs the same statements as a single request would (over arrays), and a batch that hits
 //! a conflict is redone one request at a time, so each request still gets its own precise answer.
 
+use std::future::Future;
+use std::time::Duration;
+
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -50,24 +53,26 @@ impl std::fmt::Debug for Ledger {
 }
 
 impl Ledger {
-    /// Starts the batch dispatchers on the current tokio runtime.
-    pub fn new(pool: PgPool) -> Self {
+    /// Starts the batch dispatchers on the current tokio runtime. A batch still running after
+    /// `deadline` is abandoned (its buyers get 503, an unknown outcome), so a PostgreSQL that
+    /// hangs cannot hold up every later batch behind the one runner.
+    pub fn new(pool: PgPool, deadline: Duration) -> Self {
         let lookups = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                lookup_batch(pool.clone(), batch)
+                within(deadline, lookup_batch(pool.clone(), batch))
             })
         };
         let inserts = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                insert_batch(pool.clone(), batch)
+                within(deadline, insert_batch(pool.clone(), batch))
             })
         };
         let claims = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                postgres::claim_batch(pool.clone(), batch)
+                within(deadline, postgres::claim_batch(pool.clone(), batch))
             })
         };
         Self {
@@ -118,6 +123,16 @@ impl Ledger {
             })
             .await
             .unwrap_or_else(|| Err(ClaimError::Unavailable(dropped("claim"))))
+    }
+}
+
+/// Runs a batch, dropping it (and with it the reply channels it still holds) after `deadline`.
+async fn within(deadline: Duration, batch: impl Future<Output = ()>) {
+    if tokio::time::timeout(deadline, batch).await.is_err() {
+        tracing::warn!(
+            ?deadline,
+            "a ledger batch overran its deadline; its buyers get 503"
+        );
     }
 }
 
@@ -184,4 +199,25 @@ async fn insert_batch(pool: PgPool, batch: Vec<QueuedInsert>) {
         }
     }))
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_past_its_deadline_is_dropped_and_frees_the_runner() {
+        // Every batch hangs, as on a PostgreSQL that stopped answering.
+        let hanging = Coalescer::spawn(8, RUNNERS, |batch: Vec<oneshot::Sender<()>>| {
+            within(Duration::from_secs(5), async move {
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                drop(batch);
+            })
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(hanging.call(|reply| reply).await, None, "dropped, not hung");
+        // Only possible if the first batch gave its runner back.
+        assert_eq!(hanging.call(|reply| reply).await, None);
+        assert!(started.elapsed() < Duration::from_secs(11));
+    }
 }

@@ -113,6 +113,8 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
                 settings.redis_breaker_failures,
                 settings.redis_breaker_open_for,
             ),
+            // As long as a buyer may wait for a database connection.
+            settings.db_acquire_timeout,
         )),
         sales: Arc::new(SaleCache::new(settings.sale_cache_ttl)),
         pool,

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -178,10 +179,11 @@ impl Inventory {
         pool: PgPool,
         redis: Option<RedisCounter>,
         breaker: CircuitBreaker,
+        ledger_deadline: Duration,
     ) -> Self {
         Self {
             strategy,
-            ledger: Ledger::new(pool.clone()),
+            ledger: Ledger::new(pool.clone(), ledger_deadline),
             pool,
             redis,
             breaker,
