@@ -32,6 +32,44 @@ pub enum Command {
     /// Exit status: 0 no regression beyond the limit (or no limit given); 2 a summary could not
     /// be read; 3 a figure regressed by more than --max-regression-pct.
     Compare(CompareArgs),
+    /// Measure the harness's raw request rate against one URL (like wrk or oha), recording
+    /// every attempt: N keep-alive connections, each sending its next request as soon as the
+    /// previous answer is read, for the duration.
+    ///
+    /// Exit status: 0 it ran (errors are counted and reported, not fatal); 2 bad arguments or
+    /// nothing listening at the URL.
+    Blast(BlastArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BlastArgs {
+    /// The URL to request, plain HTTP, e.g. http://127.0.0.1:8080/health.
+    pub url: String,
+    /// Keep-alive connections, each with one request in flight at a time.
+    #[arg(short = 'c', long, default_value_t = 32)]
+    pub connections: u32,
+    /// OS threads the connections are shared out over, each with its own event loop (like
+    /// wrk's -t) [default: one per core].
+    #[arg(short = 't', long)]
+    pub threads: Option<u32>,
+    /// How long to send for, e.g. 10s, 1m.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Extra request header, "Name: value"; repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Per-request timeout; a slower request is recorded as a `timeout` error.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Print the summary as one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write blast.json (the summary) and attempts.csv (every attempt) into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,6 +198,34 @@ mod tests {
             (7, Some(42), 2000)
         );
         assert!(!args.no_faults);
+    }
+
+    #[test]
+    fn blast_takes_the_flags_an_oha_or_wrk_user_expects() {
+        let opts = Opts::try_parse_from([
+            "flashsale",
+            "blast",
+            "http://127.0.0.1:8080/health",
+            "-c",
+            "64",
+            "-d",
+            "2s",
+            "-H",
+            "X-A: 1",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Blast(args) = opts.command else {
+            panic!("not blast");
+        };
+        assert_eq!(args.connections, 64);
+        assert_eq!(args.duration, std::time::Duration::from_secs(2));
+        assert_eq!((args.method.as_str(), args.headers.len()), ("GET", 1));
+        assert!(args.json && args.out.is_none());
+        let err = Opts::try_parse_from(["flashsale", "blast", "http://x/", "-d", "ten"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ten"), "{err}");
     }
 
     #[test]

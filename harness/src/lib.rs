@@ -1,6 +1,7 @@
 //! flashsale harness: fires concurrent buyers at a flash-sale server, records every attempt,
 //! checks the invariants of SPEC.md against the server's exported ledger, and writes reports.
 
+pub mod blast;
 pub mod checker;
 pub mod cli;
 pub mod compare;
@@ -237,4 +238,49 @@ pub fn cli_compare(args: cli::CompareArgs) -> i32 {
         );
     }
     exit::THRESHOLD_FAILED
+}
+
+/// `flashsale blast`: validates the arguments, blasts, prints (and writes) the summary.
+pub async fn cli_blast(args: cli::BlastArgs) -> i32 {
+    let options = match blast::BlastOptions::new(
+        &args.url,
+        &args.method,
+        &args.headers,
+        args.connections,
+        args.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+        args.duration,
+        args.timeout,
+    )
+    .await
+    {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::SETUP;
+        }
+    };
+    let run = match blast::blast(&options).await {
+        Ok(run) => run,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return exit::SETUP;
+        }
+    };
+    let summary = blast::BlastSummary::of(&options, &run);
+    if let Some(dir) = &args.out
+        && let Err(err) = blast::write(dir, &summary, &run)
+    {
+        eprintln!("error: cannot write into {}: {err}", dir.display());
+        return exit::SETUP;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("a summary serializes")
+        );
+    } else {
+        print!("{}", summary.text());
+    }
+    exit::HELD
 }

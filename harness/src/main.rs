@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => flashsale_harness::cli_run(args).await,
         Command::Explore(args) => flashsale_harness::cli_explore(args).await,
         Command::Compare(args) => flashsale_harness::cli_compare(args),
+        Command::Blast(args) => flashsale_harness::cli_blast(args).await,
     };
     ExitCode::from(status as u8)
 }

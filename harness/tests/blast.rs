@@ -1,0 +1,101 @@
+//! `flashsale blast` records every attempt: against a stand-in server that counts what it
+//! answered (every fifth request with a 500), the attempts recorded equal the requests the
+//! server saw and the 500s are the errors. Nothing here is about speed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use flashsale_harness::blast::{self, BlastOptions, BlastSummary, ShotOutcome};
+
+#[derive(Default)]
+struct Seen {
+    requests: AtomicU64,
+    failed: AtomicU64,
+}
+
+async fn health(State(seen): State<Arc<Seen>>) -> (StatusCode, &'static str) {
+    let n = seen.requests.fetch_add(1, Ordering::SeqCst);
+    if n % 5 == 4 {
+        seen.failed.fetch_add(1, Ordering::SeqCst);
+        (StatusCode::INTERNAL_SERVER_ERROR, "boom")
+    } else {
+        (StatusCode::OK, "ok")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_recorded_and_500s_are_errors() {
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/health", get(health))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let options = BlastOptions::new(
+        &url,
+        "GET",
+        &[],
+        4,
+        2,
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let run = blast::blast(&options).await.unwrap();
+    let summary = BlastSummary::of(&options, &run);
+
+    let requests = seen.requests.load(Ordering::SeqCst);
+    let failed = seen.failed.load(Ordering::SeqCst);
+    assert!(requests > 0, "the server saw no request");
+    assert_eq!(
+        run.shots.len() as u64,
+        requests,
+        "one recorded attempt per request"
+    );
+    assert_eq!(summary.requests, requests);
+    assert_eq!(summary.errors, failed, "{summary:?}");
+    assert_eq!(summary.errors_by_kind.get("http_500"), Some(&failed));
+    assert_eq!(summary.statuses.get(&500), Some(&failed));
+    assert_eq!(summary.ok, requests - failed);
+    assert_eq!(
+        summary.latency.count, requests,
+        "every attempt is in the histogram"
+    );
+    assert!(run.shots.iter().all(|s| s.outcome == ShotOutcome::Answered));
+    assert!(run.shots.windows(2).all(|w| w[0].start_us <= w[1].start_us));
+    server.abort();
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_setup_error_naming_the_url() {
+    // Bind then drop, so the port is (almost certainly) closed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/health");
+    let options = BlastOptions::new(
+        &url,
+        "GET",
+        &[],
+        2,
+        2,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let err = blast::blast(&options).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&url) && err.contains("Is the server running"),
+        "{err}"
+    );
+}
