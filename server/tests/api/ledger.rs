@@ -45,6 +45,41 @@ async fn the_database_refuses_every_way_to_oversell() {
     // An order with fewer slots than units, or none.
     let short = orders::insert(&app.pool, &request(sale, "f", 2), cap, &[], "test").await;
     assert!(matches!(short, Err(InsertError::Database(_))), "{short:?}");
+    // A free slot added later to an order that already owns its quantity.
+    let roomy = app.live_sale(Some(3)).await;
+    let owner = orders::insert(&app.pool, &request(roomy, "r", 1), Some(3), &[1], "test")
+        .await
+        .unwrap();
+    let extra = sqlx::query(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 2, 3, $2)",
+    )
+    .bind(roomy)
+    .bind(owner.order_id)
+    .execute(&app.pool)
+    .await;
+    let refusal = extra.expect_err("an order cannot gain slots").to_string();
+    assert!(refusal.contains("owns 2 slots"), "{refusal}");
+    // A batch where one order is short of its slots: the whole batch is refused.
+    let batch = [
+        orders::NewOrder {
+            req: request(sale, "g", 1),
+            sale_cap: cap,
+            slots: vec![],
+            decided_by: "test",
+        },
+        orders::NewOrder {
+            req: request(sale, "h", 1),
+            sale_cap: cap,
+            slots: vec![],
+            decided_by: "test",
+        },
+    ];
+    let short_batch = orders::insert_many(&app.pool, &batch).await;
+    assert!(
+        matches!(short_batch, Err(InsertError::Database(_))),
+        "{short_batch:?}"
+    );
+    assert!(format!("{short_batch:?}").contains("but owns 0 slots"));
     // Rewriting history.
     let grow = sqlx::query("UPDATE orders SET quantity = 5")
         .execute(&app.pool)
@@ -60,6 +95,7 @@ async fn the_database_refuses_every_way_to_oversell() {
     assert!(forget.is_err());
 
     assert_eq!(app.units_in_database(sale).await, 2);
+    assert_eq!(app.units_in_database(roomy).await, 1);
     app.finish().await;
 }
 
