@@ -121,3 +121,44 @@ async fn quantity_sold_converges_to_the_orders() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn appending_above_the_highest_slot_writes_all_or_nothing() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(5)).await;
+    orders::insert(&app.pool, &request(sale, "hint", 1), Some(5), &[3], "test")
+        .await
+        .unwrap();
+    let new = |key: &str, quantity: i32| orders::NewOrder {
+        req: request(sale, key, quantity),
+        sale_cap: Some(5),
+        slots: Vec::new(),
+        decided_by: "test",
+    };
+    // Slots 4 and 5 are free above the highest (3): three units do not fit, nothing is written
+    // (the holes 1 and 2 are the caller's business).
+    let too_many = orders::append_many(&app.pool, sale, 5, &[new("a", 1), new("b", 2)])
+        .await
+        .unwrap();
+    assert!(too_many.is_none());
+    assert_eq!(app.units_in_database(sale).await, 1);
+    // Two fit: in batch order, the first gets slot 4, the second slot 5.
+    let stored = orders::append_many(&app.pool, sale, 5, &[new("c", 1), new("d", 1)])
+        .await
+        .unwrap()
+        .expect("fits");
+    assert_eq!(stored.len(), 2);
+    let slots: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT o.idempotency_key, u.slot FROM order_units u JOIN orders o ON o.id = u.order_id
+         WHERE u.sale_id = $1 ORDER BY u.slot",
+    )
+    .bind(sale)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        slots,
+        vec![("hint".into(), 3), ("c".into(), 4), ("d".into(), 5)]
+    );
+    app.finish().await;
+}
