@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Every error code the server can answer with.
@@ -149,13 +150,31 @@ impl ApiError {
     }
 }
 
+/// The JSON body of every error: `{"error": {"code", "message", "details"?}}`, serialised straight
+/// from these structs (sold-out answers are the hot path's most common reply).
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code.as_str(), "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        (self.code.status(), Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorFields {
+                code: self.code.as_str(),
+                message: &self.message,
+                details: self.details.as_ref(),
+            },
+        };
+        (self.code.status(), Json(body)).into_response()
     }
 }
 

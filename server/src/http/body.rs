@@ -11,9 +11,9 @@ use crate::error::{ApiError, ErrorCode};
 
 use super::MAX_BODY_BYTES;
 
-/// The body as a JSON value: 413 when too large, 400 when it is not JSON at all.
-pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
+/// The body's bytes: 413 when too large, 400 when it could not be read.
+pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 ErrorCode::BodyTooLarge,
@@ -25,8 +25,16 @@ pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError
                 format!("could not read the body: {rejection}"),
             )
         }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|err| {
+    })
+}
+
+/// The body as a JSON value: 413 when too large, 400 when it is not JSON at all.
+pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    value_from_slice(&bytes(body)?)
+}
+
+fn value_from_slice(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|err| {
         ApiError::new(
             ErrorCode::MalformedJson,
             format!("the body is not valid JSON: {err}"),
@@ -34,9 +42,9 @@ pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError
     })
 }
 
-/// The body as a JSON object (422 when it is JSON but not an object).
-pub fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
-    match json_value(body)? {
+/// Bytes already read, as a JSON object (400 when not JSON, 422 when not an object).
+pub fn object_from_slice(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match value_from_slice(bytes)? {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::invalid_field("body", "must be a JSON object")),
     }
