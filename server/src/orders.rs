@@ -183,12 +183,12 @@ pub async fn insert_many<'e>(
     Ok(stored_orders(batch, ids, stored))
 }
 
-/// The PostgreSQL path's common case in one statement: reads the sale's highest slot and, if
-/// `batch` fits above it within `cap`, stores every order with the next free slots in batch
-/// order (the first order gets `highest + 1 ..`). `None` when it does not fit: nothing was
-/// written, and the caller looks for holes instead. The slots in `batch` are ignored. The caller
-/// must hold the sale's advisory lock, taken by an earlier statement so that this statement's
-/// snapshot sees every slot committed before it (one statement cannot lock and then read).
+/// The PostgreSQL path's common case in one round trip: takes the sale's advisory lock, reads its
+/// highest slot and, if `batch` fits above it within `cap`, stores every order with the next free
+/// slots in batch order (the first order gets `highest + 1 ..`). `None` when it does not fit:
+/// nothing was written, and the caller looks for holes instead. The slots in `batch` are ignored.
+/// Runs `flashsale_append_claims` (migration 0003) in its own implicit transaction, so the lock
+/// is held until the orders commit; `db` must not be inside a transaction that holds on longer.
 pub async fn append_many<'e>(
     db: impl PgExecutor<'e>,
     sale_id: Uuid,
@@ -204,29 +204,12 @@ pub async fn append_many<'e>(
         .flat_map(|(order, id)| std::iter::repeat_n(*id, order.req.quantity as usize))
         .collect();
     let stored = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(
-        "WITH fits AS (
-             SELECT coalesce(max(slot), 0) AS highest FROM order_units WHERE sale_id = $2
-             HAVING coalesce(max(slot), 0) + cardinality($9::uuid[]) <= $10
-         ), new_orders AS (
-             INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
-                                 idempotency_key, decided_by)
-             SELECT o.id, $2, o.product_id, o.buyer_id, o.quantity, o.unit_price_cents,
-                    o.idempotency_key, o.decided_by
-             FROM unnest($1::uuid[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::text[],
-                         $8::text[])
-                  AS o(id, product_id, buyer_id, quantity, unit_price_cents, idempotency_key,
-                       decided_by),
-                  fits
-             RETURNING id, created_at
-         ), new_units AS (
-             INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
-             SELECT $2, fits.highest + u.offset_in_batch, $10, u.order_id
-             FROM unnest($9::uuid[]) WITH ORDINALITY AS u(order_id, offset_in_batch), fits
-         )
-         SELECT id, created_at FROM new_orders",
+        "SELECT stored_id, stored_at
+         FROM flashsale_append_claims($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(&ids)
     .bind(sale_id)
+    .bind(cap)
+    .bind(&ids)
     .bind(column(|o| o.req.product_id.clone()))
     .bind(column(|o| o.req.buyer_id.clone()))
     .bind(batch.iter().map(|o| o.req.quantity).collect::<Vec<_>>())
@@ -239,7 +222,6 @@ pub async fn append_many<'e>(
     .bind(column(|o| o.req.idempotency_key.clone()))
     .bind(column(|o| o.decided_by.to_owned()))
     .bind(&unit_orders)
-    .bind(cap)
     .fetch_all(db)
     .await
     .map_err(classify)?;

@@ -85,15 +85,7 @@ pub async fn claim_together(
     cap: i64,
     claims: &[(&OrderRequest, &'static str)],
 ) -> Result<Vec<Decision>, InsertError> {
-    // The per-sale advisory lock serialises this path per sale; Redis-path inserts do not take it,
-    // the slot primary key settles races with them. It is taken in the same round trip as the
-    // BEGIN (a simple query of two statements; the id is a formatted Uuid, not caller text).
-    let mut tx = pool
-        .begin_with(format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{sale_id}', 7))"
-        ))
-        .await?;
-    // The common case, one round trip: everything fits above the highest slot taken.
+    // The common case in one round trip: everything fits above the highest slot taken.
     let batch: Vec<NewOrder> = claims
         .iter()
         .map(|(req, decided_by)| NewOrder {
@@ -103,10 +95,18 @@ pub async fn claim_together(
             decided_by,
         })
         .collect();
-    if let Some(stored) = orders::append_many(&mut *tx, sale_id, cap, &batch).await? {
-        tx.commit().await?;
+    if let Some(stored) = orders::append_many(pool, sale_id, cap, &batch).await? {
         return Ok(stored.into_iter().map(Decision::Granted).collect());
     }
+    // Near the end: the free slots may be holes below the highest one. The per-sale advisory
+    // lock serialises this path per sale; Redis-path inserts do not take it, the slot primary key
+    // settles races with them. It is taken in the same round trip as the BEGIN (a simple query of
+    // two statements; the id is a formatted Uuid, not caller text).
+    let mut tx = pool
+        .begin_with(format!(
+            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{sale_id}', 7))"
+        ))
+        .await?;
     // The index answers max(slot) at once; counting the slots is a scan, needed only near the
     // end, when the free slots may be holes below the highest one (released claims, orders that
     // never landed). Every slot above the highest is free.
