@@ -60,19 +60,34 @@ impl Ledger {
         let lookups = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(deadline, lookup_batch(pool.clone(), batch))
+                within(
+                    deadline,
+                    "lookup",
+                    batch.len(),
+                    lookup_batch(pool.clone(), batch),
+                )
             })
         };
         let inserts = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(deadline, insert_batch(pool.clone(), batch))
+                within(
+                    deadline,
+                    "insert",
+                    batch.len(),
+                    insert_batch(pool.clone(), batch),
+                )
             })
         };
         let claims = {
             let pool = pool.clone();
             Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(deadline, postgres::claim_batch(pool.clone(), batch))
+                within(
+                    deadline,
+                    "claim",
+                    batch.len(),
+                    postgres::claim_batch(pool.clone(), batch),
+                )
             })
         };
         Self {
@@ -127,13 +142,31 @@ impl Ledger {
 }
 
 /// Runs a batch, dropping it (and with it the reply channels it still holds) after `deadline`.
-async fn within(deadline: Duration, batch: impl Future<Output = ()>) {
+/// Each batch's size and time are logged at debug level (`RUST_LOG=flashsale_server::ledger=debug`):
+/// how busy the one runner is and how big batches grow is what to look at first when the ledger
+/// is the bottleneck (README, Performance).
+async fn within(
+    deadline: Duration,
+    kind: &'static str,
+    size: usize,
+    batch: impl Future<Output = ()>,
+) {
+    let started = std::time::Instant::now();
     if tokio::time::timeout(deadline, batch).await.is_err() {
         tracing::warn!(
+            kind,
+            size,
             ?deadline,
             "a ledger batch overran its deadline; its buyers get 503"
         );
+        return;
     }
+    tracing::debug!(
+        kind,
+        size,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "ledger batch"
+    );
 }
 
 fn dropped(what: &str) -> sqlx::Error {
@@ -209,7 +242,7 @@ mod tests {
     async fn a_batch_past_its_deadline_is_dropped_and_frees_the_runner() {
         // Every batch hangs, as on a PostgreSQL that stopped answering.
         let hanging = Coalescer::spawn(8, RUNNERS, |batch: Vec<oneshot::Sender<()>>| {
-            within(Duration::from_secs(5), async move {
+            within(Duration::from_secs(5), "test", batch.len(), async move {
                 tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
                 drop(batch);
             })
