@@ -253,12 +253,7 @@ pub async fn buy(
             None => Err(sold_out()),
         };
     }
-    if let Some(first) = state
-        .inventory
-        .ledger()
-        .find_by_key(&req.idempotency_key)
-        .await?
-    {
+    if let Some(first) = state.inventory.find_by_key(&req.idempotency_key).await? {
         return replay(&req, first);
     }
     match state.inventory.buy(&sale, &req).await {
@@ -266,12 +261,7 @@ pub async fn buy(
         Err(ClaimError::SoldOut) => Err(sold_out()),
         Err(ClaimError::DuplicateKey) => {
             // A concurrent request with the same key won the race; answer with its order.
-            match state
-                .inventory
-                .ledger()
-                .find_by_key(&req.idempotency_key)
-                .await?
-            {
+            match state.inventory.find_by_key(&req.idempotency_key).await? {
                 Some(first) => replay(&req, first),
                 None => Err(ApiError::unavailable("the order database")),
             }

@@ -195,6 +195,19 @@ impl Inventory {
         self.strategy
     }
 
+    /// The order holding this idempotency key, if any. The correct strategies look it up through
+    /// the group-committed ledger; the broken ones keep the one-query-per-request lookup of the
+    /// naive design they model: batching staggers the first buyer of a burst ahead of the rest,
+    /// which hides their read-check-write race on small sales and would let them look less
+    /// broken than they are.
+    pub async fn find_by_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
+        if self.strategy.is_broken() {
+            orders::find_by_key(&self.pool, key).await
+        } else {
+            self.ledger.find_by_key(key).await
+        }
+    }
+
     /// The group-committed order ledger (see [`crate::ledger`]).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
