@@ -57,39 +57,9 @@ impl Ledger {
     /// `deadline` is abandoned (its buyers get 503, an unknown outcome), so a PostgreSQL that
     /// hangs cannot hold up every later batch behind the one runner.
     pub fn new(pool: PgPool, deadline: Duration) -> Self {
-        let lookups = {
-            let pool = pool.clone();
-            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(
-                    deadline,
-                    "lookup",
-                    batch.len(),
-                    lookup_batch(pool.clone(), batch),
-                )
-            })
-        };
-        let inserts = {
-            let pool = pool.clone();
-            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(
-                    deadline,
-                    "insert",
-                    batch.len(),
-                    insert_batch(pool.clone(), batch),
-                )
-            })
-        };
-        let claims = {
-            let pool = pool.clone();
-            Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch| {
-                within(
-                    deadline,
-                    "claim",
-                    batch.len(),
-                    postgres::claim_batch(pool.clone(), batch),
-                )
-            })
-        };
+        let lookups = dispatcher(&pool, deadline, "lookup", lookup_batch);
+        let inserts = dispatcher(&pool, deadline, "insert", insert_batch);
+        let claims = dispatcher(&pool, deadline, "claim", postgres::claim_batch);
         Self {
             pool,
             lookups,
@@ -139,6 +109,23 @@ impl Ledger {
             .await
             .unwrap_or_else(|| Err(ClaimError::Unavailable(dropped("claim"))))
     }
+}
+
+/// A coalescer whose batches run `run` on the pool within the deadline.
+fn dispatcher<J, Fut>(
+    pool: &PgPool,
+    deadline: Duration,
+    kind: &'static str,
+    run: fn(PgPool, Vec<J>) -> Fut,
+) -> Coalescer<J>
+where
+    J: Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let pool = pool.clone();
+    Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch: Vec<J>| {
+        within(deadline, kind, batch.len(), run(pool.clone(), batch))
+    })
 }
 
 /// Runs a batch, dropping it (and with it the reply channels it still holds) after `deadline`.

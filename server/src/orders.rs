@@ -72,47 +72,16 @@ pub async fn insert<'e>(
     req: &OrderRequest,
     sale_cap: Option<i64>,
     slots: &[i64],
-    decided_by: &str,
+    decided_by: &'static str,
 ) -> Result<Order, InsertError> {
-    let order_id = Uuid::new_v4();
-    let result = sqlx::query_as::<_, (OffsetDateTime,)>(
-        "WITH new_order AS (
-             INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
-                                 idempotency_key, decided_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-             RETURNING created_at
-         ), new_units AS (
-             INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
-             SELECT $2, slot, $9, $1 FROM unnest($10::bigint[]) AS slot
-         )
-         SELECT created_at FROM new_order",
-    )
-    .bind(order_id)
-    .bind(req.sale_id)
-    .bind(&req.product_id)
-    .bind(&req.buyer_id)
-    .bind(req.quantity)
-    .bind(req.unit_price_cents)
-    .bind(&req.idempotency_key)
-    .bind(decided_by)
-    .bind(sale_cap)
-    .bind(slots)
-    .fetch_one(db)
-    .await;
-    match result {
-        Ok((created_at,)) => Ok(Order {
-            order_id,
-            sale_id: req.sale_id,
-            product_id: req.product_id.clone(),
-            buyer_id: req.buyer_id.clone(),
-            quantity: req.quantity,
-            unit_price_cents: req.unit_price_cents,
-            idempotency_key: req.idempotency_key.clone(),
-            decided_by: decided_by.to_owned(),
-            created_at,
-        }),
-        Err(err) => Err(classify(err)),
-    }
+    let order = NewOrder {
+        req: req.clone(),
+        sale_cap,
+        slots: slots.to_vec(),
+        decided_by,
+    };
+    let mut stored = insert_many(db, std::slice::from_ref(&order)).await?;
+    Ok(stored.pop().expect("one order stored for one order sent"))
 }
 
 /// One order of a batch for [`insert_many`]: the request, the slots it owns (empty for an
@@ -125,6 +94,32 @@ pub struct NewOrder {
     pub decided_by: &'static str,
 }
 
+/// The order columns of a batch as the arrays `unnest` reads, ids chosen here.
+struct OrderColumns {
+    ids: Vec<Uuid>,
+    product_ids: Vec<String>,
+    buyer_ids: Vec<String>,
+    quantities: Vec<i32>,
+    unit_prices: Vec<i64>,
+    idempotency_keys: Vec<String>,
+    decided_by: Vec<String>,
+}
+
+impl OrderColumns {
+    fn of(batch: &[NewOrder]) -> Self {
+        let column = |f: fn(&NewOrder) -> String| batch.iter().map(f).collect::<Vec<String>>();
+        Self {
+            ids: batch.iter().map(|_| Uuid::new_v4()).collect(),
+            product_ids: column(|o| o.req.product_id.clone()),
+            buyer_ids: column(|o| o.req.buyer_id.clone()),
+            quantities: batch.iter().map(|o| o.req.quantity).collect(),
+            unit_prices: batch.iter().map(|o| o.req.unit_price_cents).collect(),
+            idempotency_keys: column(|o| o.req.idempotency_key.clone()),
+            decided_by: column(|o| o.decided_by.to_owned()),
+        }
+    }
+}
+
 /// Stores a batch of orders and their slots in one statement: all of them or none. A conflict on
 /// any row (a taken slot, a reused key) fails the whole statement with the same error
 /// [`insert`] would give for that row; the caller then inserts them one by one to learn whose it
@@ -133,13 +128,12 @@ pub async fn insert_many<'e>(
     db: impl PgExecutor<'e>,
     batch: &[NewOrder],
 ) -> Result<Vec<Order>, InsertError> {
-    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::new_v4()).collect();
-    let column = |f: fn(&NewOrder) -> String| batch.iter().map(f).collect::<Vec<String>>();
+    let columns = OrderColumns::of(batch);
     let mut unit_sales = Vec::new();
     let mut unit_slots = Vec::new();
     let mut unit_caps = Vec::new();
     let mut unit_orders = Vec::new();
-    for (order, id) in batch.iter().zip(&ids) {
+    for (order, id) in batch.iter().zip(&columns.ids) {
         for &slot in &order.slots {
             unit_sales.push(order.req.sale_id);
             unit_slots.push(slot);
@@ -160,19 +154,14 @@ pub async fn insert_many<'e>(
          )
          SELECT id, created_at FROM new_orders",
     )
-    .bind(&ids)
+    .bind(&columns.ids)
     .bind(batch.iter().map(|o| o.req.sale_id).collect::<Vec<_>>())
-    .bind(column(|o| o.req.product_id.clone()))
-    .bind(column(|o| o.req.buyer_id.clone()))
-    .bind(batch.iter().map(|o| o.req.quantity).collect::<Vec<_>>())
-    .bind(
-        batch
-            .iter()
-            .map(|o| o.req.unit_price_cents)
-            .collect::<Vec<_>>(),
-    )
-    .bind(column(|o| o.req.idempotency_key.clone()))
-    .bind(column(|o| o.decided_by.to_owned()))
+    .bind(&columns.product_ids)
+    .bind(&columns.buyer_ids)
+    .bind(&columns.quantities)
+    .bind(&columns.unit_prices)
+    .bind(&columns.idempotency_keys)
+    .bind(&columns.decided_by)
     .bind(&unit_sales)
     .bind(&unit_slots)
     .bind(&unit_caps)
@@ -180,7 +169,7 @@ pub async fn insert_many<'e>(
     .fetch_all(db)
     .await
     .map_err(classify)?;
-    Ok(stored_orders(batch, ids, stored))
+    Ok(stored_orders(batch, columns.ids, stored))
 }
 
 /// The PostgreSQL path's common case in one round trip: takes the sale's advisory lock, reads its
@@ -195,12 +184,11 @@ pub async fn append_many<'e>(
     cap: i64,
     batch: &[NewOrder],
 ) -> Result<Option<Vec<Order>>, InsertError> {
-    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::new_v4()).collect();
-    let column = |f: fn(&NewOrder) -> String| batch.iter().map(f).collect::<Vec<String>>();
+    let columns = OrderColumns::of(batch);
     // One entry per unit, in batch order: WITH ORDINALITY numbers them 1.., the slot offsets.
     let unit_orders: Vec<Uuid> = batch
         .iter()
-        .zip(&ids)
+        .zip(&columns.ids)
         .flat_map(|(order, id)| std::iter::repeat_n(*id, order.req.quantity as usize))
         .collect();
     let stored = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(
@@ -209,18 +197,13 @@ pub async fn append_many<'e>(
     )
     .bind(sale_id)
     .bind(cap)
-    .bind(&ids)
-    .bind(column(|o| o.req.product_id.clone()))
-    .bind(column(|o| o.req.buyer_id.clone()))
-    .bind(batch.iter().map(|o| o.req.quantity).collect::<Vec<_>>())
-    .bind(
-        batch
-            .iter()
-            .map(|o| o.req.unit_price_cents)
-            .collect::<Vec<_>>(),
-    )
-    .bind(column(|o| o.req.idempotency_key.clone()))
-    .bind(column(|o| o.decided_by.to_owned()))
+    .bind(&columns.ids)
+    .bind(&columns.product_ids)
+    .bind(&columns.buyer_ids)
+    .bind(&columns.quantities)
+    .bind(&columns.unit_prices)
+    .bind(&columns.idempotency_keys)
+    .bind(&columns.decided_by)
     .bind(&unit_orders)
     .fetch_all(db)
     .await
@@ -228,7 +211,7 @@ pub async fn append_many<'e>(
     if stored.is_empty() && !batch.is_empty() {
         return Ok(None);
     }
-    Ok(Some(stored_orders(batch, ids, stored)))
+    Ok(Some(stored_orders(batch, columns.ids, stored)))
 }
 
 /// The orders of `batch` as stored (ids chosen here, creation times from the database).
