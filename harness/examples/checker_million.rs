@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use flashsale_harness::checker::{self, CheckInput};
-use flashsale_harness::history::{Attempt, Outcome};
+use flashsale_harness::history::{Attempt, Outcome, SOLD_OUT};
 use flashsale_harness::ledger::{InventoryView, Ledger, LedgerOrder};
 
 fn main() {
@@ -62,7 +62,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
             completed_us: 510_000 + seq,
             outcome: Outcome::Rejected,
             status: Some(409),
-            code: Some(checker::SOLD_OUT.into()),
+            code: Some(SOLD_OUT.into()),
             order_id: None,
         };
         if key < cap {

@@ -9,6 +9,10 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The error code a server answers with when it has too few units left for the request. The
+/// checker judges INV-5 by it and the report splits latency by it, so it lives with the records.
+pub const SOLD_OUT: &str = "sold_out";
+
 /// How an attempt ended. `Unknown` is Jepsen's `:info`: the server may or may not have created the
 /// order (timeout, connection error, 5xx), so the checker must treat it as "maybe", never as "no".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ pub mod explore;
 pub mod faults;
 pub mod generator;
 pub mod history;
+pub mod latency;
 pub mod ledger;
 pub mod load;
 pub mod progress;

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::generator::{CpuClock, GeneratorStats, ScheduleSample};
 use crate::history::{Attempt, Code, Outcome};
-use crate::report::LatencyClass;
+use crate::latency::LatencyClass;
 use crate::scenario::{Arrival, QuantitySpec, Scenario};
 
 /// One buyer's plan: who, how many, with which idempotency key.

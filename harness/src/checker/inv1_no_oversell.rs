@@ -216,8 +216,9 @@ fn commit_order(orders: &[LedgerOrder]) -> Vec<&LedgerOrder> {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
+    use super::super::{CheckInput, Index};
     use super::*;
+    use crate::history::SOLD_OUT;
     use crate::history::{Attempt, InventorySample};
     use crate::ledger::Ledger;
 

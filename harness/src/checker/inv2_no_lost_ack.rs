@@ -138,8 +138,9 @@ fn who(a: &Attempt) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
+    use super::super::{CheckInput, Index};
     use super::*;
+    use crate::history::SOLD_OUT;
     use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {

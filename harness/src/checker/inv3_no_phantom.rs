@@ -110,8 +110,9 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
+    use super::super::{CheckInput, Index};
     use super::*;
+    use crate::history::SOLD_OUT;
     use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {

@@ -50,8 +50,8 @@
 //! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
 //! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, SOLD_OUT, seconds};
-use crate::history::{Attempt, Outcome};
+use super::{CheckInput, Counterexample, Index, InvariantResult, seconds};
+use crate::history::{Attempt, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-5";
 const NAME: &str = "exactly the cap";
@@ -325,9 +325,10 @@ impl<'a> EligibleDemand<'a> {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
+    use super::super::{CheckInput, Index};
     use super::*;
     use crate::history::FaultRecord;
+    use crate::history::SOLD_OUT;
     use crate::ledger::{Ledger, LedgerOrder};
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {

@@ -27,9 +27,6 @@ use serde::{Deserialize, Serialize};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::ledger::{Ledger, LedgerOrder, SettledInventory};
 
-/// The error code a server answers with when it has too few units left for the request.
-pub const SOLD_OUT: &str = "sold_out";
-
 /// How many orders and attempts a counterexample shows; the rest are counted, not listed, so a
 /// report of a badly broken server stays readable.
 pub const MAX_SHOWN: usize = 20;
@@ -394,7 +391,7 @@ mod fixtures {
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::history::InventorySample;
+    use crate::history::{InventorySample, SOLD_OUT};
 
     #[test]
     fn a_correct_sell_out_holds_everything() {

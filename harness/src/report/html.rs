@@ -10,11 +10,11 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::histograms::{LatencyClass, LatencyHistograms};
 use super::summary::Summary;
 use super::svg::{Band, Chart, Scale, Series, escape, short_number};
 use super::timeline::first_acknowledgements;
 use crate::history::Attempt;
+use crate::latency::{LatencyClass, LatencyHistograms};
 
 /// The ids of the charts, in page order; tests check each is present.
 pub const CHART_IDS: [&str; 5] = [

@@ -11,7 +11,7 @@
 //! records the checker judged, so a run can be re-checked from its directory alone.
 
 mod console;
-mod histograms;
+mod hgrm;
 mod html;
 mod interval_log;
 mod summary;
@@ -28,10 +28,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 pub use console::console_summary;
-pub use histograms::{
-    LatencyClass, LatencyHistograms, LatencyStats, OUTPUT_SCALING_RATIO, SpreadStats,
-    TICKS_PER_HALF_DISTANCE, new_histogram, record, write_percentile_distribution,
-};
+pub use hgrm::{OUTPUT_SCALING_RATIO, TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
 pub use html::CHART_IDS;
 pub use interval_log::Family;
 pub use summary::{
@@ -43,6 +40,7 @@ pub use timeline::{ClassRates, Goodput, SecondStats, Sellout, Throughput};
 use crate::checker::CheckReport;
 use crate::generator::GeneratorStats;
 use crate::history::{Attempt, FaultRecord, InventorySample};
+use crate::latency::{LatencyClass, LatencyHistograms};
 use crate::ledger::{Ledger, SettledInventory};
 use crate::scenario::Scenario;
 
@@ -107,7 +105,7 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
         write_jsonl(&dir.join("samples.jsonl"), out.samples)?;
     }
 
-    let histograms = histograms::LatencyHistograms::record(out.history);
+    let histograms = LatencyHistograms::record(out.history);
     for (class, h) in &histograms.from_intended {
         write_hgrm(&dir.join(format!("latency-{}.hgrm", class.as_str())), h)?;
     }
@@ -166,8 +164,9 @@ fn write_hgrm(path: &Path, h: &Histogram<u64>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::{self, CheckInput, SOLD_OUT};
+    use crate::checker::{self, CheckInput};
     use crate::history::Outcome;
+    use crate::history::SOLD_OUT;
     use crate::ledger::{InventoryView, LedgerOrder};
     use time::macros::datetime;
 

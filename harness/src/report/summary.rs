@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::RunOutputs;
-use super::histograms::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
 use super::timeline::{Goodput, SecondStats, Sellout, Throughput, Timeline};
 use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
 use crate::generator::GeneratorReport;
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+use crate::latency::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
 use crate::ledger::{LedgerOrder, SettledInventory};
 use crate::scenario::{Cap, Scenario};
 use crate::thresholds::{self, Measurements, ThresholdResult};

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashSet};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::histograms::{LatencyClass, new_histogram, record};
 use crate::generator::ScheduleSample;
 use crate::history::{Attempt, Outcome};
+use crate::latency::{LatencyClass, new_histogram, record};
 use crate::scenario::Arrival;
 
 pub const SECOND_US: u64 = 1_000_000;
@@ -279,7 +279,7 @@ fn per_second(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::SOLD_OUT;
+    use crate::history::SOLD_OUT;
     use std::time::Duration;
 
     fn answer(key: &str, outcome: Outcome, sent_us: u64, completed_us: u64) -> Attempt {
