@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use flashsale_harness::checker::{self, CheckInput};
+use flashsale_harness::ground_truth::{InventoryView, Ledger, LedgerOrder};
 use flashsale_harness::history::{Attempt, Outcome, SOLD_OUT};
-use flashsale_harness::ledger::{InventoryView, Ledger, LedgerOrder};
 
 fn main() {
     let attempts: u64 = std::env::args()

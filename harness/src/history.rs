@@ -1,7 +1,7 @@
 //! One record per buy attempt: what the harness meant to send, what it sent, and what came back.
 //!
 //! The history is the harness's side of the truth; the checker compares it with the server's
-//! ledger (see [`crate::ledger`]). Times are microseconds since the run's clock origin (the
+//! ledger (see [`crate::ground_truth`]). Times are microseconds since the run's clock origin (the
 //! instant the load phase was set up), so a history can be replayed and compared across runs.
 
 use std::borrow::Cow;

@@ -15,8 +15,8 @@ use time::format_description::well_known::Rfc3339;
 use super::{
     CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, acknowledged_units, seconds,
 };
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, InventorySample, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-1";
 const NAME: &str = "no oversell";
@@ -218,9 +218,9 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index};
     use super::*;
+    use crate::ground_truth::Ledger;
     use crate::history::SOLD_OUT;
     use crate::history::{Attempt, InventorySample};
-    use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
         run_sampled(history, ledger, cap, &[])

@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 
 use super::{CheckInput, Counterexample, Index, InvariantResult};
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-2";
 const NAME: &str = "no lost acknowledgement";
@@ -140,8 +140,8 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index};
     use super::*;
+    use crate::ground_truth::Ledger;
     use crate::history::SOLD_OUT;
-    use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, Some(10));

@@ -7,8 +7,8 @@
 //! or when its key was only ever sent for another buyer or quantity.
 
 use super::{CheckInput, Counterexample, Index, InvariantResult};
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-3";
 const NAME: &str = "no phantom order";
@@ -112,8 +112,8 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index};
     use super::*;
+    use crate::ground_truth::Ledger;
     use crate::history::SOLD_OUT;
-    use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, Some(10));

@@ -327,9 +327,9 @@ mod tests {
     use super::super::fixtures::*;
     use super::super::{CheckInput, Index};
     use super::*;
+    use crate::ground_truth::{Ledger, LedgerOrder};
     use crate::history::FaultRecord;
     use crate::history::SOLD_OUT;
-    use crate::ledger::{Ledger, LedgerOrder};
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
         run_with_faults(history, ledger, cap, &[])

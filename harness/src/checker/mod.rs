@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ground_truth::{Ledger, LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-use crate::ledger::{Ledger, LedgerOrder, SettledInventory};
 
 /// How many orders and attempts a counterexample shows; the rest are counted, not listed, so a
 /// report of a badly broken server stays readable.
@@ -285,8 +285,8 @@ impl<'a> Index<'a> {
 /// Hand-made histories and ledgers for the invariant tests.
 #[cfg(test)]
 mod fixtures {
+    use crate::ground_truth::{InventoryView, Ledger, LedgerOrder};
     use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-    use crate::ledger::{InventoryView, Ledger, LedgerOrder};
 
     /// An attempt by buyer `b-<key>`; the tests then set the outcome they need.
     pub fn attempt(seq: u64, key: &str, quantity: u32, outcome: Outcome) -> Attempt {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{FaultSummary, Summary};
+use crate::ground_truth::LedgerOrder;
 use crate::history::Attempt;
-use crate::ledger::LedgerOrder;
 
 /// Orders and attempts printed per violated invariant; the full lists are in `summary.json`.
 const SHOWN_PER_VIOLATION: usize = 3;

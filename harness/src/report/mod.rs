@@ -39,9 +39,9 @@ pub use timeline::{ClassRates, Goodput, SecondStats, Sellout, Throughput};
 
 use crate::checker::CheckReport;
 use crate::generator::GeneratorStats;
+use crate::ground_truth::{Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample};
 use crate::latency::{LatencyClass, LatencyHistograms};
-use crate::ledger::{Ledger, SettledInventory};
 use crate::scenario::Scenario;
 
 /// What identifies a run, beyond what it produced.
@@ -165,9 +165,9 @@ fn write_hgrm(path: &Path, h: &Histogram<u64>) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::checker::{self, CheckInput};
+    use crate::ground_truth::{InventoryView, LedgerOrder};
     use crate::history::Outcome;
     use crate::history::SOLD_OUT;
-    use crate::ledger::{InventoryView, LedgerOrder};
     use time::macros::datetime;
 
     fn scenario(cap: u64) -> Scenario {
