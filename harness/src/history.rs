@@ -8,6 +8,13 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::time::Instant;
+
+/// Microseconds from the run's clock origin to `at` (0 for an instant before it): the unit of
+/// every time in a history.
+pub fn micros_since(origin: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(origin).as_micros() as u64
+}
 
 /// The error code a server answers with when it has too few units left for the request. The
 /// checker judges INV-5 by it and the report splits latency by it, so it lives with the records.

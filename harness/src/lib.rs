@@ -1,18 +1,15 @@
 //! flashsale harness: fires concurrent buyers at a flash-sale server, records every attempt,
 //! checks the invariants of SPEC.md against the server's exported ledger, and writes reports.
 
-pub mod blast;
 pub mod checker;
 pub mod cli;
 pub mod compare;
 pub mod explore;
 pub mod faults;
-pub mod generator;
 pub mod ground_truth;
 pub mod history;
 pub mod latency;
 pub mod load;
-pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -243,7 +240,7 @@ pub fn cli_compare(args: cli::CompareArgs) -> i32 {
 
 /// `flashsale blast`: validates the arguments, blasts, prints (and writes) the summary.
 pub async fn cli_blast(args: cli::BlastArgs) -> i32 {
-    let options = match blast::BlastOptions::new(
+    let options = match load::blast::BlastOptions::new(
         &args.url,
         &args.method,
         &args.headers,
@@ -261,16 +258,16 @@ pub async fn cli_blast(args: cli::BlastArgs) -> i32 {
             return exit::SETUP;
         }
     };
-    let run = match blast::blast(&options).await {
+    let run = match load::blast::blast(&options).await {
         Ok(run) => run,
         Err(err) => {
             eprintln!("error: {err}");
             return exit::SETUP;
         }
     };
-    let summary = blast::BlastSummary::of(&options, &run);
+    let summary = load::blast::BlastSummary::of(&options, &run);
     if let Some(dir) = &args.out
-        && let Err(err) = blast::write(dir, &summary, &run)
+        && let Err(err) = load::blast::write(dir, &summary, &run)
     {
         eprintln!("error: cannot write into {}: {err}", dir.display());
         return exit::SETUP;

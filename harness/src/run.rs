@@ -15,11 +15,11 @@ use crate::checker::{self, CheckInput, CheckReport};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
-use crate::generator::GeneratorStats;
 use crate::ground_truth::{Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-use crate::load::{self, LoadProbe, LoadRun, LoadTarget};
-use crate::progress::Progress;
+use crate::load::buyers::{LoadProbe, LoadRun, LoadTarget, plan_buyers, run_load, warmed_client};
+use crate::load::health::GeneratorStats;
+use crate::load::progress::Progress;
 use crate::report::{self, RunInfo, RunOutputs, Summary};
 use crate::scenario::{RedisMode, Scenario};
 use crate::target::{
@@ -304,8 +304,8 @@ async fn run_against(
     let admin = AdminClient::new(base_url, admin_token);
     let sale_id = admin.create_live_sale(scenario).await?;
     let run_nonce = Uuid::new_v4().simple().to_string();
-    let buyers = load::plan_buyers(scenario, seed, &run_nonce[..12]);
-    let client = load::warmed_client(scenario, base_url, buyers.len()).await;
+    let buyers = plan_buyers(scenario, seed, &run_nonce[..12]);
+    let client = warmed_client(scenario, base_url, buyers.len()).await;
     let origin = Instant::now();
     let clock_origin_at = OffsetDateTime::now_utc();
     let doors_open = origin + scenario.arrival.open_after();
@@ -331,7 +331,7 @@ async fn run_against(
         origin,
         end_rx,
     ));
-    let LoadRun { history, generator } = load::run_load(
+    let LoadRun { history, generator } = run_load(
         client,
         scenario,
         &LoadTarget {

@@ -38,10 +38,10 @@ pub use summary::{
 pub use timeline::{ClassRates, Goodput, SecondStats, Sellout, Throughput};
 
 use crate::checker::CheckReport;
-use crate::generator::GeneratorStats;
 use crate::ground_truth::{Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample};
 use crate::latency::{LatencyClass, LatencyHistograms};
+use crate::load::health::GeneratorStats;
 use crate::scenario::Scenario;
 
 /// What identifies a run, beyond what it produced.
@@ -688,13 +688,13 @@ mod tests {
             schedule: r
                 .history
                 .iter()
-                .map(|a| crate::generator::ScheduleSample {
+                .map(|a| crate::load::health::ScheduleSample {
                     intended_us: a.intended_us,
                     woke_us: a.intended_us + 50,
                     sent_us: a.sent_us,
                 })
                 .collect(),
-            cpu: crate::generator::CpuClock::now().map(|c| c.usage_until(&c)),
+            cpu: crate::load::health::CpuClock::now().map(|c| c.usage_until(&c)),
         };
         r
     }

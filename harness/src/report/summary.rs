@@ -19,10 +19,10 @@ use time::OffsetDateTime;
 use super::RunOutputs;
 use super::timeline::{Goodput, SecondStats, Sellout, Throughput, Timeline};
 use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
-use crate::generator::GeneratorReport;
 use crate::ground_truth::{LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::latency::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
+use crate::load::health::GeneratorReport;
 use crate::scenario::{Cap, Scenario};
 use crate::thresholds::{self, Measurements, ThresholdResult};
 
