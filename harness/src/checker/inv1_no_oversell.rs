@@ -215,8 +215,8 @@ fn commit_order(orders: &[LedgerOrder]) -> Vec<&LedgerOrder> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index};
     use super::*;
     use crate::ground_truth::Ledger;
     use crate::history::SOLD_OUT;
@@ -236,7 +236,7 @@ mod tests {
             samples,
             ..CheckInput::new(history, ledger, cap)
         };
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     /// Two buyers of one unit each against a cap of 2: within the cap at the end.

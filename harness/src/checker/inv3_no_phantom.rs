@@ -109,15 +109,15 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index};
     use super::*;
     use crate::ground_truth::Ledger;
     use crate::history::SOLD_OUT;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, Some(10));
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     #[test]

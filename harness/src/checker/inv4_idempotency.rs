@@ -119,14 +119,14 @@ fn distinct_acknowledged(attempts: &[&Attempt]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index};
     use super::*;
     use crate::ground_truth::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, None);
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     fn retry(mut attempt: Attempt) -> Attempt {

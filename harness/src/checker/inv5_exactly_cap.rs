@@ -324,8 +324,8 @@ impl<'a> EligibleDemand<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index};
     use super::*;
     use crate::ground_truth::{Ledger, LedgerOrder};
     use crate::history::FaultRecord;
@@ -345,7 +345,7 @@ mod tests {
             faults,
             ..CheckInput::new(history, ledger, cap)
         };
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     /// `attempt`, sent at `sent_us`.
