@@ -68,8 +68,11 @@ fn sub_bucket_count(sigfig: u8) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::latency::new_histogram;
+    use crate::report::fixtures::*;
 
     /// The data rows of an `.hgrm` text: (value, percentile, total count).
     fn rows(text: &str) -> Vec<(f64, f64, u64)> {
@@ -145,5 +148,37 @@ mod tests {
             "{}",
             footer[2]
         );
+    }
+
+    #[test]
+    fn written_hgrm_parses_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = run(false);
+        write(&r, tmp.path());
+        let text = fs::read_to_string(tmp.path().join("latency-all.hgrm")).unwrap();
+        let rows: Vec<(f64, f64, u64)> = text
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (
+                    c[0].parse().unwrap(),
+                    c[1].parse().unwrap(),
+                    c[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        assert!(!rows.is_empty(), "{text}");
+        assert!(
+            rows.windows(2)
+                .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1)
+        );
+        let last = rows.last().unwrap();
+        assert_eq!(last.1, 1.0);
+        assert_eq!(last.2, 6);
+        // The slowest response, 9.5 ms from the intended send, within 3 significant digits.
+        assert!((last.0 - 9.5).abs() < 0.01, "{}", last.0);
+        assert!(text.contains("Total count    =            6]"), "{text}");
     }
 }
