@@ -278,7 +278,6 @@ fn human_us(us: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
     use crate::report::fixtures::*;
 
