@@ -156,19 +156,7 @@ mod tests {
         let r = run(false);
         write(&r, tmp.path());
         let text = fs::read_to_string(tmp.path().join("latency-all.hgrm")).unwrap();
-        let rows: Vec<(f64, f64, u64)> = text
-            .lines()
-            .skip(2)
-            .take_while(|l| !l.starts_with('#'))
-            .map(|l| {
-                let c: Vec<&str> = l.split_whitespace().collect();
-                (
-                    c[0].parse().unwrap(),
-                    c[1].parse().unwrap(),
-                    c[2].parse().unwrap(),
-                )
-            })
-            .collect();
+        let rows = rows(&text);
         assert!(!rows.is_empty(), "{text}");
         assert!(
             rows.windows(2)
