@@ -8,9 +8,9 @@
 //! The same types serialize back into the file's shape, so a run can echo the scenario it ran
 //! into its `summary.json` and two runs can be compared.
 //!
-//! This file holds the file model and its loading; beside it: [`values`] (caps, quantities,
-//! defaults), [`arrival`] (the `[arrival]` models), [`faults`] (the fault vocabulary and where the
-//! server's Redis and PostgreSQL come from) and [`validation`] (every semantic rule). When each
+//! This file holds the file model and its loading; beside it: `values.rs` (caps, quantities,
+//! defaults), `arrival.rs` (the `[arrival]` models), `faults.rs` (the fault vocabulary and where the
+//! server's Redis and PostgreSQL come from) and `validation.rs` (every semantic rule). When each
 //! buyer sends is the load group's business (`load/schedule.rs`).
 
 mod arrival;
