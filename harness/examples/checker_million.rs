@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use flashsale_harness::checker::{self, CheckInput};
-use flashsale_harness::history::{Attempt, Outcome};
-use flashsale_harness::ledger::{InventoryView, Ledger, LedgerOrder};
+use flashsale_harness::ground_truth::{InventoryView, Ledger, LedgerOrder};
+use flashsale_harness::history::{Attempt, Outcome, SOLD_OUT};
 
 fn main() {
     let attempts: u64 = std::env::args()
@@ -62,7 +62,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
             completed_us: 510_000 + seq,
             outcome: Outcome::Rejected,
             status: Some(409),
-            code: Some(checker::SOLD_OUT.into()),
+            code: Some(SOLD_OUT.into()),
             order_id: None,
         };
         if key < cap {

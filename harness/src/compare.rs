@@ -183,7 +183,7 @@ impl Comparison {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::LatencyStats;
+    use crate::latency::LatencyStats;
 
     /// A summary as written by a real run, with the figures under test replaced.
     fn summary(ok_p99_us: u64, throughput: f64) -> Summary {

@@ -1,13 +1,24 @@
 //! One record per buy attempt: what the harness meant to send, what it sent, and what came back.
 //!
 //! The history is the harness's side of the truth; the checker compares it with the server's
-//! ledger (see [`crate::ledger`]). Times are microseconds since the run's clock origin (the
+//! ledger (see [`crate::ground_truth`]). Times are microseconds since the run's clock origin (the
 //! instant the load phase was set up), so a history can be replayed and compared across runs.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::time::Instant;
+
+/// Microseconds from the run's clock origin to `at` (0 for an instant before it): the unit of
+/// every time in a history.
+pub fn micros_since(origin: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(origin).as_micros() as u64
+}
+
+/// The error code a server answers with when it has too few units left for the request. The
+/// checker judges INV-5 by it and the report splits latency by it, so it lives with the records.
+pub const SOLD_OUT: &str = "sold_out";
 
 /// How an attempt ended. `Unknown` is Jepsen's `:info`: the server may or may not have created the
 /// order (timeout, connection error, 5xx), so the checker must treat it as "maybe", never as "no".

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use flashsale_harness::cli::{Command, Opts};
+use flashsale_harness::cli::{self, Opts};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,11 +15,6 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let opts = Opts::parse();
-    let status = match opts.command {
-        Command::Run(args) => flashsale_harness::cli_run(args).await,
-        Command::Explore(args) => flashsale_harness::cli_explore(args).await,
-        Command::Compare(args) => flashsale_harness::cli_compare(args),
-        Command::Blast(args) => flashsale_harness::cli_blast(args).await,
-    };
+    let status = cli::dispatch(opts.command).await;
     ExitCode::from(status as u8)
 }

@@ -15,29 +15,16 @@ use crate::checker::{self, CheckInput, CheckReport};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
-use crate::generator::GeneratorStats;
+use crate::ground_truth::{Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-use crate::ledger::{Ledger, SettledInventory};
-use crate::load::{self, LoadProbe, LoadRun, LoadTarget};
-use crate::progress::Progress;
+use crate::load::buyers::{LoadProbe, LoadRun, LoadTarget, plan_buyers, run_load, warmed_client};
+use crate::load::health::GeneratorStats;
+use crate::load::progress::Progress;
 use crate::report::{self, RunInfo, RunOutputs, Summary};
 use crate::scenario::{RedisMode, Scenario};
 use crate::target::{
     AdminClient, Dependencies, InProcessServer, ServerOverrides, TargetError, postgres_addr,
 };
-
-/// Exit statuses of `flashsale run`.
-pub mod exit {
-    /// Every invariant held.
-    pub const HELD: i32 = 0;
-    /// An invariant was violated.
-    pub const VIOLATED: i32 = 1;
-    /// Bad input or a set-up problem; nothing was checked.
-    pub const SETUP: i32 = 2;
-    /// Every invariant held but a threshold of the scenario failed (or, for `compare`, a
-    /// regression exceeded its limit).
-    pub const THRESHOLD_FAILED: i32 = 3;
-}
 
 /// Which server to test.
 #[derive(Debug, Clone)]
@@ -80,22 +67,6 @@ pub struct RunResult {
     pub samples: Vec<InventorySample>,
     pub settled: Option<SettledInventory>,
     pub out_dir: PathBuf,
-}
-
-impl RunResult {
-    /// An invariant violation wins over a failed threshold: a wrong answer matters more than a
-    /// slow one.
-    pub fn exit_status(&self) -> i32 {
-        exit_status(self.check.all_held(), self.summary.all_thresholds_passed)
-    }
-}
-
-fn exit_status(invariants_held: bool, thresholds_passed: bool) -> i32 {
-    match (invariants_held, thresholds_passed) {
-        (false, _) => exit::VIOLATED,
-        (true, false) => exit::THRESHOLD_FAILED,
-        (true, true) => exit::HELD,
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,8 +275,8 @@ async fn run_against(
     let admin = AdminClient::new(base_url, admin_token);
     let sale_id = admin.create_live_sale(scenario).await?;
     let run_nonce = Uuid::new_v4().simple().to_string();
-    let buyers = load::plan_buyers(scenario, seed, &run_nonce[..12]);
-    let client = load::warmed_client(scenario, base_url, buyers.len()).await;
+    let buyers = plan_buyers(scenario, seed, &run_nonce[..12]);
+    let client = warmed_client(scenario, base_url, buyers.len()).await;
     let origin = Instant::now();
     let clock_origin_at = OffsetDateTime::now_utc();
     let doors_open = origin + scenario.arrival.open_after();
@@ -331,7 +302,7 @@ async fn run_against(
         origin,
         end_rx,
     ));
-    let LoadRun { history, generator } = load::run_load(
+    let LoadRun { history, generator } = run_load(
         client,
         scenario,
         &LoadTarget {
@@ -425,17 +396,4 @@ async fn settle(admin: &AdminClient, sale_id: &str) -> Option<SettledInventory> 
         view,
         waited_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_violated_invariant_wins_over_a_failed_threshold() {
-        assert_eq!(exit_status(true, true), exit::HELD);
-        assert_eq!(exit_status(true, false), exit::THRESHOLD_FAILED);
-        assert_eq!(exit_status(false, false), exit::VIOLATED);
-        assert_eq!(exit_status(false, true), exit::VIOLATED);
-    }
 }

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::ledger::{InventoryView, Ledger, LedgerOrder};
+use crate::ground_truth::{InventoryView, Ledger, LedgerOrder};
 use crate::scenario::{Cap, Scenario};
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -20,7 +20,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::report::{LatencyClass, LatencyStats};
+use crate::latency::{LatencyClass, LatencyStats};
 
 /// One statistic of a latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

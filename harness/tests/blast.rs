@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use flashsale_harness::blast::{self, BlastOptions, BlastSummary, ShotOutcome};
+use flashsale_harness::load::blast::{self, BlastOptions, BlastSummary, ShotOutcome};
 
 #[derive(Default)]
 struct Seen {

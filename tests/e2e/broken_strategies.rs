@@ -2,7 +2,7 @@
 //! under the very scenario the reference server passes.
 
 use flashsale_e2e::{load_scenario, run_in_process};
-use flashsale_harness::run::exit;
+use flashsale_harness::cli::exit;
 use flashsale_server::InventoryStrategy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,8 +4,9 @@
 //! calls it): without it they fail loudly, never run without their faults.
 
 use flashsale_e2e::{load_scenario, run_in_process};
+use flashsale_harness::cli::exit;
 use flashsale_harness::history::Outcome;
-use flashsale_harness::run::{RunResult, exit};
+use flashsale_harness::run::RunResult;
 use flashsale_server::InventoryStrategy;
 
 async fn run(file: &str, strategy: InventoryStrategy) -> RunResult {

@@ -1,8 +1,8 @@
 //! The reference server holds every invariant under the foundation scenarios, on both good paths.
 
 use flashsale_e2e::{load_scenario, run_in_process};
+use flashsale_harness::cli::exit;
 use flashsale_harness::history::Outcome;
-use flashsale_harness::run::exit;
 use flashsale_server::InventoryStrategy;
 use serde_json::Value;
 

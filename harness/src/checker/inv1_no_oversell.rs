@@ -15,8 +15,8 @@ use time::format_description::well_known::Rfc3339;
 use super::{
     CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, acknowledged_units, seconds,
 };
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, InventorySample, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-1";
 const NAME: &str = "no oversell";
@@ -215,11 +215,12 @@ fn commit_order(orders: &[LedgerOrder]) -> Vec<&LedgerOrder> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
     use super::*;
+    use crate::ground_truth::Ledger;
+    use crate::history::SOLD_OUT;
     use crate::history::{Attempt, InventorySample};
-    use crate::ledger::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
         run_sampled(history, ledger, cap, &[])
@@ -235,7 +236,7 @@ mod tests {
             samples,
             ..CheckInput::new(history, ledger, cap)
         };
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     /// Two buyers of one unit each against a cap of 2: within the cap at the end.

@@ -7,8 +7,8 @@
 //! or when its key was only ever sent for another buyer or quantity.
 
 use super::{CheckInput, Counterexample, Index, InvariantResult};
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-3";
 const NAME: &str = "no phantom order";
@@ -109,14 +109,15 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
     use super::*;
-    use crate::ledger::Ledger;
+    use crate::ground_truth::Ledger;
+    use crate::history::SOLD_OUT;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, Some(10));
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     #[test]

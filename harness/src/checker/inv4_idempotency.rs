@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use super::{CheckInput, Counterexample, Index, InvariantResult};
+use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
-use crate::ledger::LedgerOrder;
 
 pub(super) const ID: &str = "INV-4";
 const NAME: &str = "idempotency";
@@ -119,14 +119,14 @@ fn distinct_acknowledged(attempts: &[&Attempt]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index};
     use super::*;
-    use crate::ledger::Ledger;
+    use crate::ground_truth::Ledger;
 
     fn run(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
         let input = CheckInput::new(history, ledger, None);
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     fn retry(mut attempt: Attempt) -> Attempt {

@@ -50,8 +50,8 @@
 //! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
 //! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, SOLD_OUT, seconds};
-use crate::history::{Attempt, Outcome};
+use super::{CheckInput, Counterexample, Index, InvariantResult, seconds};
+use crate::history::{Attempt, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-5";
 const NAME: &str = "exactly the cap";
@@ -324,11 +324,12 @@ impl<'a> EligibleDemand<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::CheckInput;
     use super::super::fixtures::*;
-    use super::super::{CheckInput, Index, SOLD_OUT};
     use super::*;
+    use crate::ground_truth::{Ledger, LedgerOrder};
     use crate::history::FaultRecord;
-    use crate::ledger::{Ledger, LedgerOrder};
+    use crate::history::SOLD_OUT;
 
     fn run(history: &[Attempt], ledger: &Ledger, cap: Option<u64>) -> InvariantResult {
         run_with_faults(history, ledger, cap, &[])
@@ -344,7 +345,7 @@ mod tests {
             faults,
             ..CheckInput::new(history, ledger, cap)
         };
-        check(&input, &Index::new(history, ledger))
+        check_one(check, &input)
     }
 
     /// `attempt`, sent at `sent_us`.

@@ -76,7 +76,7 @@ pub(super) fn check(input: &CheckInput) -> InvariantResult {
 mod tests {
     use super::super::fixtures::*;
     use super::*;
-    use crate::ledger::{InventoryView, Ledger, SettledInventory};
+    use crate::ground_truth::{InventoryView, Ledger, SettledInventory};
 
     /// A ledger of three one-unit orders against a cap of 5.
     fn three_orders() -> Ledger {

@@ -13,6 +13,8 @@
 //! also judges every inventory sample, and INV-6 compares the settled view's figures.
 //! Holds (expiring reservations hand units back) are not modelled here.
 
+#[cfg(test)]
+mod fixtures;
 mod inv1_no_oversell;
 mod inv2_no_lost_ack;
 mod inv3_no_phantom;
@@ -24,11 +26,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ground_truth::{Ledger, LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-use crate::ledger::{Ledger, LedgerOrder, SettledInventory};
-
-/// The error code a server answers with when it has too few units left for the request.
-pub const SOLD_OUT: &str = "sold_out";
 
 /// How many orders and attempts a counterexample shows; the rest are counted, not listed, so a
 /// report of a badly broken server stays readable.
@@ -287,114 +286,10 @@ impl<'a> Index<'a> {
 
 /// Hand-made histories and ledgers for the invariant tests.
 #[cfg(test)]
-mod fixtures {
-    use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-    use crate::ledger::{InventoryView, Ledger, LedgerOrder};
-
-    /// An attempt by buyer `b-<key>`; the tests then set the outcome they need.
-    pub fn attempt(seq: u64, key: &str, quantity: u32, outcome: Outcome) -> Attempt {
-        Attempt {
-            seq,
-            buyer: format!("b-{key}"),
-            idempotency_key: key.to_owned(),
-            quantity,
-            try_number: 0,
-            intended_us: 1_000,
-            sent_us: 1_000 + seq,
-            completed_us: 2_000 + seq * 10,
-            outcome,
-            status: None,
-            code: None,
-            order_id: None,
-        }
-    }
-
-    pub fn ok(seq: u64, key: &str, quantity: u32, order_id: &str) -> Attempt {
-        Attempt {
-            status: Some(201),
-            order_id: Some(order_id.to_owned()),
-            ..attempt(seq, key, quantity, Outcome::Ok)
-        }
-    }
-
-    pub fn rejected(seq: u64, key: &str, quantity: u32, code: &str) -> Attempt {
-        Attempt {
-            status: Some(409),
-            code: Some(code.into()),
-            ..attempt(seq, key, quantity, Outcome::Rejected)
-        }
-    }
-
-    pub fn unknown(seq: u64, key: &str, quantity: u32) -> Attempt {
-        Attempt {
-            code: Some("timeout".into()),
-            ..attempt(seq, key, quantity, Outcome::Unknown)
-        }
-    }
-
-    /// An order for buyer `b-<key>`, committed `second` seconds into the hour.
-    pub fn order(order_id: &str, key: &str, quantity: u32, second: u32) -> LedgerOrder {
-        LedgerOrder {
-            order_id: order_id.to_owned(),
-            buyer_id: format!("b-{key}"),
-            quantity,
-            idempotency_key: key.to_owned(),
-            decided_by: "redis".to_owned(),
-            created_at: format!("2026-11-26T10:00:{second:02}Z"),
-        }
-    }
-
-    pub fn ledger(orders: Vec<LedgerOrder>, cap: Option<u64>) -> Ledger {
-        let units: u32 = orders.iter().map(|o| o.quantity).sum();
-        Ledger {
-            orders,
-            inventory: InventoryView {
-                cap,
-                redis_counter: None,
-                quantity_sold: i64::from(units),
-                units_in_orders: i64::from(units),
-            },
-        }
-    }
-
-    /// A fault of `kind` from `started_us`, healed at `ended_us` (`None`: never healed).
-    pub fn fault(kind: &str, started_us: u64, ended_us: Option<u64>) -> FaultRecord {
-        FaultRecord {
-            kind: kind.to_owned(),
-            planned: format!("{kind} at {started_us} µs"),
-            started_us,
-            ended_us,
-            detail: format!("applied {kind}"),
-        }
-    }
-
-    /// An inventory reading at `at_us`; `None` stands for a failed reading.
-    pub fn sample(at_us: u64, units_in_orders: Option<i64>) -> InventorySample {
-        InventorySample {
-            at_us,
-            units_in_orders,
-            quantity_sold: units_in_orders,
-            redis_counter: units_in_orders,
-            error: units_in_orders
-                .is_none()
-                .then(|| "connection refused".to_owned()),
-        }
-    }
-
-    pub fn order_ids(cx: &super::Counterexample) -> Vec<&str> {
-        cx.orders.iter().map(|o| o.order_id.as_str()).collect()
-    }
-
-    pub fn attempt_seqs(cx: &super::Counterexample) -> Vec<u64> {
-        cx.attempts.iter().map(|a| a.seq).collect()
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::history::InventorySample;
+    use crate::history::{InventorySample, SOLD_OUT};
 
     #[test]
     fn a_correct_sell_out_holds_everything() {

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 use self::proxy::{FaultProxy, LinkFault};
 use self::redis_container::RedisContainer;
-use crate::history::FaultRecord;
-use crate::load::LoadProbe;
+use crate::history::{FaultRecord, micros_since};
+use crate::load::buyers::LoadProbe;
 use crate::scenario::{FaultKind, FaultSpec};
 
 /// What the faults act on. Built by the run before the server starts.
@@ -53,10 +53,6 @@ pub struct TimelineContext {
     pub cap: Option<u64>,
     pub sale_id: String,
     pub probe: Arc<LoadProbe>,
-}
-
-fn micros_since(origin: Instant) -> u64 {
-    origin.elapsed().as_micros() as u64
 }
 
 /// Runs every fault of the scenario until each is healed, or until `end` turns true: then
@@ -125,7 +121,7 @@ async fn run_one(
     let detail = apply(&fault, env, &ctx.sale_id)
         .await
         .map_err(|e| format!("{planned}: could not apply: {e}"))?;
-    let started_us = micros_since(ctx.origin);
+    let started_us = micros_since(ctx.origin, Instant::now());
     let mut record = FaultRecord {
         kind: fault.kind.as_str().to_owned(),
         planned,
@@ -145,7 +141,7 @@ async fn run_one(
             let healed = heal(&fault, env)
                 .await
                 .map_err(|e| format!("{}: could not heal: {e}", record.planned))?;
-            record.ended_us = Some(micros_since(ctx.origin));
+            record.ended_us = Some(micros_since(ctx.origin, Instant::now()));
             record.detail.push_str("; ");
             record.detail.push_str(&healed);
         }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{FaultSummary, Summary};
+use crate::ground_truth::LedgerOrder;
 use crate::history::Attempt;
-use crate::ledger::LedgerOrder;
 
 /// Orders and attempts printed per violated invariant; the full lists are in `summary.json`.
 const SHOWN_PER_VIOLATION: usize = 3;
@@ -279,6 +279,7 @@ fn human_us(us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::fixtures::*;
 
     #[test]
     fn human_units() {
@@ -313,5 +314,64 @@ mod tests {
         let counts = BTreeMap::from([("sold_out".to_owned(), 9), ("not_live".to_owned(), 1)]);
         assert_eq!(by_code(&counts), " (not_live 1, sold_out 9)");
         assert_eq!(by_code(&BTreeMap::new()), "");
+    }
+
+    #[test]
+    fn console_summary_shows_verdicts_counterexamples_and_where_the_files_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = run(true);
+        let summary = write(&r, tmp.path());
+        let text = console_summary(&summary);
+        assert!(text.contains("scenario last-units (seed 7) against in-process, strategy naive"));
+        assert!(text.contains("attempts 6: 2 ok, 3 rejected (sold_out 3), 1 unknown (timeout 1)"));
+        assert!(
+            text.contains("units: cap 2, acknowledged 2, persisted 3 in 3 orders"),
+            "{text}"
+        );
+        assert!(text.contains("INV-1 no oversell"), "{text}");
+        assert!(text.contains("VIOLATED"), "{text}");
+        assert!(
+            text.contains("INV-2 no lost acknowledgement  HELD"),
+            "{text}"
+        );
+        assert!(text.contains("order o9 buyer b9"), "{text}");
+        assert!(
+            text.contains("ok latency from intended send: p50"),
+            "{text}"
+        );
+        assert!(text.contains("VIOLATED: INV-1, INV-3"), "{text}");
+        assert!(text.contains(&tmp.path().display().to_string()), "{text}");
+        assert!(text.contains("faults: none applied"), "{text}");
+        assert!(text.contains("orders decided by: redis 3"), "{text}");
+        assert!(text.contains("INV-6 convergence"), "{text}");
+        let lines = text.lines().count();
+        assert!((10..=30).contains(&lines), "{lines} lines:\n{text}");
+    }
+
+    #[test]
+    fn console_summary_lists_each_fault_and_the_claim_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = console_summary(&write(&faulty_run(), tmp.path()));
+        assert!(
+            text.contains("faults: 3 applied, 5.4 ms faulted in all\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\n  kill from 0.200 s to 0.200 s (250 µs): SIGKILL container 3f2a, restarted \
+                 empty (planned: kill as scheduled)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  pg-down from 0.205 s, never healed: postgres unreachable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("orders decided by: postgres-fallback 1, redis 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("INV-6 convergence"), "{text}");
+        assert!(text.contains("all invariants held"), "{text}");
     }
 }

@@ -10,11 +10,11 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use super::histograms::{LatencyClass, LatencyHistograms};
 use super::summary::Summary;
 use super::svg::{Band, Chart, Scale, Series, escape, short_number};
 use super::timeline::first_acknowledgements;
 use crate::history::Attempt;
+use crate::latency::{LatencyClass, LatencyHistograms};
 
 /// The ids of the charts, in page order; tests check each is present.
 pub const CHART_IDS: [&str; 5] = [
@@ -550,4 +550,55 @@ fn section(s: &mut String, title: &str, note: &str, chart: &Chart) {
         escape(note),
         chart.render()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    use crate::report::fixtures::*;
+
+    #[test]
+    fn report_html_is_well_formed_self_contained_and_has_every_chart() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&measured_run(), tmp.path());
+        let html = fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        let mut reader = quick_xml::Reader::from_str(&html);
+        let mut ids = Vec::new();
+        let mut depth = 0i64;
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Start(e)) => {
+                    depth += 1;
+                    for attr in e.attributes() {
+                        let attr = attr.unwrap();
+                        let key = String::from_utf8(attr.key.as_ref().to_vec()).unwrap();
+                        assert!(key != "src" && key != "href", "loads {key} from elsewhere");
+                        if key == "id" {
+                            ids.push(attr.unescape_value().unwrap().into_owned());
+                        }
+                    }
+                }
+                Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "report.html is not well-formed at {}: {e}",
+                    reader.buffer_position()
+                ),
+            }
+        }
+        assert_eq!(depth, 0, "every element is closed");
+        for id in CHART_IDS {
+            assert!(ids.iter().any(|i| i == id), "chart {id} missing: {ids:?}");
+        }
+        assert!(!html.contains("<script"), "no script");
+        // The faults are shaded on the charts over time.
+        assert!(
+            html.matches("class=\"fault\"").count() >= 3 * 4,
+            "fault bands"
+        );
+        assert!(html.contains("ok.p99 &lt; 1ms"), "thresholds listed");
+    }
 }

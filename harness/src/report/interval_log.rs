@@ -16,9 +16,9 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 
-use super::histograms::{LatencyClass, new_histogram, record};
 use super::timeline::{SECOND_US, second_of, seconds_spanned};
 use crate::history::Attempt;
+use crate::latency::{LatencyClass, new_histogram, record};
 
 /// Which latency an interval log holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

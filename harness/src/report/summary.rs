@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::RunOutputs;
-use super::histograms::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
 use super::timeline::{Goodput, SecondStats, Sellout, Throughput, Timeline};
 use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
-use crate::generator::GeneratorReport;
+use crate::ground_truth::{LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
-use crate::ledger::{LedgerOrder, SettledInventory};
+use crate::latency::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
+use crate::load::health::GeneratorReport;
 use crate::scenario::{Cap, Scenario};
 use crate::thresholds::{self, Measurements, ThresholdResult};
 
@@ -401,7 +401,11 @@ pub(super) fn build(
 
 #[cfg(test)]
 mod tests {
+    use crate::report::console_summary;
+    use std::fs;
+
     use super::*;
+    use crate::report::fixtures::*;
 
     fn fault(kind: &str, started_us: u64, ended_us: Option<u64>) -> FaultRecord {
         FaultRecord {
@@ -496,5 +500,76 @@ mod tests {
             }
         );
         assert_eq!(SampleSummary::of(&[sample(None)]).max_units_in_orders, None);
+    }
+
+    #[test]
+    fn a_summary_written_before_faults_existed_still_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&run(false), tmp.path());
+        let mut json: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(tmp.path().join("summary.json")).unwrap())
+                .unwrap();
+        let object = json.as_object_mut().unwrap();
+        for key in [
+            "faults",
+            "fault_summary",
+            "samples",
+            "settled",
+            "decided_by",
+        ] {
+            assert!(object.remove(key).is_some(), "{key}");
+        }
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert!(back.faults.is_empty());
+        assert_eq!(back.samples, SampleSummary::default());
+        assert_eq!(back.settled, None);
+    }
+
+    #[test]
+    fn written_summaries_and_a_real_one_match_the_committed_schema() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, run) in [
+            ("plain", run(false)),
+            ("violated", run(true)),
+            ("faulty", faulty_run()),
+            ("measured", measured_run()),
+        ] {
+            let json = written_json(&run, &tmp.path().join(name));
+            assert_eq!(schema_errors(&json), Vec::<String>::new(), "{name}");
+        }
+        // A real run of scenarios/steady-shoppers.toml, kept as a fixture.
+        let real: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/summary.json")).unwrap();
+        assert_eq!(schema_errors(&real), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_schema_refuses_what_it_does_not_describe() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut json = written_json(&measured_run(), tmp.path());
+        json["surprise"] = 1.into();
+        json["generator"]["late_sends"]["fraction"] = 2.0.into();
+        json.as_object_mut().unwrap().remove("sellout");
+        let errors = schema_errors(&json);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+    }
+
+    #[test]
+    fn thresholds_are_judged_and_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let json = written_json(&measured_run(), tmp.path());
+        assert_eq!(json["all_thresholds_passed"], false);
+        assert_eq!(json["thresholds"][0]["metric"], "ok.p99");
+        assert_eq!(json["thresholds"][0]["passed"], false);
+        assert_eq!(json["thresholds"][1]["metric"], "unknown.rate");
+        assert_eq!(json["thresholds"][1]["passed"], true);
+        assert_eq!(json["generator"]["bound"], false);
+        assert_eq!(json["goodput"]["offered_per_s"], 100.0);
+        let text = console_summary(&serde_json::from_value(json).unwrap());
+        assert!(
+            text.contains("threshold ok.p99 < 1ms FAILED: measured"),
+            "{text}"
+        );
+        assert!(text.contains("THRESHOLDS FAILED: ok.p99"), "{text}");
     }
 }

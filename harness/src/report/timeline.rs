@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashSet};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::histograms::{LatencyClass, new_histogram, record};
-use crate::generator::ScheduleSample;
 use crate::history::{Attempt, Outcome};
+use crate::latency::{LatencyClass, new_histogram, record};
+use crate::load::health::ScheduleSample;
 use crate::scenario::Arrival;
 
 pub const SECOND_US: u64 = 1_000_000;
@@ -91,7 +91,7 @@ pub struct SecondStats {
     /// The same answers' p99 from the actual send: the gap to `p99_us` is time queued in the
     /// generator, which a shopper would have waited.
     pub p99_from_send_us: Option<u64>,
-    /// Schedule lag of the buyers meant to send in this second (see [`crate::generator`]).
+    /// Schedule lag of the buyers meant to send in this second (see [`crate::load::health`]).
     pub lag_p99_us: Option<u64>,
     pub lag_max_us: Option<u64>,
     /// Their wait for a connection.
@@ -279,7 +279,7 @@ fn per_second(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::SOLD_OUT;
+    use crate::history::SOLD_OUT;
     use std::time::Duration;
 
     fn answer(key: &str, outcome: Outcome, sent_us: u64, completed_us: u64) -> Attempt {

@@ -20,7 +20,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::history::Attempt;
-use crate::report::{SpreadStats, new_histogram};
+use crate::latency::{SpreadStats, new_histogram};
 
 /// An attempt sent later than this after its intended time is a late send (10 ms: well above
 /// timer and scheduling jitter, well below any latency a shopper notices).
@@ -210,7 +210,7 @@ impl GeneratorReport {
 fn histogram_of(values: impl Iterator<Item = u64>) -> Histogram<u64> {
     let mut h = new_histogram();
     for v in values {
-        crate::report::record(&mut h, v);
+        crate::latency::record(&mut h, v);
     }
     h
 }

@@ -6,7 +6,7 @@
 //! connection is recorded with its real send time, and its latency from the intended instant
 //! includes that wait (the coordinated-omission-corrected figure). Per-request failures are data,
 //! classified into the outcome, never a panic. The generator also records how late it ran each
-//! buyer and how much CPU it used (see [`crate::generator`]).
+//! buyer and how much CPU it used (see [`crate::load::health`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::generator::{CpuClock, GeneratorStats, ScheduleSample};
-use crate::history::{Attempt, Code, Outcome};
-use crate::report::LatencyClass;
+use super::health::{CpuClock, GeneratorStats, ScheduleSample};
+use crate::history::{Attempt, Code, Outcome, micros_since};
+use crate::latency::LatencyClass;
 use crate::scenario::{Arrival, QuantitySpec, Scenario};
 
 /// One buyer's plan: who, how many, with which idempotency key.
@@ -352,10 +352,6 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     for handle in handles {
         let _ = handle.await;
     }
-}
-
-fn micros_since(origin: Instant, at: Instant) -> u64 {
-    at.saturating_duration_since(origin).as_micros() as u64
 }
 
 type Classified = (Outcome, Option<u16>, Option<Code>, Option<String>);

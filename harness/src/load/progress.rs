@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::load::LoadProbe;
+use super::buyers::LoadProbe;
 use crate::scenario::Scenario;
 
 /// How often the line is redrawn; the rate is taken over the same span.

@@ -1,9 +1,19 @@
-//! The `flashsale` command line.
+//! The `flashsale` command line: its options, one module per command, the exit statuses. The
+//! top layer of the crate: it calls the library and prints; nothing in the library calls it.
+
+mod blast;
+mod compare;
+pub mod exit;
+mod explore;
+mod run;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use flashsale_server::InventoryStrategy;
+
+use crate::run::TargetChoice;
+use crate::target::Dependencies;
 
 /// Fires concurrent buyers at a flash-sale server, records every attempt, and proves that
 /// exactly the cap succeeded.
@@ -137,6 +147,61 @@ pub struct RunArgs {
     /// Keep the in-process server's database after the run, for inspection.
     #[arg(long)]
     pub keep_db: bool,
+}
+
+/// Runs the command, returns its exit status.
+pub async fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run(args) => run::run(args).await,
+        Command::Explore(args) => explore::explore(args).await,
+        Command::Compare(args) => compare::compare(args),
+        Command::Blast(args) => blast::blast(args).await,
+    }
+}
+
+/// The server the `run` and `explore` flags name: `--target` (with its admin token) or the
+/// in-process reference server with `--inventory`; naming both is refused.
+pub(crate) fn target_choice(
+    server: ServerArgs,
+    keep_database: bool,
+) -> Result<TargetChoice, &'static str> {
+    let ServerArgs {
+        target,
+        admin_token,
+        inventory,
+    } = server;
+    match (target, inventory) {
+        (Some(_), Some(_)) => Err(
+            "--inventory selects the strategy of the in-process reference server; a --target \
+             server runs whatever it runs. Drop one of the two.",
+        ),
+        (Some(base_url), None) => match admin_token {
+            Some(admin_token) => Ok(TargetChoice::Url {
+                base_url,
+                admin_token,
+            }),
+            None => Err(
+                "--target needs the server's admin token to create the sale and read back its \
+                 ledger: pass --admin-token or set FLASHSALE_ADMIN_TOKEN",
+            ),
+        },
+        (None, strategy) => Ok(TargetChoice::InProcess {
+            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
+            deps: Dependencies::from_env(),
+            keep_database,
+        }),
+    }
+}
+
+/// How the console names the target, in `run`'s and `explore`'s first line and in the comment
+/// of the minimal scenario `explore` writes.
+fn target_label(target: &TargetChoice) -> String {
+    match target {
+        TargetChoice::InProcess { strategy, .. } => {
+            format!("the in-process reference server ({strategy})")
+        }
+        TargetChoice::Url { base_url, .. } => base_url.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::report::{LatencyStats, new_histogram, record};
+use crate::latency::{LatencyStats, new_histogram, record};
 
 /// Longest run `blast` accepts: attempt offsets are held as 32-bit microseconds (71 minutes).
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);

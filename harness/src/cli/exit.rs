@@ -1,0 +1,44 @@
+//! Exit statuses of the `flashsale` commands, and the one a finished run maps to.
+
+use crate::run::RunResult;
+
+/// Every invariant held.
+pub const HELD: i32 = 0;
+/// An invariant was violated.
+pub const VIOLATED: i32 = 1;
+/// Bad input or a set-up problem; nothing was checked.
+pub const SETUP: i32 = 2;
+/// Every invariant held but a threshold of the scenario failed (or, for `compare`, a
+/// regression exceeded its limit).
+pub const THRESHOLD_FAILED: i32 = 3;
+
+// An exit status is the command line's business, not the run's: the method is defined here, with
+// the statuses, so that `run` does not depend on the command line above it.
+impl RunResult {
+    /// An invariant violation wins over a failed threshold: a wrong answer matters more than a
+    /// slow one.
+    pub fn exit_status(&self) -> i32 {
+        exit_status(self.check.all_held(), self.summary.all_thresholds_passed)
+    }
+}
+
+fn exit_status(invariants_held: bool, thresholds_passed: bool) -> i32 {
+    match (invariants_held, thresholds_passed) {
+        (false, _) => VIOLATED,
+        (true, false) => THRESHOLD_FAILED,
+        (true, true) => HELD,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_violated_invariant_wins_over_a_failed_threshold() {
+        assert_eq!(exit_status(true, true), HELD);
+        assert_eq!(exit_status(true, false), THRESHOLD_FAILED);
+        assert_eq!(exit_status(false, false), VIOLATED);
+        assert_eq!(exit_status(false, true), VIOLATED);
+    }
+}

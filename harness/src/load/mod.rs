@@ -1,0 +1,14 @@
+//! The load group: everything that fires buyers at a target and keeps track of how well it did.
+//!
+//! - [`schedule`]: when each buyer of an arrival model is meant to send;
+//! - [`buyers`]: the buyer driver (plans the buyers, fires them, records every attempt);
+//! - [`health`]: the generator's self-check (schedule lag, CPU), which says whether a run's
+//!   latencies are the server's;
+//! - [`progress`]: the live progress line on stderr;
+//! - [`blast`]: `flashsale blast`, the raw request rate against one URL.
+
+pub mod blast;
+pub mod buyers;
+pub mod health;
+pub mod progress;
+pub mod schedule;

@@ -1,0 +1,239 @@
+//! Every semantic rule of a scenario, checked after parsing so that all the problems of a file
+//! are reported together, in file order.
+
+use std::collections::HashSet;
+
+use super::{FaultKind, QuantitySpec, RedisMode, Scenario};
+
+/// Every semantic problem of a parsed scenario, in file order.
+pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
+    let mut out = Vec::new();
+
+    if let Some(problem) = name_problem(&s.name) {
+        if name_was_given {
+            out.push(format!("name {problem}"));
+        } else {
+            out.push(format!(
+                "name {problem}; it defaults to the file name, so set `name = \"...\"` in the file or rename the file"
+            ));
+        }
+    }
+
+    if s.sale.window.is_zero() {
+        out.push("sale.window must be longer than zero (e.g. \"10m\")".to_owned());
+    }
+    if s.sale.per_buyer_limit == Some(0) {
+        out.push(
+            "sale.per_buyer_limit must be at least 1 (got 0); remove it to keep the server's default"
+                .to_owned(),
+        );
+    }
+    if s.sale.products.is_empty() {
+        out.push(
+            "sale.products must list at least one product (add a [[sale.products]] table with id and price_cents)"
+                .to_owned(),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, product) in s.sale.products.iter().enumerate() {
+        if product.id.trim().is_empty() {
+            out.push(format!("sale.products[{i}].id must not be empty"));
+        } else if !seen.insert(product.id.as_str()) {
+            out.push(format!(
+                "sale.products[{i}].id \"{}\" is listed more than once; product ids must be unique",
+                product.id
+            ));
+        }
+        if product.price_cents < 0 {
+            out.push(format!(
+                "sale.products[{i}].price_cents must be >= 0 (got {})",
+                product.price_cents
+            ));
+        }
+    }
+
+    match s.buyers.quantity {
+        QuantitySpec::Fixed(0) => {
+            out.push("buyers.quantity must be at least 1 (got 0)".to_owned());
+        }
+        QuantitySpec::Fixed(_) => {}
+        QuantitySpec::Range { min, max } => {
+            if min == 0 {
+                out.push("buyers.quantity.min must be at least 1 (got 0)".to_owned());
+            }
+            if min > max {
+                out.push(format!(
+                    "buyers.quantity.min ({min}) is greater than max ({max}); swap them"
+                ));
+            }
+        }
+    }
+    if !(0.0..=1.0).contains(&s.buyers.reused_keys) {
+        out.push(format!(
+            "buyers.reused_keys is a fraction of buyers, between 0 and 1 (got {})",
+            s.buyers.reused_keys
+        ));
+    }
+    if s.buyers.connections == 0 {
+        out.push("buyers.connections must be at least 1 (got 0)".to_owned());
+    }
+
+    if s.requests.timeout.is_zero() {
+        out.push("requests.timeout must be longer than zero (e.g. \"5s\")".to_owned());
+    }
+
+    for (i, fault) in s.faults.iter().enumerate() {
+        let kind = fault.kind.as_str();
+        let at = format!("faults[{i}] ({kind})");
+        match (fault.at, fault.when_remaining_below) {
+            (None, None) => out.push(format!(
+                "{at} needs a trigger: `at = \"2s\"` (after doors open) or `when_remaining_below = 5`"
+            )),
+            (Some(_), Some(_)) => out.push(format!(
+                "{at} has both `at` and `when_remaining_below`; keep one"
+            )),
+            _ => {}
+        }
+        if fault.kind.needs_container() && s.redis.mode != RedisMode::Container {
+            out.push(format!(
+                "{at} acts on a Redis container: add [redis] mode = \"container\""
+            ));
+        }
+        if fault.kind.needs_redis_proxy() && !s.redis.proxy {
+            out.push(format!(
+                "{at} acts on the server's link to Redis: add [redis] proxy = true"
+            ));
+        }
+        if fault.kind == FaultKind::PgDown && !s.postgres.proxy {
+            out.push(format!(
+                "{at} acts on the server's link to PostgreSQL: add [postgres] proxy = true"
+            ));
+        }
+        if fault.kind == FaultKind::PgDown && fault.duration.is_none() {
+            out.push(format!(
+                "{at} needs a duration: without PostgreSQL nothing can be sold or checked"
+            ));
+        }
+        if fault.kind.is_instant() && fault.duration.is_some() {
+            out.push(format!("{at} happens at an instant; remove `duration`"));
+        }
+        if (fault.kind == FaultKind::Latency) != fault.latency.is_some() {
+            out.push(format!(
+                "{at}: `latency` is required for kind = \"latency\" and only allowed there"
+            ));
+        }
+        if (fault.kind == FaultKind::Rollback) != fault.rollback_by.is_some() {
+            out.push(format!(
+                "{at}: `rollback_by` is required for kind = \"rollback\" and only allowed there"
+            ));
+        }
+    }
+    if s.postgres.proxy && s.faults.iter().all(|f| f.kind != FaultKind::PgDown) {
+        out.push("[postgres] proxy = true is only useful with a pg-down fault".to_owned());
+    }
+
+    out
+}
+
+/// Why `name` cannot be used as a directory name, if it cannot.
+fn name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name == "." || name == ".." {
+        return Some(format!("\"{name}\" is not usable as a directory name"));
+    }
+    let bad: String = name
+        .chars()
+        .filter(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        .collect();
+    if bad.is_empty() {
+        None
+    } else {
+        Some(format!(
+            "\"{name}\" may only use letters, digits, '.', '_' and '-' because it becomes a directory name (found {bad:?})"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Scenario;
+    use crate::scenario::fixtures::*;
+
+    #[test]
+    fn every_semantic_problem_is_reported_at_once() {
+        let text = r#"
+name = "bad name!"
+[sale]
+cap = 10
+window = "0s"
+per_buyer_limit = 0
+products = []
+[buyers]
+count = 0
+quantity = { min = 3, max = 1 }
+connections = 0
+[requests]
+timeout = "0s"
+"#;
+        let problems = problems_of(text);
+        let expected = [
+            "name \"bad name!\" may only use",
+            "sale.window must be longer than zero",
+            "sale.per_buyer_limit must be at least 1 (got 0)",
+            "sale.products must list at least one product",
+            "buyers.quantity.min (3) is greater than max (1)",
+            "buyers.connections must be at least 1 (got 0)",
+            "requests.timeout must be longer than zero",
+        ];
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+        for (problem, want) in problems.iter().zip(expected) {
+            assert!(
+                problem.starts_with(want),
+                "{problem:?} should start with {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_product_ids_and_negative_prices_are_reported() {
+        let text = MINIMAL.to_owned() + "[[sale.products]]\nid = \"mug\"\nprice_cents = -5\n";
+        let problems = problems_of(&text);
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].contains("\"mug\" is listed more than once"));
+        assert!(problems[1].contains("sale.products[1].price_cents must be >= 0 (got -5)"));
+    }
+
+    #[test]
+    fn zero_quantities_are_reported() {
+        let fixed = problems_of(&minimal_with("quantity = 2", "quantity = 0"));
+        assert_eq!(fixed, ["buyers.quantity must be at least 1 (got 0)"]);
+        let range = problems_of(&minimal_with(
+            "quantity = 2",
+            "quantity = { min = 0, max = 2 }",
+        ));
+        assert_eq!(range, ["buyers.quantity.min must be at least 1 (got 0)"]);
+    }
+
+    #[test]
+    fn names_that_are_not_directory_names_are_rejected() {
+        for bad in ["", "..", "a/b", "sale 1", "ünïcode"] {
+            let text = format!("name = {bad:?}\n{MINIMAL}");
+            let problems = problems_of(&text);
+            assert_eq!(problems.len(), 1, "{bad:?}: {problems:#?}");
+            assert!(problems[0].starts_with("name "), "{problems:?}");
+        }
+        let ok = format!("name = \"v1.2_last-ten\"\n{MINIMAL}");
+        assert_eq!(
+            Scenario::from_toml_str(&ok, "x").unwrap().name,
+            "v1.2_last-ten"
+        );
+
+        let from_stem = Scenario::from_toml_str(MINIMAL, "my scenario").unwrap_err();
+        assert!(
+            from_stem.to_string().contains("rename the file"),
+            "{from_stem}"
+        );
+    }
+}
