@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 
 /// Fires concurrent buyers at a flash-sale server, records every attempt, and proves that
 /// exactly the cap succeeded.

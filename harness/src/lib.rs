@@ -51,7 +51,7 @@ fn target_choice(
             ),
         },
         (None, strategy) => Ok(TargetChoice::InProcess {
-            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
+            strategy: strategy.unwrap_or(flashsale_mutants::InventoryStrategy::Redis),
             deps: Dependencies::from_env(),
             keep_database,
         }),

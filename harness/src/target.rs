@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use flashsale_server::{AdminToken, InventoryStrategy, Settings, StartError};
+use flashsale_mutants::InventoryStrategy;
+use flashsale_server::{AdminToken, Settings, StartError};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -167,7 +168,6 @@ impl InProcessServer {
                 .clone()
                 .unwrap_or_else(|| deps.redis_url.clone()),
             admin_token: AdminToken::new(admin_token.clone()),
-            inventory: strategy,
             // Quick enough that a run's end state settles (INV-6) within a second or two.
             units_sync_interval: Duration::from_millis(250),
             ..Settings::default()
@@ -175,7 +175,7 @@ impl InProcessServer {
         if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
-        let server = flashsale_server::build(settings).await?;
+        let server = flashsale_mutants::build(settings, strategy).await?;
         let base_url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(server.run_until(async {

@@ -18,10 +18,6 @@ impl AdminToken {
         Self(token.into())
     }
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
     /// Compares in time independent of where the first difference is, so the token cannot be
     /// guessed byte by byte from response times.
     pub fn matches(&self, candidate: &str) -> bool {
