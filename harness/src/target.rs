@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::ledger::{InventoryView, Ledger, LedgerOrder};
 use crate::scenario::{Cap, Scenario};
 
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// This machine's defaults, the server's own (any database on that PostgreSQL server will do).
+pub use flashsale_server::settings::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
 /// Problems setting up or talking to the target; all of them are exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ impl Dependencies {
     pub fn from_env() -> Self {
         Self {
             database_url: std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned()),
+                .unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()),
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()),
         }
     }

@@ -61,6 +61,8 @@ pub struct Settings {
     pub sale_cache_ttl: Duration,
 }
 
+/// The defaults of a fresh development machine, written only here: the binary's flags, the
+/// server's tests and the harness all use these.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/flashsale";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const DEFAULT_ADMIN_TOKEN: &str = "flashsale-dev-admin-token";
