@@ -5,7 +5,7 @@
 //! in through [`flashsale_server::build_with`]; most wrap the correct
 //! [`flashsale_server::Inventory`] (handed over in [`StrategyParts::correct`]) and perturb one
 //! answer. To add one: a module implementing `ClaimStrategy`, a variant of [`InventoryStrategy`]
-//! with its name, and a line in [`InventoryStrategy::make`]; the server does not change.
+//! with its name, and a line in `InventoryStrategy::make`; the server does not change.
 //!
 //! - [`broken_naive`]: read the count, compare, write (HAZ-1).
 //! - [`broken_seed`]: the seed document taken literally (HAZ-2, HAZ-4).

@@ -43,6 +43,8 @@ pub struct Settings {
     pub database_url: String,
     pub redis_url: String,
     pub admin_token: AdminToken,
+    /// The correct strategy: what [`crate::build`] runs, and what a strategy made outside the
+    /// server ([`crate::build_with`]) gets to wrap; it also decides whether Redis is connected.
     pub inventory: InventoryStrategy,
     /// How long a Redis call may take before the claim fails over to PostgreSQL (HAZ-6).
     pub redis_timeout: Duration,

@@ -65,6 +65,15 @@ use crate::sales::{LedgerKind, Sale};
 /// A correct strategy keeps every invariant the harness checks (no more units than the cap, no
 /// acknowledged order missing, no order unacknowledged without cause, ...); a mutant breaks one on
 /// purpose and says which in its documentation.
+///
+/// Wrapping: [`crate::StrategyParts`] hands a factory the pool, the Redis counter and the correct
+/// [`Inventory`], whose inherent methods of the same names can be called and their answers
+/// perturbed (dropped, replaced, repeated). The correct `Inventory` gives a capped sale's orders
+/// slots, so it serves only [`LedgerKind::Slots`] sales (and unlimited ones); a strategy choosing
+/// `Unguarded` writes its capped sales' orders itself, without slots
+/// ([`crate::ledger::orders::insert`] with none).
+///
+/// The async methods return boxed futures so that the trait can be used as `dyn`.
 pub trait ClaimStrategy: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     fn ledger_kind(&self) -> LedgerKind;
@@ -170,10 +179,6 @@ impl Inventory {
             breaker,
             confirmed_sold_out: RwLock::new(HashMap::new()),
         }
-    }
-
-    pub fn strategy(&self) -> InventoryStrategy {
-        self.strategy
     }
 
     /// The order holding this idempotency key, if any, looked up through the group-committed
