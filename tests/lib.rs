@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use flashsale_harness::run::{self, RunOptions, RunResult, TargetChoice};
 use flashsale_harness::scenario::Scenario;
 use flashsale_harness::target::Dependencies;
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 
 /// The repository's `scenarios/` directory.
 pub fn scenarios_dir() -> PathBuf {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use flashsale_server::{AdminToken, InventoryStrategy, Settings, StartError};
+use flashsale_mutants::InventoryStrategy;
+use flashsale_server::{AdminToken, Settings, StartError};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
@@ -14,8 +15,8 @@ use uuid::Uuid;
 use crate::ground_truth::{InventoryView, Ledger, LedgerOrder};
 use crate::scenario::{Cap, Scenario};
 
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// This machine's defaults, the server's own (any database on that PostgreSQL server will do).
+pub use flashsale_server::settings::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 
 /// Problems setting up or talking to the target; all of them are exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +81,7 @@ impl Dependencies {
     pub fn from_env() -> Self {
         Self {
             database_url: std::env::var("DATABASE_URL")
-                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned()),
+                .unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()),
             redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()),
         }
     }
@@ -167,7 +168,6 @@ impl InProcessServer {
                 .clone()
                 .unwrap_or_else(|| deps.redis_url.clone()),
             admin_token: AdminToken::new(admin_token.clone()),
-            inventory: strategy,
             // Quick enough that a run's end state settles (INV-6) within a second or two.
             units_sync_interval: Duration::from_millis(250),
             ..Settings::default()
@@ -175,7 +175,7 @@ impl InProcessServer {
         if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
-        let server = flashsale_server::build(settings).await?;
+        let server = flashsale_mutants::build(settings, strategy).await?;
         let base_url = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(server.run_until(async {

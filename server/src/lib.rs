@@ -1,18 +1,18 @@
 //! flashsale reference server: time-boxed sales with a hard unit cap, sold through an atomic
 //! Redis + Lua claim with PostgreSQL as the durable slot ledger and the fail-open fallback.
 //!
-//! Two seams: [`http::router`] builds the app without a socket (tests call it directly), and
+//! Three seams: [`http::router`] builds the app without a socket (tests call it directly);
 //! [`build`] connects the dependencies and binds any listener (port 0 in tests and the harness),
-//! returning a [`Server`] that runs until a shutdown future resolves.
+//! returning a [`Server`] that runs until a shutdown future resolves; and [`build_with`] does the
+//! same with a claim strategy made outside this crate (the harness's mutants), through
+//! [`ClaimStrategy`].
 
-pub mod batch;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod inventory;
 pub mod jobs;
 pub mod ledger;
-pub mod orders;
 pub mod sales;
 pub mod settings;
 
@@ -24,13 +24,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use http::{AppState, router};
-pub use inventory::InventoryStrategy;
+pub use inventory::{ClaimStrategy, Inventory, InventoryStrategy};
 pub use settings::{AdminToken, Settings};
 
-use inventory::Inventory;
 use inventory::breaker::CircuitBreaker;
 use inventory::redis::RedisCounter;
 use sales::SaleCache;
+use sqlx::PgPool;
 
 /// Why the server could not start; each names the dependency and how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +68,31 @@ pub struct Server {
     state: AppState,
 }
 
-/// Connects PostgreSQL (migrating it) and Redis, and binds the listener.
+/// What a claim strategy is made from, handed to the factory of [`build_with`] once the
+/// dependencies are connected.
+#[derive(Debug)]
+pub struct StrategyParts {
+    /// The server's PostgreSQL pool (migrated).
+    pub pool: PgPool,
+    /// The Redis counter, when `settings.inventory` uses Redis.
+    pub redis: Option<RedisCounter>,
+    /// The correct inventory for `settings.inventory`, to run as it is or to wrap.
+    pub correct: Inventory,
+}
+
+/// Connects PostgreSQL (migrating it) and Redis, and binds the listener; claims are decided by
+/// the correct [`Inventory`] of `settings.inventory`.
 pub async fn build(settings: Settings) -> Result<Server, StartError> {
+    build_with(settings, |parts| Arc::new(parts.correct)).await
+}
+
+/// [`build`], with the claim strategy made by `strategy` from the connected dependencies (see
+/// [`ClaimStrategy`] for what it must do). `settings.inventory` still chooses whether Redis is
+/// connected and what [`StrategyParts::correct`] is.
+pub async fn build_with(
+    settings: Settings,
+    strategy: impl FnOnce(StrategyParts) -> Arc<dyn ClaimStrategy>,
+) -> Result<Server, StartError> {
     let pool = db::connect_and_migrate(
         &settings.database_url,
         settings.db_pool_size,
@@ -92,30 +115,29 @@ pub async fn build(settings: Settings) -> Result<Server, StartError> {
     } else {
         None
     };
-    if settings.inventory.is_broken() {
-        tracing::warn!(
-            strategy = settings.inventory.name(),
-            "DELIBERATELY BROKEN inventory strategy: this server oversells; for harness tests only"
-        );
-    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| StartError::Bind {
             addr: settings.listen,
             source,
         })?;
+    let correct = Inventory::new(
+        settings.inventory,
+        pool.clone(),
+        redis.clone(),
+        CircuitBreaker::new(
+            settings.redis_breaker_failures,
+            settings.redis_breaker_open_for,
+        ),
+        // As long as a buyer may wait for a database connection.
+        settings.db_acquire_timeout,
+    );
     let state = AppState {
-        inventory: Arc::new(Inventory::new(
-            settings.inventory,
-            pool.clone(),
+        inventory: strategy(StrategyParts {
+            pool: pool.clone(),
             redis,
-            CircuitBreaker::new(
-                settings.redis_breaker_failures,
-                settings.redis_breaker_open_for,
-            ),
-            // As long as a buyer may wait for a database connection.
-            settings.db_acquire_timeout,
-        )),
+            correct,
+        }),
         sales: Arc::new(SaleCache::new(settings.sale_cache_ttl)),
         pool,
         settings: Arc::new(settings),

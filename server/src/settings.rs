@@ -18,10 +18,6 @@ impl AdminToken {
         Self(token.into())
     }
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
     /// Compares in time independent of where the first difference is, so the token cannot be
     /// guessed byte by byte from response times.
     pub fn matches(&self, candidate: &str) -> bool {
@@ -47,6 +43,8 @@ pub struct Settings {
     pub database_url: String,
     pub redis_url: String,
     pub admin_token: AdminToken,
+    /// The correct strategy: what [`crate::build`] runs, and what a strategy made outside the
+    /// server ([`crate::build_with`]) gets to wrap; it also decides whether Redis is connected.
     pub inventory: InventoryStrategy,
     /// How long a Redis call may take before the claim fails over to PostgreSQL (HAZ-6).
     pub redis_timeout: Duration,
@@ -65,6 +63,8 @@ pub struct Settings {
     pub sale_cache_ttl: Duration,
 }
 
+/// The defaults of a fresh development machine, written only here: the binary's flags, the
+/// server's tests and the harness all use these.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/flashsale";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 pub const DEFAULT_ADMIN_TOKEN: &str = "flashsale-dev-admin-token";

@@ -3,7 +3,7 @@
 
 use flashsale_e2e::{load_scenario, run_in_process};
 use flashsale_harness::cli::exit;
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_naive_is_caught_overselling_last_ten_units() {

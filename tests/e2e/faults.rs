@@ -7,7 +7,7 @@ use flashsale_e2e::{load_scenario, run_in_process};
 use flashsale_harness::cli::exit;
 use flashsale_harness::history::Outcome;
 use flashsale_harness::run::RunResult;
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 
 async fn run(file: &str, strategy: InventoryStrategy) -> RunResult {
     let out = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 use flashsale_e2e::{load_scenario, run_in_process};
 use flashsale_harness::cli::exit;
 use flashsale_harness::history::Outcome;
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@ use flashsale_harness::explore::{Found, SearchOptions, search};
 use flashsale_harness::run::TargetChoice;
 use flashsale_harness::scenario::{Cap, FaultKind};
 use flashsale_harness::target::Dependencies;
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 use proptest::test_runner::FileFailurePersistence;
 
 use crate::{cases, runtime};

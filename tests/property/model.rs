@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use flashsale_harness::faults::proxy::{FaultProxy, LinkFault};
 use flashsale_harness::target::{AdminClient, Dependencies, InProcessServer, ServerOverrides};
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};

@@ -10,7 +10,7 @@ mod run;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use flashsale_server::InventoryStrategy;
+use flashsale_mutants::InventoryStrategy;
 
 use crate::run::TargetChoice;
 use crate::target::Dependencies;
@@ -186,7 +186,7 @@ pub(crate) fn target_choice(
             ),
         },
         (None, strategy) => Ok(TargetChoice::InProcess {
-            strategy: strategy.unwrap_or(flashsale_server::InventoryStrategy::Redis),
+            strategy: strategy.unwrap_or(InventoryStrategy::Redis),
             deps: Dependencies::from_env(),
             keep_database,
         }),

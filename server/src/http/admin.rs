@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, body};
 use crate::error::{ApiError, ErrorCode};
-use crate::orders;
+use crate::ledger::{claims, orders};
 use crate::sales::{self, NewSale, SaleState, sale_not_found};
 
 /// Proof that the request carried the admin token.
@@ -48,7 +48,7 @@ pub async fn create_sale(
     let value = body::json_value(raw_body)?;
     let new: NewSale = serde_json::from_value(value)
         .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
-    let sale = sales::create(&state.pool, &new, state.inventory.strategy().ledger()).await?;
+    let sale = sales::create(&state.pool, &new, state.inventory.ledger_kind()).await?;
     Ok((StatusCode::CREATED, Json(json!(sale))))
 }
 
@@ -102,7 +102,7 @@ pub async fn inventory(
         .await?
         .ok_or_else(|| sale_not_found(id))?;
     let units_in_orders = orders::units_in_orders(&state.pool, id).await?;
-    let slots_taken = crate::inventory::postgres::units_claimed(&state.pool, id).await?;
+    let slots_taken = claims::units_claimed(&state.pool, id).await?;
     let (quantity_sold,): (i64,) =
         sqlx::query_as("SELECT quantity_sold FROM flash_sales WHERE id = $1")
             .bind(id)
@@ -124,7 +124,7 @@ pub async fn inventory(
         "units_in_orders": units_in_orders,
         "slots_taken": slots_taken,
         "ledger": sale.ledger,
-        "strategy": state.inventory.strategy().name(),
+        "strategy": state.inventory.name(),
         "redis_breaker": format!("{:?}", state.inventory.breaker_state()).to_lowercase(),
     })))
 }

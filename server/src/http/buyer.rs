@@ -4,7 +4,7 @@
 //! claimed, so bad input changes nothing. The idempotency key is checked before the claim: a retry
 //! gets its first order back, even once the sale is sold out (HAZ-8); the same key with a
 //! different body is a conflict, never a second order (HAZ-12). Once PostgreSQL has confirmed a
-//! sale sold out, both checks are answered from memory (see `Inventory::sold_out_orders`).
+//! sale sold out, both checks are answered from memory (see `ClaimStrategy::sold_out_orders`).
 
 use std::borrow::Cow;
 
@@ -19,8 +19,8 @@ use time::OffsetDateTime;
 
 use super::{AppState, body};
 use crate::error::{ApiError, ErrorCode};
-use crate::inventory::ClaimError;
-use crate::orders::{Order, OrderRequest};
+use crate::ledger::ClaimError;
+use crate::ledger::orders::{Order, OrderRequest};
 use crate::sales::{Sale, sale_not_found};
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";

@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::inventory::Inventory;
+use crate::inventory::ClaimStrategy;
 use crate::sales::SaleCache;
 use crate::settings::Settings;
 
@@ -25,7 +25,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub inventory: Arc<Inventory>,
+    /// Decides claims and answers key lookups: the correct `Inventory`, or a strategy made
+    /// outside the server (see [`ClaimStrategy`]).
+    pub inventory: Arc<dyn ClaimStrategy>,
     pub sales: Arc<SaleCache>,
     pub settings: Arc<Settings>,
 }

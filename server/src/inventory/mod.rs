@@ -1,22 +1,19 @@
 //! Inventory: deciding whether a buyer gets units, one file per claim path.
 //!
+//! - [`ClaimStrategy`]: the seam the HTTP layer calls through; its doc comment is the contract.
+//! - [`Inventory`]: the server's one implementation, the `redis` and `postgres` strategies.
 //! - [`redis`]: the hot path, an atomic Lua claim on `flash_sale:{id}:inventory:sold`.
-//! - [`postgres`]: the database path, correct on its own; the fallback when Redis fails.
-//! - `broken_naive`, `broken_seed`: deliberately wrong strategies that exist only so the
-//!   harness can prove it catches oversell (compiled in with the `broken-strategies` feature).
+//! - [`breaker`]: keeps claims off a Redis that keeps failing.
+//! - The PostgreSQL path, correct on its own and the fallback when Redis fails, is the ledger's
+//!   ([`crate::ledger::claims`]).
 //!
 //! Whatever path decides, the order is written through [`crate::ledger`] into the slot
 //! ledger, which cannot represent more units than the cap: Redis admits and hints at slot numbers,
-//! PostgreSQL has the last word.
+//! PostgreSQL has the last word. The deliberately broken strategies the harness must catch are not
+//! in this crate at all (see [`ClaimStrategy`]).
 
 pub mod breaker;
-pub mod postgres;
 pub mod redis;
-
-#[cfg(feature = "broken-strategies")]
-mod broken_naive;
-#[cfg(feature = "broken-strategies")]
-mod broken_seed;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,30 +21,83 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use self::breaker::{BreakerState, CircuitBreaker};
 use self::redis::{Claim, RedisCounter};
-use crate::ledger::Ledger;
-use crate::orders::{self, InsertError, NewOrder, Order, OrderRequest};
+use crate::ledger::orders::{InsertError, NewOrder, Order, OrderRequest};
+use crate::ledger::{ClaimError, Ledger};
 use crate::sales::{LedgerKind, Sale};
 
-/// How claims are decided. Only `Redis` and `Postgres` can be named on the server's command line;
-/// the broken ones exist only in builds with the `broken-strategies` feature (the harness).
+/// The seam between the HTTP layer and whatever decides claims. [`crate::AppState`] holds one
+/// `Arc<dyn ClaimStrategy>`, made once at start-up by the factory given to [`crate::build_with`]
+/// ([`crate::build`] uses [`Inventory`]). The server ships only correct strategies; the
+/// deliberately broken ones the harness must catch (crate `flashsale-mutants`) implement this
+/// trait outside the server, usually by wrapping an [`Inventory`] and perturbing one answer, so no
+/// build of `flashsale-server` contains them.
+///
+/// The contract, as the buyer and admin routes rely on it:
+///
+/// - [`name`](Self::name): the strategy's name, reported by the inventory view.
+/// - [`ledger_kind`](Self::ledger_kind): the ledger of every sale created while this strategy
+///   runs. [`LedgerKind::Slots`] for anything that writes orders with slots through
+///   [`Ledger`]; [`LedgerKind::Unguarded`] for a strategy that writes orders without slots (the
+///   slot ledger would refuse them, and would stop a mutant from overselling).
+/// - [`sold_out_orders`](Self::sold_out_orders): `Some(orders)` only when the sale's set of orders
+///   is final (nothing can join it); the buyer route then answers every buy of that sale from the
+///   set (a retry gets its order, any other key 409) and calls neither method below. `None` is
+///   always allowed.
+/// - [`find_by_key`](Self::find_by_key): the order holding this idempotency key, of any sale.
+///   Asked before every `buy` (a hit is replayed, or refused as a reused key, and `buy` is not
+///   called) and again after `buy` answers [`ClaimError::DuplicateKey`]. This is the whole
+///   idempotency path: a strategy that controls it controls what a retry sees.
+/// - [`buy`](Self::buy): called with a validated request (quantity, window, product checked) whose
+///   key held no order a moment ago. `Ok(order)` means the order is durable: the buyer gets a 201
+///   with it. [`ClaimError::SoldOut`] is a 409; [`ClaimError::DuplicateKey`] means a concurrent
+///   request with the same key stored its order first (the route answers with that one);
+///   [`ClaimError::Unavailable`] is a 503, an unknown outcome the buyer retries with the same key.
+/// - [`redis`](Self::redis): the Redis counter, if the strategy has one; the inventory view reads
+///   it and the units-sync job reconciles it with the ledger.
+/// - [`breaker_state`](Self::breaker_state): reported by the inventory view.
+///
+/// A correct strategy keeps every invariant the harness checks (no more units than the cap, no
+/// acknowledged order missing, no order unacknowledged without cause, ...); a mutant breaks one on
+/// purpose and says which in its documentation.
+///
+/// Wrapping: [`crate::StrategyParts`] hands a factory the pool, the Redis counter and the correct
+/// [`Inventory`], whose inherent methods of the same names can be called and their answers
+/// perturbed (dropped, replaced, repeated). The correct `Inventory` gives a capped sale's orders
+/// slots, so it serves only [`LedgerKind::Slots`] sales (and unlimited ones); a strategy choosing
+/// `Unguarded` writes its capped sales' orders itself, without slots
+/// ([`crate::ledger::orders::insert`] with none).
+///
+/// The async methods return boxed futures so that the trait can be used as `dyn`.
+pub trait ClaimStrategy: fmt::Debug + Send + Sync {
+    fn name(&self) -> &'static str;
+    fn ledger_kind(&self) -> LedgerKind;
+    fn sold_out_orders(&self, sale_id: Uuid) -> Option<Arc<FrozenOrders>>;
+    fn find_by_key<'a>(&'a self, key: &'a str)
+    -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>>;
+    fn buy<'a>(
+        &'a self,
+        sale: &'a Sale,
+        req: &'a OrderRequest,
+    ) -> BoxFuture<'a, Result<Order, ClaimError>>;
+    fn redis(&self) -> Option<&RedisCounter>;
+    fn breaker_state(&self) -> BreakerState;
+}
+
+/// The correct strategies, the only ones this server can run. The `flashsale-server` binary names
+/// them on its command line; the harness's wider choice, mutants included, is
+/// `flashsale_mutants::InventoryStrategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InventoryStrategy {
     /// Redis + Lua on the hot path, PostgreSQL fallback (the default).
     Redis,
     /// The PostgreSQL path only.
     Postgres,
-    /// Read the count, compare, write (HAZ-1): oversells under concurrency.
-    #[cfg(feature = "broken-strategies")]
-    BrokenNaive,
-    /// The seed document taken literally: a missing key reads as 0, and the fallback decides from
-    /// the lagging `quantity_sold`. Oversells under Redis faults.
-    #[cfg(feature = "broken-strategies")]
-    BrokenSeed,
 }
 
 impl InventoryStrategy {
@@ -55,41 +105,16 @@ impl InventoryStrategy {
         match self {
             InventoryStrategy::Redis => "redis",
             InventoryStrategy::Postgres => "postgres",
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenNaive => "broken-naive",
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenSeed => "broken-seed",
         }
     }
 
-    /// Every strategy this build can select, by name.
+    /// Every strategy this server can run, by name.
     pub fn all() -> Vec<InventoryStrategy> {
-        vec![
-            InventoryStrategy::Redis,
-            InventoryStrategy::Postgres,
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenNaive,
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenSeed,
-        ]
-    }
-
-    pub fn is_broken(self) -> bool {
-        !matches!(self, InventoryStrategy::Redis | InventoryStrategy::Postgres)
+        vec![InventoryStrategy::Redis, InventoryStrategy::Postgres]
     }
 
     pub fn uses_redis(self) -> bool {
         !matches!(self, InventoryStrategy::Postgres)
-    }
-
-    /// The ledger kind of the sales this strategy creates: broken strategies write the seed's
-    /// data model (orders without slots), since the slot ledger would stop them from overselling.
-    pub fn ledger(self) -> LedgerKind {
-        if self.is_broken() {
-            LedgerKind::Unguarded
-        } else {
-            LedgerKind::Slots
-        }
     }
 }
 
@@ -107,43 +132,10 @@ impl FromStr for InventoryStrategy {
         all.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
             let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
             format!(
-                "unknown inventory strategy {s:?}; this build knows: {}",
+                "unknown inventory strategy {s:?}; this server knows: {}",
                 names.join(", ")
             )
         })
-    }
-}
-
-/// Why a claim did not produce an order.
-#[derive(Debug, thiserror::Error)]
-pub enum ClaimError {
-    #[error("sold out")]
-    SoldOut,
-    /// A concurrent request with the same idempotency key created the order first; the caller
-    /// answers with that order (or a conflict if the bodies differ).
-    #[error("idempotency key taken by a concurrent request")]
-    DuplicateKey,
-    /// The order could not be made durable; nothing was acknowledged (HAZ-10).
-    #[error("order database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for ClaimError {
-    fn from(err: sqlx::Error) -> Self {
-        ClaimError::Unavailable(err)
-    }
-}
-
-impl From<InsertError> for ClaimError {
-    fn from(err: InsertError) -> Self {
-        match err {
-            InsertError::DuplicateKey => ClaimError::DuplicateKey,
-            InsertError::Database(e) => ClaimError::Unavailable(e),
-            // Only reachable when a caller ignores the slot protocol; treat as a failed write.
-            InsertError::SlotTaken => ClaimError::Unavailable(sqlx::Error::Protocol(
-                "slot taken outside the claim protocol".into(),
-            )),
-        }
     }
 }
 
@@ -162,7 +154,6 @@ const STALE_HINT_RETRIES: u32 = 3;
 #[derive(Debug)]
 pub struct Inventory {
     strategy: InventoryStrategy,
-    pool: PgPool,
     ledger: Ledger,
     redis: Option<RedisCounter>,
     breaker: CircuitBreaker,
@@ -183,34 +174,17 @@ impl Inventory {
     ) -> Self {
         Self {
             strategy,
-            ledger: Ledger::new(pool.clone(), ledger_deadline),
-            pool,
+            ledger: Ledger::new(pool, ledger_deadline),
             redis,
             breaker,
             confirmed_sold_out: RwLock::new(HashMap::new()),
         }
     }
 
-    pub fn strategy(&self) -> InventoryStrategy {
-        self.strategy
-    }
-
-    /// The order holding this idempotency key, if any. The correct strategies look it up through
-    /// the group-committed ledger; the broken ones keep the one-query-per-request lookup of the
-    /// naive design they model: batching staggers the first buyer of a burst ahead of the rest,
-    /// which hides their read-check-write race on small sales and would let them look less
-    /// broken than they are.
+    /// The order holding this idempotency key, if any, looked up through the group-committed
+    /// ledger.
     pub async fn find_by_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
-        if self.strategy.is_broken() {
-            orders::find_by_key(&self.pool, key).await
-        } else {
-            self.ledger.find_by_key(key).await
-        }
-    }
-
-    /// The group-committed order ledger (see [`crate::ledger`]).
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+        self.ledger.find_by_key(key).await
     }
 
     pub fn redis(&self) -> Option<&RedisCounter> {
@@ -253,18 +227,8 @@ impl Inventory {
                     .claim_in_postgres(sale.id, cap, req, "postgres")
                     .await
             }
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenNaive => {
-                let redis = self.redis.as_ref().expect("broken-naive needs Redis");
-                broken_naive::claim(&self.pool, redis, sale, cap, req).await
-            }
-            #[cfg(feature = "broken-strategies")]
-            InventoryStrategy::BrokenSeed => {
-                let redis = self.redis.as_ref().expect("broken-seed needs Redis");
-                broken_seed::claim(&self.pool, redis, sale, cap, req).await
-            }
         };
-        if matches!(result, Err(ClaimError::SoldOut)) && !self.strategy.is_broken() {
+        if matches!(result, Err(ClaimError::SoldOut)) {
             self.remember_if_sold_out(sale.id, cap).await;
         }
         result
@@ -328,7 +292,7 @@ impl Inventory {
                             // instead of each later claim paying for its own.
                             stale_hints += 1;
                             tracing::debug!(sale = %sale.id, "slot hint taken; raising the counter");
-                            let highest = postgres::highest_slot(&self.pool, sale.id).await?;
+                            let highest = self.ledger.highest_slot(sale.id).await?;
                             if let Err(failure) = redis.raise_to(sale.id, highest).await {
                                 tracing::debug!(sale = %sale.id, %failure, "could not raise the counter");
                             }
@@ -356,7 +320,7 @@ impl Inventory {
                     // releases): before saying sold out, the ledger confirms with one unlocked
                     // read. When it has room, it sells the unit itself, so stranded units are
                     // never lost (INV-5).
-                    let units = postgres::units_claimed(&self.pool, sale.id).await?;
+                    let units = self.ledger.units_claimed(sale.id).await?;
                     if units + quantity > cap {
                         return Err(ClaimError::SoldOut);
                     }
@@ -367,7 +331,7 @@ impl Inventory {
                 }
                 Claim::NotLoaded if !seeded => {
                     // A missing counter means "not loaded", never zero (HAZ-2).
-                    let units = postgres::units_claimed(&self.pool, sale.id).await?;
+                    let units = self.ledger.units_claimed(sale.id).await?;
                     if let Err(failure) = redis.seed(sale.id, units).await {
                         self.breaker.record_failure();
                         tracing::debug!(sale = %sale.id, %failure, "could not seed; falling back");
@@ -412,7 +376,7 @@ impl Inventory {
     }
 
     async fn remember_if_sold_out(&self, sale_id: Uuid, cap: i64) {
-        let Ok(units) = postgres::units_claimed(&self.pool, sale_id).await else {
+        let Ok(units) = self.ledger.units_claimed(sale_id).await else {
             return;
         };
         if units < cap {
@@ -421,7 +385,7 @@ impl Inventory {
         // The count saw every slot taken by committed orders, so the sale's orders are all
         // committed and no other can commit: reading them now reads the final set.
         let frozen = if cap <= MAX_FROZEN_ORDERS {
-            match orders::for_sale(&self.pool, sale_id).await {
+            match self.ledger.orders_of(sale_id).await {
                 Ok(orders) => Some(Arc::new(
                     orders
                         .into_iter()
@@ -440,6 +404,44 @@ impl Inventory {
     }
 }
 
+impl ClaimStrategy for Inventory {
+    fn name(&self) -> &'static str {
+        self.strategy.name()
+    }
+
+    /// Every order this inventory writes to a capped sale owns its slots.
+    fn ledger_kind(&self) -> LedgerKind {
+        LedgerKind::Slots
+    }
+
+    fn sold_out_orders(&self, sale_id: Uuid) -> Option<Arc<FrozenOrders>> {
+        Inventory::sold_out_orders(self, sale_id)
+    }
+
+    fn find_by_key<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
+        Box::pin(Inventory::find_by_key(self, key))
+    }
+
+    fn buy<'a>(
+        &'a self,
+        sale: &'a Sale,
+        req: &'a OrderRequest,
+    ) -> BoxFuture<'a, Result<Order, ClaimError>> {
+        Box::pin(Inventory::buy(self, sale, req))
+    }
+
+    fn redis(&self) -> Option<&RedisCounter> {
+        Inventory::redis(self)
+    }
+
+    fn breaker_state(&self) -> BreakerState {
+        Inventory::breaker_state(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,17 +453,5 @@ mod tests {
         }
         let err = "fast".parse::<InventoryStrategy>().unwrap_err();
         assert!(err.contains("redis") && err.contains("postgres"), "{err}");
-    }
-
-    #[test]
-    fn only_broken_strategies_create_unguarded_sales() {
-        assert_eq!(InventoryStrategy::Redis.ledger(), LedgerKind::Slots);
-        assert_eq!(InventoryStrategy::Postgres.ledger(), LedgerKind::Slots);
-        for strategy in InventoryStrategy::all() {
-            assert_eq!(
-                strategy.is_broken(),
-                strategy.ledger() == LedgerKind::Unguarded
-            );
-        }
     }
 }

@@ -244,14 +244,14 @@ impl RedisCounter {
         Ok(set == 1)
     }
 
-    /// A raw connection for the deliberately broken strategies, which bypass the scripts.
-    #[cfg(feature = "broken-strategies")]
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    /// A raw connection to the counter's Redis, for strategies made outside the server (the
+    /// harness's mutants), which bypass the scripts.
+    pub fn connection(&self) -> ConnectionManager {
         self.conn()
     }
 
-    #[cfg(feature = "broken-strategies")]
-    pub(crate) fn timeout(&self) -> Duration {
+    /// How long a Redis call may take (`--redis-timeout`).
+    pub fn timeout(&self) -> Duration {
         self.inner.timeout
     }
 }

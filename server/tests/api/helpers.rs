@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use flashsale_server::settings::{DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use flashsale_server::{AdminToken, InventoryStrategy, Settings};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -12,14 +13,15 @@ use uuid::Uuid;
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub fn postgres_base() -> String {
+    let base = |url: &str| url.rsplit_once('/').map(|(base, _)| base.to_owned());
     std::env::var("DATABASE_URL")
         .ok()
-        .and_then(|url| url.rsplit_once('/').map(|(base, _)| base.to_owned()))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .and_then(|url| base(&url))
+        .unwrap_or_else(|| base(DEFAULT_DATABASE_URL).expect("ends in /<database>"))
 }
 
 pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
+    std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned())
 }
 
 pub struct TestApp {

@@ -2,7 +2,7 @@
 //! units sync converges `quantity_sold` to the orders (INV-6).
 
 use flashsale_server::InventoryStrategy;
-use flashsale_server::orders::{self, InsertError, OrderRequest};
+use flashsale_server::ledger::orders::{self, InsertError, OrderRequest};
 use uuid::Uuid;
 
 use crate::helpers::{burst, spawn_app};

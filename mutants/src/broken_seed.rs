@@ -4,15 +4,36 @@
 //! sells the whole cap again (HAZ-2); its fallback is the conditional `UPDATE` on
 //! `flash_sales.quantity_sold`, which the units-sync job updates only asynchronously, so it decides
 //! from a lagging figure (HAZ-4). Without faults it holds; under Redis faults it oversells, which
-//! the harness must catch. Compiled in only with the `broken-strategies` feature.
+//! the harness must catch.
 
 use redis::Script;
 use sqlx::PgPool;
 
-use super::ClaimError;
-use super::redis::{RedisCounter, sold_key};
-use crate::orders::{self, Order, OrderRequest};
-use crate::sales::Sale;
+use flashsale_server::StrategyParts;
+use flashsale_server::inventory::redis::{RedisCounter, sold_key};
+use flashsale_server::ledger::ClaimError;
+use flashsale_server::ledger::orders::{self, Order, OrderRequest};
+use flashsale_server::sales::Sale;
+use futures::future::BoxFuture;
+
+use crate::seed_model::SeedModel;
+
+pub const NAME: &str = "broken-seed";
+
+/// The strategy: [`claim`] in the seed's model.
+pub fn strategy(parts: StrategyParts) -> SeedModel {
+    SeedModel::new(NAME, boxed_claim, parts)
+}
+
+fn boxed_claim<'a>(
+    pool: &'a PgPool,
+    redis: &'a RedisCounter,
+    sale: &'a Sale,
+    cap: i64,
+    req: &'a OrderRequest,
+) -> BoxFuture<'a, Result<Order, ClaimError>> {
+    Box::pin(claim(pool, redis, sale, cap, req))
+}
 
 /// The seed document's script, verbatim in substance.
 const SEED_SCRIPT: &str = r"
@@ -25,6 +46,7 @@ end
 return redis.call('INCRBY', KEYS[1], qty)
 ";
 
+/// Decides a claim of a capped sale and stores its order, wrongly.
 pub async fn claim(
     pool: &PgPool,
     redis: &RedisCounter,

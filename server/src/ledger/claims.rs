@@ -7,16 +7,15 @@
 //! such a slot, one of the two inserts fails with a unique violation and is retried, so no slot is
 //! sold twice.
 //!
-//! Claims that queue together are decided together ([`claim_batch`]): one lock, one read of the
-//! highest slot and one insert for the whole batch. That, not a faster statement, is what lets
+//! Claims that queue together are decided together ([`claim_together`], batched by
+//! [`super::Ledger`]): one lock, one read of the highest slot and one insert for the whole batch. That, not a faster statement, is what lets
 //! this path outrun the naive hot-row `UPDATE` (issue 6, G4).
 
 use sqlx::PgPool;
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::ClaimError;
-use crate::orders::{self, InsertError, NewOrder, Order, OrderRequest};
+use super::orders::{self, InsertError, NewOrder, Order, OrderRequest};
 
 /// How often a claim that lost a slot race retries before answering 503.
 const SLOT_RACE_RETRIES: usize = 16;
@@ -100,11 +99,15 @@ pub async fn claim_together(
     }
     // Near the end: the free slots may be holes below the highest one. The per-sale advisory
     // lock serialises this path per sale; Redis-path inserts do not take it, the slot primary key
-    // settles races with them. It is taken in the same round trip as the BEGIN (a simple query of
-    // two statements; the id is a formatted Uuid, not caller text).
+    // settles races with them. The lock's key is defined once, in `flashsale_append_claims`
+    // (migration 0003): called with an empty batch, that function takes the lock, has nothing to
+    // append and writes nothing, and the lock is held until this transaction ends. It is taken in
+    // the same round trip as the BEGIN (a simple query of two statements; the id is a formatted
+    // Uuid and the cap a number, not caller text).
     let mut tx = pool
         .begin_with(format!(
-            "BEGIN; SELECT pg_advisory_xact_lock(hashtextextended('{sale_id}', 7))"
+            "BEGIN; SELECT count(*) FROM flashsale_append_claims('{sale_id}', {cap}, \
+             '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')"
         ))
         .await?;
     // The index answers max(slot) at once; counting the slots is a scan, needed only near the
@@ -163,76 +166,4 @@ pub async fn claim_together(
             false => Decision::Granted(stored.next().expect("one stored order per grant")),
         })
         .collect())
-}
-
-/// A PostgreSQL-path claim waiting for its batch (see [`crate::ledger`]).
-#[derive(Debug)]
-pub struct QueuedClaim {
-    pub sale_id: Uuid,
-    pub cap: i64,
-    pub req: OrderRequest,
-    pub decided_by: &'static str,
-    pub reply: oneshot::Sender<Result<Order, ClaimError>>,
-}
-
-/// Decides a batch of queued claims: one transaction per sale (sales concurrently). When a
-/// sale's transaction conflicts (a reused key, a slot taken by an in-flight Redis-path order),
-/// its claims are decided one by one instead, so one bad row never fails its neighbours.
-pub async fn claim_batch(pool: PgPool, batch: Vec<QueuedClaim>) {
-    let mut by_sale: Vec<Vec<QueuedClaim>> = Vec::new();
-    for claim in batch {
-        match by_sale
-            .iter_mut()
-            .find(|group| group[0].sale_id == claim.sale_id)
-        {
-            Some(group) => group.push(claim),
-            None => by_sale.push(vec![claim]),
-        }
-    }
-    futures::future::join_all(by_sale.into_iter().map(|group| claim_group(&pool, group))).await;
-}
-
-async fn claim_group(pool: &PgPool, group: Vec<QueuedClaim>) {
-    let (sale_id, cap) = (group[0].sale_id, group[0].cap);
-    if group.len() > 1 {
-        let claims: Vec<_> = group.iter().map(|c| (&c.req, c.decided_by)).collect();
-        match claim_together(pool, sale_id, cap, &claims).await {
-            Ok(decisions) => {
-                for (claim, decision) in group.into_iter().zip(decisions) {
-                    let _ = claim.reply.send(match decision {
-                        Decision::Granted(order) => Ok(order),
-                        Decision::SoldOut => Err(ClaimError::SoldOut),
-                    });
-                }
-                return;
-            }
-            Err(InsertError::Database(err)) if err.as_database_error().is_none() => {
-                // The database itself failed (unreachable, pool exhausted): one by one would
-                // only fail again, slower.
-                for claim in group {
-                    let _ = claim
-                        .reply
-                        .send(Err(ClaimError::Unavailable(sqlx::Error::Protocol(
-                            format!("batched claim failed: {err}"),
-                        ))));
-                }
-                return;
-            }
-            Err(conflict) => {
-                tracing::debug!(sale = %sale_id, %conflict, "batched claim conflicted; deciding one by one");
-            }
-        }
-    }
-    futures::future::join_all(group.into_iter().map(|queued| async move {
-        let result = claim(
-            pool,
-            queued.sale_id,
-            queued.cap,
-            &queued.req,
-            queued.decided_by,
-        )
-        .await;
-        let _ = queued.reply.send(result);
-    }))
-    .await;
 }

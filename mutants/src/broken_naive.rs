@@ -1,17 +1,39 @@
 //! DELIBERATELY BROKEN: read the count, compare, write (HAZ-1, the seed's opening example).
 //!
 //! Two buyers read "9 of 10 sold", both decide they may proceed, both write "10": oversell. It
-//! exists only so the harness can prove its checker catches this; it is compiled in only with
-//! the `broken-strategies` feature and writes to an unguarded (slot-less) sale.
+//! exists only so the harness can prove its checker catches this; it lives in
+//! `flashsale-mutants`, outside the server, and writes to an unguarded (slot-less) sale.
 
 use redis::AsyncCommands;
 use sqlx::PgPool;
 
-use super::ClaimError;
-use super::redis::{RedisCounter, sold_key};
-use crate::orders::{self, Order, OrderRequest};
-use crate::sales::Sale;
+use flashsale_server::StrategyParts;
+use flashsale_server::inventory::redis::{RedisCounter, sold_key};
+use flashsale_server::ledger::ClaimError;
+use flashsale_server::ledger::orders::{self, Order, OrderRequest};
+use flashsale_server::sales::Sale;
+use futures::future::BoxFuture;
 
+use crate::seed_model::SeedModel;
+
+pub const NAME: &str = "broken-naive";
+
+/// The strategy: [`claim`] in the seed's model.
+pub fn strategy(parts: StrategyParts) -> SeedModel {
+    SeedModel::new(NAME, boxed_claim, parts)
+}
+
+fn boxed_claim<'a>(
+    pool: &'a PgPool,
+    redis: &'a RedisCounter,
+    sale: &'a Sale,
+    cap: i64,
+    req: &'a OrderRequest,
+) -> BoxFuture<'a, Result<Order, ClaimError>> {
+    Box::pin(claim(pool, redis, sale, cap, req))
+}
+
+/// Decides a claim of a capped sale and stores its order, wrongly.
 pub async fn claim(
     pool: &PgPool,
     redis: &RedisCounter,
