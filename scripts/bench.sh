@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark for issue 6: measures flashsale side by side with the tools a user would pick
+# Benchmark of the figures in docs/performance.md: measures flashsale side by side with the tools a user would pick
 # instead, in the same run on the same machine, and reports ratios (machines here are noisy, so
 # read the ratios, not the absolute figures). Every pair is run alternately ROUNDS times.
 #

@@ -1,4 +1,4 @@
-//! Benchmark for issue 6, figures G6 and G7: builds a synthetic history of 1,000,000 buy attempts
+//! Benchmark for figures G6 and G7 (docs/performance.md): builds a synthetic history of 1,000,000 buy attempts
 //! (a big drop: 10,000 ok, 1 % unknown, the rest sold out, a retry after each unknown) with the
 //! matching ledger, times `checker::check` on it, and reports the process's peak resident memory
 //! (VmHWM), i.e. what the harness needs to hold and check a million recorded attempts.

@@ -1,5 +1,5 @@
 //! flashsale harness: fires concurrent buyers at a flash-sale server, records every attempt,
-//! checks the invariants of SPEC.md against the server's exported ledger, and writes reports.
+//! checks the invariants of docs/invariants.md against the server's exported ledger, and writes reports.
 //!
 //! The modules, lowest layer first (each uses only those above it in this list):
 //!

@@ -23,10 +23,10 @@
 //!
 //! # Fault-aware form (at least one fault was applied)
 //!
-//! SPEC.md: "once they heal and demand continues, the sale still sells out exactly". While a
-//! fault lasts, and while the server recovers from it, a correct server may turn buyers away
-//! (a claim granted by Redis whose order write failed is handed back only later), and attempts
-//! end `unknown`; none of that is judged. Only what happened once every fault had healed is:
+//! INV-5 (docs/invariants.md): once faults heal and buyers keep coming, the sale still sells out
+//! exactly. While a fault lasts, and while the server recovers from it, a correct server may turn
+//! buyers away (a claim granted by Redis whose order write failed is handed back only later),
+//! and attempts end `unknown`; none of that is judged. Only what happened once every fault had healed is:
 //! `healed_at` is the latest `ended_us` of the applied faults, and an attempt is *after healing*
 //! when its `sent_us >= healed_at`.
 //!

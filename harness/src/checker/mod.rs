@@ -1,4 +1,4 @@
-//! The invariant checker: compares the harness's history with the server's ledger (SPEC.md §2).
+//! The invariant checker: compares the harness's history with the server's ledger (docs/invariants.md).
 //!
 //! Each invariant lives in its own file and is checked independently, so one violation never
 //! hides another. Every check is a few passes over hash maps built once here, which keeps a run
@@ -65,7 +65,7 @@ impl<'a> CheckInput<'a> {
     }
 }
 
-/// The verdict on every invariant, keyed `"INV-1"`..`"INV-6"` so reports sort in spec order.
+/// The verdict on every invariant, keyed `"INV-1"`..`"INV-6"` so reports sort in the order of docs/invariants.md.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
     pub invariants: BTreeMap<String, InvariantResult>,
@@ -76,7 +76,7 @@ impl CheckReport {
         self.invariants.values().all(|r| r.held)
     }
 
-    /// The ids (`"INV-2"`, …) of the violated invariants, in spec order.
+    /// The ids (`"INV-2"`, …) of the violated invariants, in the order of docs/invariants.md.
     pub fn violated(&self) -> Vec<&str> {
         self.invariants
             .iter()

@@ -1,5 +1,5 @@
 //! Whole scenarios drawn by proptest: the sale, the buyers, their arrival, their retries and
-//! reused keys, and a timeline of faults from SPEC.md's NEM list at drawn moments — including
+//! reused keys, and a timeline of faults from the fault kinds of docs/faults.md at drawn moments — including
 //! "exactly when the last unit goes". Shrinking works toward the simplest alternative of each
 //! choice (listed first), so a failing case shrinks to a small cap, few buyers and one fault.
 

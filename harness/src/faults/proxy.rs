@@ -4,13 +4,13 @@
 //! address (Redis, PostgreSQL, ...). The harness puts it between the server under test and its
 //! dependency and switches the [`LinkFault`] at run time to inject network faults:
 //!
-//! | spec fault | how |
+//! | fault (docs/faults.md) | how |
 //! | --- | --- |
 //! | NEM-latency | [`LinkFault::Latency`] |
 //! | NEM-blackhole (both directions) | [`LinkFault::Blackhole`] |
 //! | NEM-blackhole (replies only) | [`LinkFault::BlackholeReplies`] |
 //! | NEM-reset | [`LinkFault::Reset`] (set it, then set [`LinkFault::None`] again) |
-//! | pg-down | [`LinkFault::Reset`] held for the whole window |
+//! | NEM-pg-down | [`LinkFault::Reset`] held for the whole window |
 //!
 //! Design:
 //! - The current fault lives in a `tokio::sync::watch` channel. Every connection task selects on

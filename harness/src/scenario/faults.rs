@@ -39,7 +39,7 @@ pub struct PostgresSpec {
     pub proxy: bool,
 }
 
-/// The faults of SPEC.md's NEM list the harness can inject.
+/// The fault kinds of docs/faults.md the harness can inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {

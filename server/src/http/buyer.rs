@@ -61,7 +61,7 @@ pub struct BuyBody {
 
 /// The shape of every well-formed buy body. `serde` reads it straight into fields, with no
 /// intermediate map: the buy route is the hot path, and sold-out answers are mostly this parse
-/// (issue 6, G2). Anything this shape refuses (an unknown or repeated field, a null, a quantity
+/// (G2 in docs/performance.md). Anything this shape refuses (an unknown or repeated field, a null, a quantity
 /// that is not an integer in range, a wrong type) is read again by [`parse_buy_body`], which
 /// names the problem, so the fast path changes no answer (tested).
 #[derive(serde::Deserialize)]

@@ -363,7 +363,7 @@ impl Inventory {
     /// Every order of a sale PostgreSQL has confirmed sold out, by idempotency key, when the
     /// sale is small enough to keep them. The set is final: the ledger is append-only and has no
     /// free slot, so no order can join it. A buy of such a sale whose key is not in the set gets
-    /// "sold out" without a round trip (issue 6, G2). The one answer this changes: a key already
+    /// "sold out" without a round trip (G2 in docs/performance.md). The one answer this changes: a key already
     /// used by an order of *another* sale gets 409 `sold_out` here instead of 422
     /// `idempotency_key_reused`; both refuse and change nothing.
     pub fn sold_out_orders(&self, sale_id: Uuid) -> Option<Arc<FrozenOrders>> {

@@ -9,7 +9,7 @@
 //!
 //! Claims that queue together are decided together ([`claim_together`], batched by
 //! [`super::Ledger`]): one lock, one read of the highest slot and one insert for the whole batch. That, not a faster statement, is what lets
-//! this path outrun the naive hot-row `UPDATE` (issue 6, G4).
+//! this path outrun the naive hot-row `UPDATE` (G4 in docs/performance.md).
 
 use sqlx::PgPool;
 use uuid::Uuid;
