@@ -2,18 +2,39 @@
 //! server crate so that no build of `flashsale-server` contains them.
 //!
 //! Each mutant implements the server's seam, [`flashsale_server::ClaimStrategy`], and is plugged
-//! in through [`flashsale_server::build_with`]; most wrap the correct
+//! in through [`flashsale_server::build_with`]; some wrap the correct
 //! [`flashsale_server::Inventory`] (handed over in [`StrategyParts::correct`]) and perturb one
-//! answer. To add one: a module implementing `ClaimStrategy`, a variant of [`InventoryStrategy`]
-//! with its name, and a line in `InventoryStrategy::make`; the server does not change.
+//! answer, others decide claims themselves in a sale without slots. To add one: a module
+//! implementing `ClaimStrategy` (or a rule for one of the shared models below), a variant of
+//! [`InventoryStrategy`] with its name, and a line in `InventoryStrategy::make`; the server does
+//! not change. Each module's header says which invariant it breaks, and when.
 //!
-//! - [`broken_naive`]: read the count, compare, write (HAZ-1).
-//! - [`broken_seed`]: the seed document taken literally (HAZ-2, HAZ-4).
-//! - [`seed_model`]: what the two share: orders without slots, one query per key lookup.
+//! - [`broken_naive`]: read the count, compare, write (HAZ-1; INV-1 under concurrency).
+//! - [`broken_seed`]: the seed document taken literally (HAZ-2, HAZ-4; INV-1 under Redis faults).
+//! - [`oversell_at_boundary`]: a multi-unit order meeting remaining = quantity − 1 is granted
+//!   (INV-1).
+//! - [`ack_without_order`]: every 500th claim answered 201 with an order never stored (INV-2).
+//! - [`order_answered_sold_out`]: every 500th claim stored but answered sold out (INV-3).
+//! - [`racy_idempotency`]: two requests with one key at once both make an order (INV-4).
+//! - [`unit_without_order`]: every 500th claim consumes its units, writes no order, answers 503
+//!   (HAZ-5 unhandled; INV-5).
+//! - [`seed_model`]: what the first two share: orders without slots, one query per key lookup.
+//! - [`serial_model`]: what the boundary, idempotency and stranding mutants share: claims
+//!   serialized per sale in process, orders without slots, one rule to break.
+//! - [`wrapped`] and [`claim_count`]: what the 1-in-500 wrappers share: the correct inventory,
+//!   the N-th claim's answer replaced.
 
+pub mod ack_without_order;
 pub mod broken_naive;
 pub mod broken_seed;
+pub mod claim_count;
+pub mod order_answered_sold_out;
+pub mod oversell_at_boundary;
+pub mod racy_idempotency;
 pub mod seed_model;
+pub mod serial_model;
+pub mod unit_without_order;
+pub mod wrapped;
 
 use std::fmt;
 use std::str::FromStr;
@@ -35,6 +56,16 @@ pub enum InventoryStrategy {
     /// The seed document taken literally: a missing key reads as 0, and the fallback decides from
     /// the lagging `quantity_sold`. Oversells under Redis faults.
     BrokenSeed,
+    /// A multi-unit order meeting exactly quantity − 1 remaining units is granted (INV-1).
+    OversellAtBoundary,
+    /// Every 500th claim is answered 201 with an order that is never stored (INV-2).
+    AckWithoutOrder,
+    /// Every 500th claim stores its order but is answered sold out (INV-3).
+    OrderAnsweredSoldOut,
+    /// Two requests with one key at the same time both make an order (INV-4).
+    RacyIdempotency,
+    /// Every 500th claim consumes its units without an order and answers 503 (INV-5).
+    UnitWithoutOrder,
 }
 
 impl InventoryStrategy {
@@ -44,6 +75,11 @@ impl InventoryStrategy {
             InventoryStrategy::Postgres => "postgres",
             InventoryStrategy::BrokenNaive => broken_naive::NAME,
             InventoryStrategy::BrokenSeed => broken_seed::NAME,
+            InventoryStrategy::OversellAtBoundary => oversell_at_boundary::NAME,
+            InventoryStrategy::AckWithoutOrder => ack_without_order::NAME,
+            InventoryStrategy::OrderAnsweredSoldOut => order_answered_sold_out::NAME,
+            InventoryStrategy::RacyIdempotency => racy_idempotency::NAME,
+            InventoryStrategy::UnitWithoutOrder => unit_without_order::NAME,
         }
     }
 
@@ -54,6 +90,11 @@ impl InventoryStrategy {
             InventoryStrategy::Postgres,
             InventoryStrategy::BrokenNaive,
             InventoryStrategy::BrokenSeed,
+            InventoryStrategy::OversellAtBoundary,
+            InventoryStrategy::AckWithoutOrder,
+            InventoryStrategy::OrderAnsweredSoldOut,
+            InventoryStrategy::RacyIdempotency,
+            InventoryStrategy::UnitWithoutOrder,
         ]
     }
 
@@ -66,16 +107,23 @@ impl InventoryStrategy {
         match self {
             InventoryStrategy::Redis => Some(flashsale_server::InventoryStrategy::Redis),
             InventoryStrategy::Postgres => Some(flashsale_server::InventoryStrategy::Postgres),
-            InventoryStrategy::BrokenNaive | InventoryStrategy::BrokenSeed => None,
+            _ => None,
         }
     }
 
-    /// The ledger kind of the sales this strategy creates: the seed-model mutants write orders
-    /// without slots, since the slot ledger would stop them from overselling.
+    /// The ledger kind of the sales this strategy creates: the mutants that decide claims
+    /// themselves write orders without slots, since the slot ledger would refuse what their flaw
+    /// makes; the wrappers of the correct inventory keep its slots.
     pub fn ledger(self) -> LedgerKind {
         match self {
-            InventoryStrategy::Redis | InventoryStrategy::Postgres => LedgerKind::Slots,
+            InventoryStrategy::Redis
+            | InventoryStrategy::Postgres
+            | InventoryStrategy::AckWithoutOrder
+            | InventoryStrategy::OrderAnsweredSoldOut => LedgerKind::Slots,
             InventoryStrategy::BrokenNaive | InventoryStrategy::BrokenSeed => seed_model::LEDGER,
+            InventoryStrategy::OversellAtBoundary
+            | InventoryStrategy::RacyIdempotency
+            | InventoryStrategy::UnitWithoutOrder => serial_model::LEDGER,
         }
     }
 
@@ -85,6 +133,15 @@ impl InventoryStrategy {
             InventoryStrategy::Redis | InventoryStrategy::Postgres => Arc::new(parts.correct),
             InventoryStrategy::BrokenNaive => Arc::new(broken_naive::strategy(parts)),
             InventoryStrategy::BrokenSeed => Arc::new(broken_seed::strategy(parts)),
+            InventoryStrategy::OversellAtBoundary => {
+                Arc::new(oversell_at_boundary::strategy(parts))
+            }
+            InventoryStrategy::AckWithoutOrder => Arc::new(ack_without_order::strategy(parts)),
+            InventoryStrategy::OrderAnsweredSoldOut => {
+                Arc::new(order_answered_sold_out::strategy(parts))
+            }
+            InventoryStrategy::RacyIdempotency => Arc::new(racy_idempotency::strategy(parts)),
+            InventoryStrategy::UnitWithoutOrder => Arc::new(unit_without_order::strategy(parts)),
         }
     }
 }
@@ -123,7 +180,7 @@ pub async fn build(
     if strategy.is_broken() {
         tracing::warn!(
             strategy = strategy.name(),
-            "DELIBERATELY BROKEN inventory strategy: this server oversells; for harness tests only"
+            "DELIBERATELY BROKEN inventory strategy: this server breaks an invariant; for harness tests only"
         );
     }
     flashsale_server::build_with(settings, move |parts| strategy.make(parts)).await
@@ -147,10 +204,19 @@ mod tests {
         assert_eq!(InventoryStrategy::Redis.ledger(), LedgerKind::Slots);
         assert_eq!(InventoryStrategy::Postgres.ledger(), LedgerKind::Slots);
         for strategy in InventoryStrategy::all() {
-            assert_eq!(
-                strategy.is_broken(),
-                strategy.ledger() == LedgerKind::Unguarded
-            );
+            if strategy.ledger() == LedgerKind::Unguarded {
+                assert!(strategy.is_broken(), "{strategy}");
+            }
         }
+    }
+
+    #[test]
+    fn every_mutant_is_listed_with_a_distinct_name() {
+        let all = InventoryStrategy::all();
+        let mut names: Vec<&str> = all.iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 7);
     }
 }

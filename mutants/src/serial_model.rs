@@ -1,0 +1,246 @@
+//! What the serialized mutants share: a claim path that is correct on its own — a per-sale
+//! in-process async mutex around "units sold, decide, store the order" — writing orders without
+//! slots (an `unguarded` sale), so that one flaw in the decision, and nothing else, breaks an
+//! invariant the slot ledger would otherwise protect.
+//!
+//! [`SerialModel`] is the [`ClaimStrategy`] of `oversell-at-boundary`, `racy-idempotency` and
+//! `unit-without-order`; each supplies its [`Decide`] rule (and `racy-idempotency` a one-off
+//! [`Prepare`] of the database). The model is correct only while one server process sells each
+//! sale, which is how the harness runs it. Unlimited sales go to the correct inventory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use flashsale_server::inventory::FrozenOrders;
+use flashsale_server::inventory::breaker::BreakerState;
+use flashsale_server::inventory::redis::RedisCounter;
+use flashsale_server::ledger::ClaimError;
+use flashsale_server::ledger::orders::{self, InsertError, Order, OrderRequest};
+use flashsale_server::sales::{LedgerKind, Sale};
+use flashsale_server::{ClaimStrategy, Inventory, StrategyParts};
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::claim_count::{EVERY, EveryNth};
+
+/// The ledger of the sales a serialized mutant creates: without slots, since the slot ledger
+/// would refuse the orders its flaw makes and the harness could never prove it catches them.
+pub const LEDGER: LedgerKind = LedgerKind::Unguarded;
+
+/// What a mutant's rule sees of one claim of a capped sale, under the sale's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimView {
+    pub cap: i64,
+    pub quantity: i64,
+    /// Units in the sale's persisted orders.
+    pub sold: i64,
+    /// Units this process consumed without writing an order (see [`Verdict::Strand`]).
+    pub stranded: i64,
+    /// Whether this is the [`EVERY`]-th, 2×[`EVERY`]-th, … claim of capped sales since the server
+    /// started.
+    pub nth: bool,
+}
+
+impl ClaimView {
+    /// The correct decision: the units taken plus this claim stay within the cap.
+    pub fn fits(&self) -> bool {
+        self.sold + self.stranded + self.quantity <= self.cap
+    }
+
+    /// The correct verdict, for a rule to fall back on.
+    pub fn correct(&self) -> Verdict {
+        if self.fits() {
+            Verdict::Grant
+        } else {
+            Verdict::SoldOut
+        }
+    }
+}
+
+/// What a rule decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Store the order (without slots) and answer 201.
+    Grant,
+    /// Answer 409 sold out; nothing changes.
+    SoldOut,
+    /// Count the units as taken, write no order, answer 503 (an unknown outcome), and never hand
+    /// the units back.
+    Strand,
+}
+
+/// A mutant's decision on a claim of a capped sale.
+pub type Decide = fn(&ClaimView) -> Verdict;
+
+/// Work on the database done once, before the first claim.
+pub type Prepare = for<'a> fn(&'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
+/// One sale's book, behind its lock.
+#[derive(Debug, Default)]
+struct Book {
+    /// Units in the sale's orders: read from PostgreSQL once, then kept here, since this process
+    /// is the only writer of its sales' orders and writes them under this lock. Forgotten after a
+    /// failed insert, whose outcome is unknown, so the next claim reads the truth again.
+    sold: Option<i64>,
+    stranded: i64,
+}
+
+/// A serialized mutant: `decide` rules capped sales; everything else is correct.
+#[derive(Debug)]
+pub struct SerialModel {
+    name: &'static str,
+    decide: Decide,
+    prepare: Option<Prepare>,
+    prepared: tokio::sync::OnceCell<()>,
+    pool: PgPool,
+    /// Records unlimited sales' orders and reports the breaker, which this model never uses.
+    correct: Inventory,
+    books: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Book>>>>,
+    claims: EveryNth,
+}
+
+impl SerialModel {
+    pub fn new(name: &'static str, decide: Decide, parts: StrategyParts) -> Self {
+        Self {
+            name,
+            decide,
+            prepare: None,
+            prepared: tokio::sync::OnceCell::new(),
+            pool: parts.pool,
+            correct: parts.correct,
+            books: Mutex::new(HashMap::new()),
+            claims: EveryNth::new(EVERY),
+        }
+    }
+
+    /// Runs `prepare` once, before the first claim of a capped sale (a failure answers that claim
+    /// 503 and is tried again on the next).
+    pub fn with_prepare(mut self, prepare: Prepare) -> Self {
+        self.prepare = Some(prepare);
+        self
+    }
+
+    fn book(&self, sale_id: Uuid) -> Arc<tokio::sync::Mutex<Book>> {
+        self.books
+            .lock()
+            .expect("books")
+            .entry(sale_id)
+            .or_default()
+            .clone()
+    }
+
+    async fn claim(&self, sale: &Sale, cap: i64, req: &OrderRequest) -> Result<Order, ClaimError> {
+        if let Some(prepare) = self.prepare {
+            self.prepared
+                .get_or_try_init(|| prepare(&self.pool))
+                .await?;
+        }
+        let book = self.book(sale.id);
+        let mut book = book.lock().await;
+        let sold = match book.sold {
+            Some(sold) => sold,
+            None => {
+                let sold = orders::units_in_orders(&self.pool, sale.id).await?;
+                book.sold = Some(sold);
+                sold
+            }
+        };
+        let quantity = i64::from(req.quantity);
+        let view = ClaimView {
+            cap,
+            quantity,
+            sold,
+            stranded: book.stranded,
+            nth: self.claims.next_fires(),
+        };
+        match (self.decide)(&view) {
+            Verdict::SoldOut => Err(ClaimError::SoldOut),
+            Verdict::Strand => {
+                book.stranded += quantity;
+                Err(ClaimError::Unavailable(sqlx::Error::Protocol(format!(
+                    "{}: units consumed without an order",
+                    self.name
+                ))))
+            }
+            Verdict::Grant => match orders::insert(&self.pool, req, None, &[], self.name).await {
+                Ok(order) => {
+                    book.sold = Some(sold + quantity);
+                    Ok(order)
+                }
+                // Nothing was written: the count stands.
+                Err(InsertError::DuplicateKey) => Err(ClaimError::DuplicateKey),
+                Err(err) => {
+                    book.sold = None;
+                    Err(err.into())
+                }
+            },
+        }
+    }
+}
+
+impl ClaimStrategy for SerialModel {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn ledger_kind(&self) -> LedgerKind {
+        LEDGER
+    }
+
+    /// Never: answering from a frozen set is an optimisation this model does without.
+    fn sold_out_orders(&self, _sale_id: Uuid) -> Option<Arc<FrozenOrders>> {
+        None
+    }
+
+    /// One query per request, outside the sale's lock: the lookup and the claim are separate
+    /// steps, as in the correct strategies, where the ledger's UNIQUE key makes the pair atomic.
+    fn find_by_key<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
+        Box::pin(orders::find_by_key(&self.pool, key))
+    }
+
+    fn buy<'a>(
+        &'a self,
+        sale: &'a Sale,
+        req: &'a OrderRequest,
+    ) -> BoxFuture<'a, Result<Order, ClaimError>> {
+        match sale.cap {
+            Some(cap) => Box::pin(self.claim(sale, cap, req)),
+            None => Box::pin(self.correct.buy(sale, req)),
+        }
+    }
+
+    /// None: the model keeps its counts in memory, and its sales have no Redis counter.
+    fn redis(&self) -> Option<&RedisCounter> {
+        None
+    }
+
+    fn breaker_state(&self) -> BreakerState {
+        self.correct.breaker_state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(cap: i64, sold: i64, stranded: i64, quantity: i64) -> ClaimView {
+        ClaimView {
+            cap,
+            quantity,
+            sold,
+            stranded,
+            nth: false,
+        }
+    }
+
+    #[test]
+    fn the_correct_verdict_counts_stranded_units_as_taken() {
+        assert_eq!(view(10, 8, 0, 2).correct(), Verdict::Grant);
+        assert_eq!(view(10, 8, 1, 2).correct(), Verdict::SoldOut);
+        assert_eq!(view(10, 9, 0, 2).correct(), Verdict::SoldOut);
+    }
+}
