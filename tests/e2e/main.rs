@@ -3,4 +3,5 @@
 
 mod broken_strategies;
 mod faults;
+mod mutants;
 mod reference_server;
