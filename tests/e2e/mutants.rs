@@ -3,8 +3,11 @@
 //! mutant plugged in. (That `redis` holds under scenarios like these is the reference-server
 //! suite's business.)
 
+use std::collections::{HashMap, HashSet};
+
 use flashsale_e2e::run_in_process;
 use flashsale_harness::cli::exit;
+use flashsale_harness::history::Outcome;
 use flashsale_harness::run::RunResult;
 use flashsale_harness::scenario::Scenario;
 use flashsale_mutants::InventoryStrategy;
@@ -122,14 +125,32 @@ model = "burst"
     )
     .await;
     assert_caught_as(&result, "INV-4");
-    // Both racers were answered 201 and both orders are stored under the one key.
-    let mut orders_per_key = std::collections::HashMap::new();
-    for order in &result.ledger.orders {
-        *orders_per_key.entry(&order.idempotency_key).or_insert(0) += 1;
+    // Racers were each answered 201, with different order ids, both stored under the one key.
+    let mut ids_per_key: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for attempt in result.history.iter().filter(|a| a.outcome == Outcome::Ok) {
+        let id = attempt
+            .order_id
+            .as_deref()
+            .expect("an ok answer names its order");
+        ids_per_key
+            .entry(&attempt.idempotency_key)
+            .or_default()
+            .insert(id);
     }
-    assert!(
-        orders_per_key.values().any(|&n| n > 1),
-        "no key has two orders"
+    let (key, ids) = ids_per_key
+        .iter()
+        .find(|(_, ids)| ids.len() > 1)
+        .expect("some key was answered 201 with two order ids");
+    let stored = result
+        .ledger
+        .orders
+        .iter()
+        .filter(|o| o.idempotency_key == *key && ids.contains(o.order_id.as_str()))
+        .count();
+    assert_eq!(
+        stored,
+        ids.len(),
+        "the orders acknowledged for key {key} are stored under it"
     );
 }
 
