@@ -127,7 +127,9 @@ pub struct ServerArgs {
     #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Inventory strategy of the in-process reference server: redis (default), postgres, or a
-    /// deliberately broken one (broken-naive, broken-seed) to see the checker catch it.
+    /// deliberately broken one to see the checker catch it: broken-naive, broken-seed,
+    /// oversell-at-boundary, ack-without-order, order-answered-sold-out, racy-idempotency,
+    /// unit-without-order (mutants/src/lib.rs says what each breaks).
     #[arg(long, value_name = "STRATEGY")]
     pub inventory: Option<InventoryStrategy>,
 }
