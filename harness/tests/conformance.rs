@@ -36,6 +36,8 @@ async fn the_reference_server_holds_every_case() {
     let server = reference_server().await;
     let report = conformance::check(&server.base_url, &server.admin_token).await;
     server.shutdown().await;
+    // Shown with `--nocapture`: the cases as a reader of the report sees them.
+    eprintln!("{}", explain(&report));
     assert!(report.cases.len() >= 50, "{}", explain(&report));
     assert!(report.all_held(), "{}", explain(&report));
     // Every refusal compared the ledgers before and after.

@@ -216,68 +216,37 @@ pub(super) async fn expire_stops_sales(run: &mut Run, sales: &Sales) {
 /// Every admin route with a wrong token and with none: 401 `unauthorized`, nothing changed (a
 /// refused activation leaves the sale scheduled, a refused expiry leaves it live).
 pub(super) async fn tokens(run: &mut Run, sales: &Sales) {
-    let main = sales.main.clone().ok();
-    let scheduled = sales.scheduled.clone().ok();
+    use reqwest::Method;
     let new_sale = Run::new_sale("must not be created", -1, 1, None);
-    let routes: Vec<(&str, reqwest::Method, String, Option<Value>, Option<String>)> = vec![
-        (
-            "create-sale",
-            reqwest::Method::POST,
-            "/admin/sales".into(),
-            Some(new_sale),
-            Some(String::new()),
-        ),
-        (
-            "activate",
-            reqwest::Method::POST,
-            format!(
-                "/admin/sales/{}/activate",
-                scheduled.clone().unwrap_or_default()
-            ),
-            None,
-            scheduled.clone(),
-        ),
-        (
-            "expire",
-            reqwest::Method::POST,
-            format!("/admin/sales/{}/expire", main.clone().unwrap_or_default()),
-            None,
-            main.clone(),
-        ),
-        (
-            "orders",
-            reqwest::Method::GET,
-            format!("/admin/sales/{}/orders", main.clone().unwrap_or_default()),
-            None,
-            main.clone(),
-        ),
-        (
-            "inventory",
-            reqwest::Method::GET,
-            format!(
-                "/admin/sales/{}/inventory",
-                main.clone().unwrap_or_default()
-            ),
-            None,
-            main.clone(),
-        ),
+    // Route name, method, the sale it acts on (`None`: none), the body it takes.
+    let routes = [
+        ("create-sale", Method::POST, None, Some(new_sale)),
+        ("activate", Method::POST, Some(&sales.scheduled), None),
+        ("expire", Method::POST, Some(&sales.main), None),
+        ("orders", Method::GET, Some(&sales.main), None),
+        ("inventory", Method::GET, Some(&sales.main), None),
     ];
-    for (route, method, path, body, precondition) in routes {
+    for (route, method, sale, body) in routes {
+        let path = match sale {
+            None => Ok("/admin/sales".to_owned()),
+            Some(Ok(id)) => Ok(format!("/admin/sales/{id}/{route}")),
+            Some(Err(reason)) => Err(reason.clone()),
+        };
         for (how, token) in [
             ("wrong", Some("conformance-wrong-token")),
             ("missing", None),
         ] {
             let name = format!("token/{how}-on-{route}");
+            let path = match &path {
+                Ok(path) => path.clone(),
+                Err(reason) => {
+                    let request =
+                        format!("{method} /admin/sales/{{sale}}/{route} with {how} admin token");
+                    run.not_checked(&name, request, UNAUTHORIZED.to_string(), reason);
+                    continue;
+                }
+            };
             let request = format!("{method} {path} with {how} admin token");
-            if precondition.is_none() {
-                run.not_checked(
-                    &name,
-                    request,
-                    UNAUTHORIZED.to_string(),
-                    "the sale it needs could not be created",
-                );
-                continue;
-            }
             let mut send = run.http.request(method.clone(), run.url(&path));
             if let Some(token) = token {
                 send = send.bearer_auth(token);

@@ -43,6 +43,7 @@ impl fmt::Display for Answer {
             (None, Some(json)) if json.get("order_id").is_some() => {
                 write!(f, "{status} with order {}", json["order_id"])
             }
+            (None, _) if (200..300).contains(&status) => write!(f, "{status}"),
             _ => write!(
                 f,
                 "{status} without an error code: {}",

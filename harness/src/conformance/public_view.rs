@@ -71,8 +71,10 @@ pub(super) async fn cases(run: &mut Run, sales: &Sales) {
             .map(str::to_owned);
         let got_live = answer.json.as_ref().and_then(|j| j["live"].as_bool());
         let got = format!(
-            "{}, state {got_state:?}, live {got_live:?}",
-            status_text(&answer)
+            "{}, state {}, live {}",
+            status_text(&answer),
+            got_state.as_deref().unwrap_or("absent"),
+            got_live.map_or("absent".to_owned(), |l| l.to_string())
         );
         let held = answer.status == Some(200)
             && got_state.as_deref() == Some(state)
