@@ -5,10 +5,10 @@
 //! It needs only a base URL and the admin token, so it judges any server that implements the
 //! contract. It creates its own sales through [`AdminClient`] and reads the ground truth (order
 //! export, inventory view) only through the admin routes. Every request whose answer is judged
-//! is sent raw (see [`probe`]), since most of them are wrong on purpose.
+//! is sent raw (see `probe.rs`), since most of them are wrong on purpose.
 //!
-//! The cases, one file per group: [`buy`] (bad bodies, quantities, keys, sales that cannot be
-//! bought from), [`admin`] (the sale lifecycle, the admin token, unknown ids), [`public_view`]
+//! The cases, one file per group: `buy.rs` (bad bodies, quantities, keys, sales that cannot be
+//! bought from), `admin.rs` (the sale lifecycle, the admin token, unknown ids), `public_view.rs`
 //! (`GET /sales/{id}`). docs/contract.md lists them.
 
 mod admin;
