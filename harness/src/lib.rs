@@ -14,12 +14,14 @@
 //! - [`checker`]: the invariants, one file each, judged on a history and the ground truth;
 //! - [`report`]: the run directory (summary, histograms, interval logs, report.html);
 //! - [`compare`]: two runs' summaries side by side;
+//! - [`conformance`]: the contract's refusals, public view and sale lifecycle, judged over HTTP;
 //! - [`run`]: one scenario end to end; [`explore`]: generated scenarios and shrinking;
 //! - [`cli`]: the `flashsale` command line on top.
 
 pub mod checker;
 pub mod cli;
 pub mod compare;
+pub mod conformance;
 pub mod explore;
 pub mod faults;
 pub mod ground_truth;

@@ -297,21 +297,32 @@ impl AdminClient {
         if let Some(limit) = scenario.sale.per_buyer_limit {
             body["per_buyer_limit"] = json!(limit);
         }
+        let id = self.create_sale(&body).await?;
+        self.activate(&id).await?;
+        Ok(id)
+    }
+
+    /// Creates a sale from a `NewSale` body (see `server/openapi.json`) without activating it.
+    /// Returns the sale id.
+    pub async fn create_sale(&self, new_sale: &Value) -> Result<String, TargetError> {
         let url = format!("{}/admin/sales", self.base_url);
         let sale = self
-            .call("creating the sale", self.http.post(url).json(&body))
+            .call("creating the sale", self.http.post(url).json(new_sale))
             .await?;
-        let id = sale["id"]
+        sale["id"]
             .as_str()
+            .map(str::to_owned)
             .ok_or_else(|| TargetError::Contract {
                 what: "creating the sale".into(),
                 problem: "no `id` in the answer".into(),
-            })?
-            .to_owned();
-        let url = format!("{}/admin/sales/{id}/activate", self.base_url);
+            })
+    }
+
+    /// Activates a sale; returns the `Sale` the server answered with.
+    pub async fn activate(&self, sale_id: &str) -> Result<Value, TargetError> {
+        let url = format!("{}/admin/sales/{sale_id}/activate", self.base_url);
         self.call("activating the sale", self.http.post(url).json(&json!({})))
-            .await?;
-        Ok(id)
+            .await
     }
 
     /// The inventory view alone (sampled during runs, polled until it settles after them).
