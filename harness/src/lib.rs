@@ -14,7 +14,8 @@
 //! - [`checker`]: the invariants, one file each, judged on a history and the ground truth;
 //! - [`report`]: the run directory (summary, histograms, interval logs, report.html);
 //! - [`compare`]: two runs' summaries side by side;
-//! - [`run`]: one scenario end to end; [`explore`]: generated scenarios and shrinking;
+//! - [`run`]: one scenario end to end; [`repeat`]: a series of runs (`run --repeat N`) and its
+//!   aggregate; [`explore`]: generated scenarios and shrinking;
 //! - [`cli`]: the `flashsale` command line on top.
 
 pub mod checker;
@@ -26,6 +27,7 @@ pub mod ground_truth;
 pub mod history;
 pub mod latency;
 pub mod load;
+pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -259,7 +259,7 @@ mod tests {
             sample(400_000, None),
         ];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result
                 .summary
@@ -279,7 +279,7 @@ mod tests {
             sample(2_000_000, Some(2)),
         ];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result.summary.contains("4 samples, 1 failed readings"),
             "{}",
@@ -299,7 +299,7 @@ mod tests {
         let (history, ledger) = two_of_two();
         let samples = [sample(1, None), sample(2, None)];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(result.summary.ends_with("2 samples, 2 failed readings"));
     }
 
@@ -344,7 +344,7 @@ mod tests {
     fn a_run_without_samples_says_so() {
         let (history, ledger) = two_of_two();
         let result = run(&history, &ledger, Some(2));
-        assert!(result.held);
+        assert!(result.is_held());
         assert!(
             result
                 .summary
@@ -366,7 +366,7 @@ mod tests {
             Some(3),
         );
         let result = run(&history, &ledger, Some(3));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(result.counterexample.is_none());
         assert!(
             result.summary.contains("cap 3: 3 units persisted"),
@@ -393,7 +393,7 @@ mod tests {
             Some(2),
         );
         let result = run(&history, &ledger, Some(2));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.expect("a counterexample");
         assert_eq!(order_ids(&cx), ["o1"]);
         assert_eq!(attempt_seqs(&cx), [0]);
@@ -427,7 +427,7 @@ mod tests {
             Some(2),
         );
         let result = run(&history, &ledger, Some(2));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [2]);
         assert!(cx.orders.is_empty());
@@ -443,7 +443,7 @@ mod tests {
         retry.try_number = 1;
         let history = vec![ok(0, "a", 1, "o1"), retry];
         let ledger = ledger(vec![order("o1", "a", 1, 1)], Some(1));
-        assert!(run(&history, &ledger, Some(1)).held);
+        assert!(run(&history, &ledger, Some(1)).is_held());
     }
 
     #[test]
@@ -451,7 +451,7 @@ mod tests {
         let history = vec![ok(0, "a", 500, "o1")];
         let ledger = ledger(vec![order("o1", "a", 500, 1)], None);
         let result = run_sampled(&history, &ledger, None, &[sample(1, Some(500))]);
-        assert!(result.held);
+        assert!(result.is_held());
         assert!(
             result.summary.starts_with("unlimited sale"),
             "{}",

@@ -70,7 +70,7 @@ pub fn console_summary(summary: &Summary) -> String {
     line(&mut s, format!("orders decided by: {decided_by}"));
 
     for (id, inv) in &summary.invariants {
-        let verdict = if inv.held { "HELD" } else { "VIOLATED" };
+        let verdict = inv.verdict.label();
         line(
             &mut s,
             format!("{id} {:<24} {verdict:<8} {}", inv.name, inv.summary),
@@ -154,13 +154,12 @@ pub fn console_summary(summary: &Summary) -> String {
         line(&mut s, threshold.to_string());
     }
 
-    let verdict = if summary.all_invariants_held {
-        "all invariants held".to_owned()
-    } else {
-        let violated = summary.violated();
-        format!("VIOLATED: {}", violated.join(", "))
-    };
-    line(&mut s, verdict);
+    line(&mut s, summary.verdict_line());
+    for id in &summary.invariants_not_checked {
+        if let Some(inv) = summary.invariants.get(id) {
+            line(&mut s, format!("  {id} not checked: {}", inv.summary));
+        }
+    }
     if !summary.all_thresholds_passed {
         let failed: Vec<&str> = summary
             .thresholds
@@ -372,6 +371,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("INV-6 convergence"), "{text}");
-        assert!(text.contains("all invariants held"), "{text}");
+        // pg-down never healed: INV-5 cannot be judged, and the verdict says so rather than
+        // "all invariants held".
+        assert!(
+            text.contains("INV-5 exactly the cap          NOT CHECKED fault-aware"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nno invariant violated; NOT CHECKED: INV-5 (the run gave no evidence"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  INV-5 not checked: fault-aware: 3 faults, pg-down never healed"),
+            "{text}"
+        );
+        assert!(!text.contains("all invariants held"), "{text}");
     }
 }
