@@ -117,6 +117,10 @@ pub struct ExploreArgs {
     /// Most buyers a generated scenario may have.
     #[arg(long, default_value_t = 2000)]
     pub max_buyers: u32,
+    /// How many times the minimal failing case is replayed to measure how often it fails
+    /// ("failed k of K").
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replays: u32,
 }
 
 /// Which server a command talks to; shared by `run` and `explore`.
@@ -289,6 +293,15 @@ mod tests {
             (7, Some(42), 2000)
         );
         assert!(!args.no_faults);
+        assert_eq!(args.replays, 5);
+        let Command::Explore(args) =
+            Opts::parse_from(["flashsale", "explore", "--no-faults", "--replays", "9"]).command
+        else {
+            panic!("not explore");
+        };
+        assert!(args.no_faults);
+        assert_eq!(args.replays, 9);
+        assert!(Opts::try_parse_from(["flashsale", "explore", "--replays", "0"]).is_err());
     }
 
     #[test]
