@@ -34,6 +34,7 @@ use tokio::runtime::Handle;
 use self::generate::{GenProfile, describe};
 use crate::run::{self, RunError, RunOptions, TargetChoice};
 use crate::scenario::{Cap, Scenario};
+use crate::target::{InProcessServer, ServerOverrides};
 
 /// What to explore.
 #[derive(Debug)]
@@ -113,7 +114,7 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     };
     let max_shrink_iters = options.max_shrink_iters;
     let mut runner = runner(config, options.seed);
-    let strategy = generate::scenarios(options.profile);
+    let strategy = generate::scenarios(options.profile.clone());
     let cases = Cell::new(0u32);
     let runs = Cell::new(0u32);
     let shrink_steps = Cell::new(0u32);
@@ -127,6 +128,34 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     // which for a timing-dependent failure may be one that passed; this is one that failed.
     let last_failing: RefCell<Option<Scenario>> = RefCell::new(None);
     let scratch = tempdir_for_cases();
+    // Without faults, every case runs against one reference server started here, each on a sale
+    // of its own (a fresh UUID: its own rows and Redis keys, and the checker reads only that
+    // sale's ledger), instead of a server and a database created per case: that start-up was
+    // most of a small case's time (G8). Faults need a server of their own per case.
+    let shared = match &options.target {
+        TargetChoice::InProcess {
+            strategy,
+            deps,
+            keep_database,
+        } if !options.profile.faults => Some(
+            runtime
+                .block_on(InProcessServer::start(
+                    deps,
+                    *strategy,
+                    &ServerOverrides::default(),
+                    *keep_database,
+                ))
+                .map_err(RunError::Target)?,
+        ),
+        _ => None,
+    };
+    let case_target = match &shared {
+        Some(server) => TargetChoice::Url {
+            base_url: server.base_url.clone(),
+            admin_token: server.admin_token.clone(),
+        },
+        None => options.target.clone(),
+    };
 
     let outcome = runner.run(&strategy, |scenario| {
         if setup_error.borrow().is_some() {
@@ -163,7 +192,7 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             let mut violated = Vec::new();
             for _ in 0..attempts {
                 runs.set(runs.get() + 1);
-                match run_case(&scenario, &options.target, runtime, &scratch) {
+                match run_case(&scenario, &case_target, runtime, &scratch) {
                     Ok(v) => {
                         violated = v;
                         if violated.is_empty() {
@@ -202,6 +231,9 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
         )))
     });
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Some(server) = shared {
+        runtime.block_on(server.shutdown());
+    }
     if let Some(err) = setup_error.into_inner() {
         return Err(err);
     }
