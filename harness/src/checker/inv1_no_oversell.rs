@@ -184,10 +184,15 @@ fn acknowledged_beyond_cap(input: &CheckInput, index: &Index, cap: u64) -> Count
             acknowledged > cap
         })
         .collect();
-    let orders: Vec<&LedgerOrder> = beyond
+    // The attempts in completion order; their orders, like every INV-1 order list, in commit order.
+    let mut orders: Vec<&LedgerOrder> = beyond
         .iter()
         .filter_map(|a| index.orders_by_id.get(a.order_id.as_deref()?).copied())
         .collect();
+    orders.sort_by_key(|o| {
+        let at = OffsetDateTime::parse(&o.created_at, &Rfc3339).ok();
+        (at.is_none(), at)
+    });
     Counterexample::new(
         format!(
             "{acknowledged} units were acknowledged ok against a cap of {cap} (only {} are \
@@ -457,5 +462,30 @@ mod tests {
             "{}",
             result.summary
         );
+    }
+
+    #[test]
+    fn acknowledged_beyond_the_cap_lists_the_orders_in_commit_order() {
+        // Three acks on a cap of 1, only o2 and o3 persisted (committed at 5 s and 2 s); the ack
+        // of o2 completed before o3's, yet the orders are listed by commit time: o3 first.
+        let mut a3 = ok(0, "c", 1, "o3");
+        a3.completed_us = 10;
+        let mut a2 = ok(1, "b", 1, "o2");
+        a2.completed_us = 8;
+        let mut a1 = ok(2, "a", 1, "o1");
+        a1.completed_us = 5;
+        let history = vec![a3, a2, a1];
+        let ledger = ledger(
+            vec![order("o2", "b", 1, 5), order("o3", "c", 1, 2)],
+            Some(1),
+        );
+        let mut ledger = ledger;
+        ledger.orders.truncate(1); // persisted: 1 unit (o2), acknowledged: 3
+        ledger.orders.push(order("o3", "c", 0, 2));
+        let result = run(&history, &ledger, Some(1));
+        assert!(result.is_violated(), "{result:?}");
+        let cx = result.counterexample.unwrap();
+        let ids: Vec<&str> = cx.orders.iter().map(|o| o.order_id.as_str()).collect();
+        assert_eq!(ids, ["o3", "o2"], "commit order");
     }
 }

@@ -50,7 +50,7 @@
 //! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
 //! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, seconds};
+use super::{CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, seconds};
 use crate::history::{Attempt, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-5";
@@ -184,8 +184,9 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
         };
         let explanation = format!(
             "{} attempts {told}, yet {left} units were still unsold at the end, enough for a \
-             request of {smallest}: units were stranded",
-            false_sold_out.len()
+             request of {smallest}: units were stranded{}",
+            false_sold_out.len(),
+            possible_stranders(input, index)
         );
         return InvariantResult::violated(
             NAME,
@@ -268,6 +269,47 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
         NAME,
         figures,
         Counterexample::new(explanation, Vec::new(), waiting),
+    )
+}
+
+/// The attempts that could have stranded units: those that ended `unknown` and whose key holds
+/// no order (a claim the server may have counted without writing its order), in `seq` order,
+/// as a clause for the explanation ("; 2 attempts ended unknown with no order and could have
+/// stranded them: seq 4 (key k4, 2 units), …"); empty when there are none.
+fn possible_stranders(input: &CheckInput, index: &Index) -> String {
+    let mut unknown: Vec<&Attempt> = input
+        .history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Unknown)
+        .filter(|a| !index.orders_by_key.contains_key(a.idempotency_key.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return String::new();
+    }
+    unknown.sort_by_key(|a| a.seq);
+    let listed: Vec<String> = unknown
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|a| {
+            format!(
+                "seq {} (key {}, {} units, sent at {})",
+                a.seq,
+                a.idempotency_key,
+                a.quantity,
+                seconds(a.sent_us)
+            )
+        })
+        .collect();
+    let more = unknown.len().saturating_sub(MAX_SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "; {} attempts ended unknown with no order and could have stranded them: {}{more}",
+        unknown.len(),
+        listed.join(", ")
     )
 }
 
@@ -762,6 +804,32 @@ mod tests {
                 .unwrap()
                 .explanation
                 .contains("the orders hold fewer units than were requested")
+        );
+    }
+
+    #[test]
+    fn stranded_units_name_the_unknown_attempts_that_could_have_stranded_them() {
+        // Cap 3: one order of 1; a timed-out claim for 2 (no order) stranded two units, and a
+        // later buyer of 1 is told sold out with 2 left. An unknown attempt whose key did get
+        // its order (k1's retry) stranded nothing and is not named.
+        let mut retried = unknown(1, "k1", 1);
+        retried.sent_us = 900;
+        let history = vec![
+            retried,
+            ok(2, "k1", 1, "o1"),
+            unknown(3, "k3", 2),
+            rejected(4, "k4", 1, SOLD_OUT),
+        ];
+        let orders = vec![order("o1", "k1", 1, 1)];
+        let result = run(&history, &ledger(orders, Some(3)), Some(3));
+        assert!(result.is_violated(), "{result:?}");
+        let text = &result.counterexample.as_ref().unwrap().explanation;
+        assert!(
+            text.ends_with(
+                "units were stranded; 1 attempts ended unknown with no order and could have \
+                 stranded them: seq 3 (key k3, 2 units, sent at 0.001 s)"
+            ),
+            "{text}"
         );
     }
 }

@@ -202,16 +202,6 @@ impl Counterexample {
         attempts.dedup_by_key(|a| a.seq);
         let omitted_orders = orders.len().saturating_sub(MAX_SHOWN);
         let omitted_attempts = attempts.len().saturating_sub(MAX_SHOWN);
-        let mut explanation = explanation;
-        if omitted_orders > 0 || omitted_attempts > 0 {
-            explanation.push_str(&format!(
-                " (showing {} of {} orders and {} of {} attempts)",
-                orders.len().min(MAX_SHOWN),
-                orders.len(),
-                attempts.len().min(MAX_SHOWN),
-                attempts.len()
-            ));
-        }
         Counterexample {
             explanation,
             orders: orders.into_iter().take(MAX_SHOWN).cloned().collect(),
@@ -219,6 +209,25 @@ impl Counterexample {
             omitted_orders,
             omitted_attempts,
         }
+    }
+
+    /// "showing k of n orders and k of n attempts" when a reader who sees at most `limit` of
+    /// each (the console shows fewer than `summary.json`) does not see them all; `None` when
+    /// nothing is left out. Each renderer says it with its own limit, so the counts it prints are
+    /// the counts it shows; a kind with nothing offending is not mentioned.
+    pub fn showing(&self, limit: usize) -> Option<String> {
+        let part = |listed: usize, omitted: usize, what: &str| {
+            let total = listed + omitted;
+            (total > 0).then(|| format!("{} of {total} {what}", listed.min(limit)))
+        };
+        let orders = part(self.orders.len(), self.omitted_orders, "orders");
+        let attempts = part(self.attempts.len(), self.omitted_attempts, "attempts");
+        let hidden = self.orders.len().min(limit) < self.orders.len() + self.omitted_orders
+            || self.attempts.len().min(limit) < self.attempts.len() + self.omitted_attempts;
+        hidden.then(|| {
+            let parts: Vec<String> = orders.into_iter().chain(attempts).collect();
+            format!("showing {}", parts.join(" and "))
+        })
     }
 }
 
@@ -433,10 +442,26 @@ mod tests {
         assert_eq!(cx.attempts.len(), MAX_SHOWN);
         assert_eq!(cx.omitted_attempts, 5);
         assert_eq!(cx.attempts[0].seq, 0, "attempts are listed in seq order");
-        assert!(
-            cx.explanation
-                .contains("showing 20 of 30 orders and 20 of 25 attempts")
+        assert_eq!(
+            cx.showing(MAX_SHOWN).as_deref(),
+            Some("showing 20 of 30 orders and 20 of 25 attempts")
         );
+        // The console shows 3 of each: its counts are its own, the totals the same.
+        assert_eq!(
+            cx.showing(3).as_deref(),
+            Some("showing 3 of 30 orders and 3 of 25 attempts")
+        );
+        assert_eq!(
+            cx.explanation, "why",
+            "the counts are not baked into the text"
+        );
+        let small = Counterexample::new(
+            "why".to_owned(),
+            Vec::new(),
+            attempts.iter().take(2).collect(),
+        );
+        assert_eq!(small.showing(MAX_SHOWN), None);
+        assert_eq!(small.showing(1).as_deref(), Some("showing 1 of 2 attempts"));
     }
 
     /// Half of `n` buyers get a unit, a quarter of those only after a timed-out first try, and

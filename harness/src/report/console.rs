@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{FaultSummary, Summary};
+use crate::checker::MAX_SHOWN;
 use crate::ground_truth::LedgerOrder;
 use crate::history::Attempt;
 
@@ -83,14 +84,13 @@ pub fn console_summary(summary: &Summary) -> String {
             for attempt in cx.attempts.iter().take(SHOWN_PER_VIOLATION) {
                 line(&mut s, format!("      {}", describe_attempt(attempt)));
             }
-            let more_orders =
-                cx.orders.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_orders;
-            let more_attempts =
-                cx.attempts.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_attempts;
-            if more_orders + more_attempts > 0 {
+            if let Some(showing) = cx.showing(SHOWN_PER_VIOLATION) {
                 line(
                     &mut s,
-                    format!("      … and {more_orders} more orders, {more_attempts} more attempts"),
+                    format!(
+                        "      {showing} (summary.json lists up to {MAX_SHOWN} of each; \
+                         history.jsonl has every attempt)"
+                    ),
                 );
             }
         }
