@@ -77,7 +77,8 @@ pub async fn explore(args: ExploreArgs) -> i32 {
     );
     if outcome.shrink_limit_hit {
         println!(
-            "shrinking stopped at its limit of {MAX_SHRINK_ITERS} steps; the case may shrink further"
+            "shrinking stopped after running {MAX_SHRINK_ITERS} candidates (its budget); the case \
+             may shrink further"
         );
     }
     println!("minimal scenario written to {}", scenario_path.display());
@@ -124,7 +125,7 @@ pub async fn explore(args: ExploreArgs) -> i32 {
     exit::VIOLATED
 }
 
-/// Most shrinking steps, each a run (a failing candidate runs twice).
+/// Most shrink candidates run (each once, twice when it fails); cached and skipped ones are free.
 const MAX_SHRINK_ITERS: u32 = 32;
 
 /// The honest count: generated cases, and runs with shrinking (never more cases than asked).

@@ -43,7 +43,8 @@ pub struct SearchOptions {
     pub profile: GenProfile,
     pub cases: u32,
     pub seed: u64,
-    /// How many shrinking steps at most (each is a whole run).
+    /// How many shrink candidates at most are run (each once, or twice when it fails); candidates
+    /// answered from the cache or skipped as unable to fail do not count.
     pub max_shrink_iters: u32,
     /// Where to keep found failures so the next search replays them first (committed
     /// `proptest-regressions` files); `None` keeps nothing.
@@ -68,10 +69,15 @@ pub struct SearchOutcome {
     /// Runs in all, shrinking and the second run of each shrunk failure included; a case
     /// answered from the cache or skipped as unable to fail is not a run.
     pub runs: u32,
-    /// Shrinking stopped because it reached `max_shrink_iters`: the minimal case may shrink further.
+    /// Shrinking stopped because it ran `max_shrink_iters` candidates: the minimal case may
+    /// shrink further.
     pub shrink_limit_hit: bool,
     pub found: Option<Found>,
 }
+
+/// proptest's own shrink limit, never reached in practice: each step past our budget costs a
+/// TOML serialisation, not a run.
+const SHRINK_STEPS_BEYOND_REACH: u32 = 100_000;
 
 /// The verdict of a case already run, by its canonical TOML.
 type Verdicts = HashMap<String, Vec<String>>;
@@ -107,7 +113,10 @@ pub fn runner(config: Config, seed: u64) -> TestRunner {
 pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome, RunError> {
     let config = Config {
         cases: options.cases,
-        max_shrink_iters: options.max_shrink_iters,
+        // The shrink budget is ours, counted in candidates actually run (see below): a
+        // candidate answered from the cache or skipped costs nothing, and proptest's own limit
+        // (whose raw message it prints itself) is set beyond reach.
+        max_shrink_iters: SHRINK_STEPS_BEYOND_REACH,
         failure_persistence: options.persistence,
         // Every case is a real run; the default 1024 global rejects never apply here.
         ..Config::default()
@@ -118,6 +127,8 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     let cases = Cell::new(0u32);
     let runs = Cell::new(0u32);
     let shrink_steps = Cell::new(0u32);
+    // Shrink candidates actually run (each once or twice): what `max_shrink_iters` limits.
+    let shrink_runs = Cell::new(0u32);
     let shrinking = Cell::new(false);
     let verdicts: RefCell<Verdicts> = RefCell::new(HashMap::new());
     // The invariants the first failure violated: what shrinking keeps.
@@ -170,14 +181,18 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
         };
         let key = toml::to_string(&scenario).unwrap_or_default();
         let known = verdicts.borrow().get(&key).cloned();
+        let budget_spent = shrinking.get() && shrink_runs.get() >= max_shrink_iters;
         let violated = if let Some(known) = known {
-            if options.verbose {
+            if options.verbose && !budget_spent {
                 eprintln!(
                     "  {label}: already run, not again — {}",
                     describe(&scenario)
                 );
             }
             known
+        } else if budget_spent {
+            // The budget is spent: the smallest failure so far is the answer.
+            Vec::new()
         } else if shrinking.get() && cannot_violate(&scenario, &target_failure.borrow()) {
             if options.verbose {
                 eprintln!(
@@ -189,6 +204,9 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             Vec::new()
         } else {
             let attempts = if shrinking.get() { 2 } else { 1 };
+            if shrinking.get() {
+                shrink_runs.set(shrink_runs.get() + 1);
+            }
             let mut violated = Vec::new();
             for _ in 0..attempts {
                 runs.set(runs.get() + 1);
@@ -252,7 +270,7 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     Ok(SearchOutcome {
         cases_run: cases.get(),
         runs: runs.get(),
-        shrink_limit_hit: found.is_some() && shrink_steps.get() >= max_shrink_iters,
+        shrink_limit_hit: found.is_some() && shrink_runs.get() >= max_shrink_iters,
         found,
     })
 }
