@@ -109,7 +109,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
         inventory: InventoryView {
             cap: Some(cap),
             redis_counter: Some(units),
-            quantity_sold: units,
+            quantity_sold: Some(units),
             units_in_orders: units,
         },
     };

@@ -67,7 +67,45 @@ pub fn read_summary(dir: &Path) -> Result<Summary, CompareError> {
         path: path.clone(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| CompareError::Parse { path, source })
+    let mut json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| CompareError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+    if json["schema_version"] == 1 {
+        upgrade_v1(&mut json);
+    }
+    serde_json::from_value(json).map_err(|source| CompareError::Parse { path, source })
+}
+
+/// Reads a version-1 summary's `held: bool` as a verdict. Version 1 wrote "not checked" as held
+/// with words (INV-6 "not measured (not checked)", INV-5 "nothing judged"); those words are read
+/// back as `not_checked`, so an old baseline is not taken for a fuller pass than it was.
+fn upgrade_v1(json: &mut serde_json::Value) {
+    let mut not_checked = Vec::new();
+    if let Some(invariants) = json["invariants"].as_object_mut() {
+        for (id, inv) in invariants.iter_mut() {
+            let held = inv["held"].as_bool().unwrap_or(false);
+            let text = inv["summary"].as_str().unwrap_or_default();
+            let verdict = if !held {
+                "violated"
+            } else if text.contains("(not checked)") || text.contains("nothing judged") {
+                not_checked.push(serde_json::Value::from(id.as_str()));
+                "not_checked"
+            } else {
+                "held"
+            };
+            if let Some(inv) = inv.as_object_mut() {
+                inv.remove("held");
+                inv.insert("verdict".to_owned(), verdict.into());
+            }
+        }
+    }
+    if !not_checked.is_empty() {
+        json["all_invariants_held"] = false.into();
+    }
+    json["invariants_not_checked"] = not_checked.into();
+    json["schema_version"] = 2.into();
 }
 
 /// Latency percentiles (from the intended send) of every class both runs have, then
@@ -131,6 +169,19 @@ pub fn compare(baseline: &Summary, run: &Summary) -> Comparison {
         ));
     }
     for (which, summary) in [("baseline", baseline), ("run", run)] {
+        let violated = summary.violated();
+        if !violated.is_empty() {
+            warnings.push(format!(
+                "the {which} violated {}: its figures describe a broken server",
+                violated.join(", ")
+            ));
+        }
+        if !summary.invariants_not_checked.is_empty() {
+            warnings.push(format!(
+                "the {which} did not check {}",
+                summary.invariants_not_checked.join(", ")
+            ));
+        }
         if let Some(g) = summary.generator.as_ref().filter(|g| g.bound) {
             warnings.push(format!(
                 "the {which} was generator-bound: {}",
@@ -249,6 +300,52 @@ mod tests {
         assert!(
             !c.rows.iter().any(|r| r.metric.starts_with("unknown")),
             "only classes both runs have"
+        );
+    }
+
+    #[test]
+    fn verdicts_other_than_held_are_flagged() {
+        let base = summary(1_000, 1.0);
+        let mut run = summary(1_000, 1.0);
+        run.invariants.get_mut("INV-6").unwrap().verdict = crate::checker::Verdict::NotChecked;
+        run.invariants_not_checked = vec!["INV-6".to_owned()];
+        run.invariants.get_mut("INV-1").unwrap().verdict = crate::checker::Verdict::Violated;
+        let c = compare(&base, &run);
+        assert_eq!(
+            c.warnings,
+            [
+                "the run violated INV-1: its figures describe a broken server",
+                "the run did not check INV-6"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_version_1_summary_reads_back_with_its_not_checked_verdicts() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/summary.json")).unwrap();
+        json["schema_version"] = 1.into();
+        json.as_object_mut()
+            .unwrap()
+            .remove("invariants_not_checked");
+        for (id, inv) in json["invariants"].as_object_mut().unwrap() {
+            let inv = inv.as_object_mut().unwrap();
+            inv.remove("verdict");
+            inv.insert("held".to_owned(), (id != "INV-2").into());
+        }
+        json["invariants"]["INV-6"]["summary"] =
+            "not measured (not checked): no settled inventory view was read after the run".into();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.json");
+        std::fs::write(&path, json.to_string()).unwrap();
+        let back = read_summary(&path).unwrap();
+        assert_eq!(back.schema_version, 2);
+        assert_eq!(back.violated(), ["INV-2"]);
+        assert_eq!(back.invariants_not_checked, ["INV-6"]);
+        assert!(!back.all_invariants_held);
+        assert_eq!(
+            back.invariants["INV-1"].verdict,
+            crate::checker::Verdict::Held
         );
     }
 

@@ -25,8 +25,10 @@ pub struct InventoryView {
     pub cap: Option<u64>,
     /// The Redis counter, `None` when it is not loaded or Redis is unreachable.
     pub redis_counter: Option<i64>,
-    /// `flash_sales.quantity_sold`, kept in sync asynchronously.
-    pub quantity_sold: i64,
+    /// `flash_sales.quantity_sold`, kept in sync asynchronously; `None` when the target's view
+    /// does not report it (INV-6 then cannot judge it: "not checked" for that figure).
+    #[serde(default)]
+    pub quantity_sold: Option<i64>,
     /// Sum of the quantities of the persisted orders: the truth.
     pub units_in_orders: i64,
 }
@@ -46,8 +48,9 @@ impl Ledger {
     }
 }
 
-/// The inventory view read after the run, once faults healed and the units-sync job had time to
-/// run, for INV-6 (convergence). `waited_ms` is how long the harness waited for it to settle.
+/// The inventory view read after the run's last answer (and once faults healed), for INV-6
+/// (convergence). `waited_ms` is how long after the last answer the harness waited for it to
+/// settle: 0 when the first reading already agreed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettledInventory {
     pub view: InventoryView,

@@ -15,7 +15,8 @@
 //! - [`report`]: the run directory (summary, histograms, interval logs, report.html);
 //! - [`compare`]: two runs' summaries side by side;
 //! - [`conformance`]: the contract's refusals, public view and sale lifecycle, judged over HTTP;
-//! - [`run`]: one scenario end to end; [`explore`]: generated scenarios and shrinking;
+//! - [`run`]: one scenario end to end; [`repeat`]: a series of runs (`run --repeat N`) and its
+//!   aggregate; [`explore`]: generated scenarios and shrinking;
 //! - [`cli`]: the `flashsale` command line on top.
 
 pub mod checker;
@@ -28,6 +29,7 @@ pub mod ground_truth;
 pub mod history;
 pub mod latency;
 pub mod load;
+pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -15,7 +15,7 @@ use crate::checker::{self, CheckInput, CheckReport};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
-use crate::ground_truth::{Ledger, SettledInventory};
+use crate::ground_truth::{InventoryView, Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::load::buyers::{LoadProbe, LoadRun, LoadTarget, plan_buyers, run_load, warmed_client};
 use crate::load::health::GeneratorStats;
@@ -87,8 +87,8 @@ pub enum RunError {
 
 /// How often the inventory view is sampled during a run, for INV-1 "at every moment".
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
-/// How long to wait after the run for the sync job and the reconcile to converge (INV-6).
-const SETTLE_WITHIN: Duration = Duration::from_secs(3);
+/// How often the settled view is polled while its figures still disagree (INV-6).
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 
 /// Runs one scenario. Per-request failures are recorded in the history; only set-up problems
 /// (target unreachable, Docker missing, sale refused, outputs unwritable) are errors.
@@ -198,6 +198,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         faults: &measured.timeline.applied,
         samples: &measured.samples,
         settled: measured.settled.as_ref(),
+        convergence_within: scenario.checks.convergence_within,
     });
     let info = RunInfo {
         scenario: scenario.clone(),
@@ -315,6 +316,7 @@ async fn run_against(
         probe,
     )
     .await;
+    let last_answer = Instant::now();
     progress.finish().await;
     let _ = end_tx.send(true);
     let timeline = timeline.await.unwrap_or_default();
@@ -325,7 +327,13 @@ async fn run_against(
         // before reading the ledger, so the end state is the end state.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let settled = settle(&admin, &sale_id).await;
+    let settled = settle(
+        &admin,
+        &sale_id,
+        last_answer,
+        scenario.checks.convergence_within,
+    )
+    .await;
     let ledger = admin.ledger(&sale_id).await?;
     Ok(Measured {
         sale_id,
@@ -361,7 +369,7 @@ async fn sample_inventory(
             Ok(view) => InventorySample {
                 at_us,
                 units_in_orders: Some(view.units_in_orders),
-                quantity_sold: Some(view.quantity_sold),
+                quantity_sold: view.quantity_sold,
                 redis_counter: view.redis_counter,
                 error: None,
             },
@@ -376,24 +384,37 @@ async fn sample_inventory(
     }
 }
 
-/// Polls the inventory view until `quantity_sold`, the units in orders and the Redis counter (if
-/// any) agree, or [`SETTLE_WITHIN`] passes; returns the last view read, for INV-6.
-async fn settle(admin: &AdminClient, sale_id: &str) -> Option<SettledInventory> {
-    let started = Instant::now();
+/// Polls the inventory view until `quantity_sold`, the units in orders and the counter (those the
+/// view reports) agree, or `deadline` has passed since `last_answer`; returns the last view read,
+/// for INV-6. A view that agrees at the first reading ends the wait at once, so a converged run
+/// costs one request here.
+async fn settle(
+    admin: &AdminClient,
+    sale_id: &str,
+    last_answer: Instant,
+    deadline: Duration,
+) -> Option<SettledInventory> {
     let mut last = None;
-    while started.elapsed() < SETTLE_WITHIN {
+    loop {
         if let Ok(view) = admin.inventory(sale_id).await {
-            let converged = view.quantity_sold == view.units_in_orders
-                && view.redis_counter.is_none_or(|c| c == view.units_in_orders);
-            last = Some(view);
+            let waited_ms = last_answer.elapsed().as_millis() as u64;
+            let converged = converged(&view);
+            last = Some(SettledInventory { view, waited_ms });
             if converged {
                 break;
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waited = last_answer.elapsed();
+        if waited >= deadline {
+            break;
+        }
+        tokio::time::sleep(SETTLE_POLL.min(deadline - waited)).await;
     }
-    last.map(|view| SettledInventory {
-        view,
-        waited_ms: started.elapsed().as_millis() as u64,
-    })
+    last
+}
+
+/// Whether every figure the view reports agrees with its units in orders.
+fn converged(view: &InventoryView) -> bool {
+    let units = view.units_in_orders;
+    view.quantity_sold.is_none_or(|q| q == units) && view.redis_counter.is_none_or(|c| c == units)
 }

@@ -274,3 +274,61 @@ fn steady_shoppers_writes_the_report_interval_logs_and_a_schema_valid_summary() 
     assert_eq!(summary["faults"][0]["kind"], "pause");
     assert_eq!(summary["all_thresholds_passed"], true);
 }
+
+#[test]
+fn run_repeat_runs_the_scenario_n_times_and_writes_the_aggregate() {
+    let file = scenario(
+        "[sale]\ncap = 3\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+         [buyers]\ncount = 8\nquantity = 1\nconnections = 8\n[arrival]\nmodel = \"burst\"\n\
+         open_after = \"50ms\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .arg("run")
+        .arg(file.path())
+        .args(["--repeat", "2", "--seed", "40", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("run 1/2 seed 40: all invariants held"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("run 2/2 seed 41: all invariants held"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2 of 2 runs completed: 0 violated an invariant"),
+        "{stdout}"
+    );
+    for k in [1, 2] {
+        assert!(out.path().join(format!("run-{k}/summary.json")).exists());
+    }
+    let aggregate: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("repeat.json")).unwrap())
+            .unwrap();
+    assert_eq!(aggregate["runs_completed"], 2);
+    assert_eq!(aggregate["runs_violated"], 0);
+    assert!(aggregate["first_failing_run_dir"].is_null());
+    assert_eq!(aggregate["runs"][1]["seed"], 41);
+
+    // A broken strategy on the last units: the series exits 1 and names the failing run.
+    let output = flashsale()
+        .arg("run")
+        .arg(file.path())
+        .args(["--repeat", "2", "--inventory", "broken-naive", "--out"])
+        .arg(out.path().join("broken"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if stdout.contains("VIOLATED") {
+        assert_eq!(output.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("first failing run: "), "{stdout}");
+    } else {
+        // The race did not fire in two runs of eight buyers: still a clean, honest exit.
+        assert_eq!(output.status.code(), Some(0), "{stdout}");
+    }
+}

@@ -41,11 +41,11 @@ async fn last_ten_units_sells_exactly_ten_on_the_redis_path() {
     let summary: Value =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
             .unwrap();
-    assert_eq!(summary["schema_version"], 1);
+    assert_eq!(summary["schema_version"], 2);
     assert_eq!(summary["outcomes"]["ok"], 10);
     assert_eq!(summary["units_persisted"], 10);
     for name in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"] {
-        assert_eq!(summary["invariants"][name]["held"], true, "{name}");
+        assert_eq!(summary["invariants"][name]["verdict"], "held", "{name}");
     }
     let history = std::fs::read_to_string(out.path().join("history.jsonl")).unwrap();
     assert_eq!(history.lines().count(), 1000);

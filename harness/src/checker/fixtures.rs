@@ -66,7 +66,7 @@ pub fn ledger(orders: Vec<LedgerOrder>, cap: Option<u64>) -> Ledger {
         inventory: InventoryView {
             cap,
             redis_counter: None,
-            quantity_sold: i64::from(units),
+            quantity_sold: Some(i64::from(units)),
             units_in_orders: i64::from(units),
         },
     }

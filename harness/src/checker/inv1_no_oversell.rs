@@ -184,10 +184,15 @@ fn acknowledged_beyond_cap(input: &CheckInput, index: &Index, cap: u64) -> Count
             acknowledged > cap
         })
         .collect();
-    let orders: Vec<&LedgerOrder> = beyond
+    // The attempts in completion order; their orders, like every INV-1 order list, in commit order.
+    let mut orders: Vec<&LedgerOrder> = beyond
         .iter()
         .filter_map(|a| index.orders_by_id.get(a.order_id.as_deref()?).copied())
         .collect();
+    orders.sort_by_key(|o| {
+        let at = OffsetDateTime::parse(&o.created_at, &Rfc3339).ok();
+        (at.is_none(), at)
+    });
     Counterexample::new(
         format!(
             "{acknowledged} units were acknowledged ok against a cap of {cap} (only {} are \
@@ -259,7 +264,7 @@ mod tests {
             sample(400_000, None),
         ];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result
                 .summary
@@ -279,7 +284,7 @@ mod tests {
             sample(2_000_000, Some(2)),
         ];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result.summary.contains("4 samples, 1 failed readings"),
             "{}",
@@ -299,7 +304,7 @@ mod tests {
         let (history, ledger) = two_of_two();
         let samples = [sample(1, None), sample(2, None)];
         let result = run_sampled(&history, &ledger, Some(2), &samples);
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(result.summary.ends_with("2 samples, 2 failed readings"));
     }
 
@@ -344,7 +349,7 @@ mod tests {
     fn a_run_without_samples_says_so() {
         let (history, ledger) = two_of_two();
         let result = run(&history, &ledger, Some(2));
-        assert!(result.held);
+        assert!(result.is_held());
         assert!(
             result
                 .summary
@@ -366,7 +371,7 @@ mod tests {
             Some(3),
         );
         let result = run(&history, &ledger, Some(3));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(result.counterexample.is_none());
         assert!(
             result.summary.contains("cap 3: 3 units persisted"),
@@ -393,7 +398,7 @@ mod tests {
             Some(2),
         );
         let result = run(&history, &ledger, Some(2));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.expect("a counterexample");
         assert_eq!(order_ids(&cx), ["o1"]);
         assert_eq!(attempt_seqs(&cx), [0]);
@@ -427,7 +432,7 @@ mod tests {
             Some(2),
         );
         let result = run(&history, &ledger, Some(2));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [2]);
         assert!(cx.orders.is_empty());
@@ -443,7 +448,7 @@ mod tests {
         retry.try_number = 1;
         let history = vec![ok(0, "a", 1, "o1"), retry];
         let ledger = ledger(vec![order("o1", "a", 1, 1)], Some(1));
-        assert!(run(&history, &ledger, Some(1)).held);
+        assert!(run(&history, &ledger, Some(1)).is_held());
     }
 
     #[test]
@@ -451,11 +456,36 @@ mod tests {
         let history = vec![ok(0, "a", 500, "o1")];
         let ledger = ledger(vec![order("o1", "a", 500, 1)], None);
         let result = run_sampled(&history, &ledger, None, &[sample(1, Some(500))]);
-        assert!(result.held);
+        assert!(result.is_held());
         assert!(
             result.summary.starts_with("unlimited sale"),
             "{}",
             result.summary
         );
+    }
+
+    #[test]
+    fn acknowledged_beyond_the_cap_lists_the_orders_in_commit_order() {
+        // Three acks on a cap of 1, only o2 and o3 persisted (committed at 5 s and 2 s); the ack
+        // of o2 completed before o3's, yet the orders are listed by commit time: o3 first.
+        let mut a3 = ok(0, "c", 1, "o3");
+        a3.completed_us = 10;
+        let mut a2 = ok(1, "b", 1, "o2");
+        a2.completed_us = 8;
+        let mut a1 = ok(2, "a", 1, "o1");
+        a1.completed_us = 5;
+        let history = vec![a3, a2, a1];
+        let ledger = ledger(
+            vec![order("o2", "b", 1, 5), order("o3", "c", 1, 2)],
+            Some(1),
+        );
+        let mut ledger = ledger;
+        ledger.orders.truncate(1); // persisted: 1 unit (o2), acknowledged: 3
+        ledger.orders.push(order("o3", "c", 0, 2));
+        let result = run(&history, &ledger, Some(1));
+        assert!(result.is_violated(), "{result:?}");
+        let cx = result.counterexample.unwrap();
+        let ids: Vec<&str> = cx.orders.iter().map(|o| o.order_id.as_str()).collect();
+        assert_eq!(ids, ["o3", "o2"], "commit order");
     }
 }

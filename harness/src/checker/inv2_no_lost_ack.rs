@@ -161,7 +161,7 @@ mod tests {
             Some(10),
         );
         let result = run(&history, &ledger);
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.contains("2 ok attempts"),
             "{}",
@@ -174,7 +174,7 @@ mod tests {
         let history = vec![ok(0, "a", 1, "o1"), ok(1, "b", 1, "o2")];
         let ledger = ledger(vec![order("o1", "a", 1, 1)], Some(10));
         let result = run(&history, &ledger);
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result.summary.contains("1 order(s) missing"),
             "{}",
@@ -198,7 +198,7 @@ mod tests {
         let wrong_quantity = order("o2", "b", 1, 2);
         let ledger = ledger(vec![wrong_buyer, wrong_quantity], Some(10));
         let result = run(&history, &ledger);
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(order_ids(&cx), ["o1", "o2"]);
         assert_eq!(attempt_seqs(&cx), [0, 1]);
@@ -215,7 +215,7 @@ mod tests {
         let mut other_key = order("o1", "a", 1, 1);
         other_key.idempotency_key = "zzz".to_owned();
         let result = run(&history, &ledger(vec![other_key], Some(10)));
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert_eq!(order_ids(result.counterexample.as_ref().unwrap()), ["o1"]);
     }
 
@@ -224,7 +224,7 @@ mod tests {
         let mut no_id = ok(0, "a", 1, "unused");
         no_id.order_id = None;
         let result = run(&[no_id], &ledger(vec![], Some(10)));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [0]);
         assert!(cx.explanation.contains("without an order id"));

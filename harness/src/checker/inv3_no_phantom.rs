@@ -124,14 +124,14 @@ mod tests {
     fn holds_when_every_order_has_an_ok_attempt() {
         let history = vec![ok(0, "a", 1, "o1"), rejected(1, "b", 1, SOLD_OUT)];
         let result = run(&history, &ledger(vec![order("o1", "a", 1, 1)], Some(10)));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
     }
 
     #[test]
     fn an_unknown_attempt_whose_order_exists_is_not_a_phantom() {
         let history = vec![unknown(0, "a", 1)];
         let result = run(&history, &ledger(vec![order("o1", "a", 1, 1)], Some(10)));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result
                 .summary
@@ -145,7 +145,7 @@ mod tests {
     fn an_unknown_attempt_without_an_order_is_fine() {
         let history = vec![unknown(0, "a", 1), ok(1, "b", 1, "o2")];
         let result = run(&history, &ledger(vec![order("o2", "b", 1, 1)], Some(10)));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
     }
 
     #[test]
@@ -160,7 +160,7 @@ mod tests {
             Some(10),
         );
         let result = run(&history, &ledger);
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result
                 .summary
@@ -181,7 +181,7 @@ mod tests {
         retry.try_number = 1;
         let history = vec![unknown(0, "a", 1), retry];
         let result = run(&history, &ledger(vec![order("o1", "a", 1, 1)], Some(10)));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
     }
 
     #[test]
@@ -192,7 +192,7 @@ mod tests {
             Some(10),
         );
         let result = run(&history, &ledger);
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(order_ids(&cx), ["o9"]);
         assert!(cx.attempts.is_empty());
@@ -203,7 +203,7 @@ mod tests {
     fn an_order_for_another_quantity_is_a_phantom() {
         let history = vec![unknown(0, "a", 1)];
         let result = run(&history, &ledger(vec![order("o1", "a", 5, 1)], Some(10)));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(order_ids(&cx), ["o1"]);
         assert_eq!(attempt_seqs(&cx), [0]);

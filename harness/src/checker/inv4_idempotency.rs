@@ -142,7 +142,7 @@ mod tests {
             retry(ok(2, "a", 1, "o1")),
         ];
         let result = run(&history, &ledger(vec![order("o1", "a", 1, 1)], None));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.contains("1 idempotency keys (1 retried)"),
             "{}",
@@ -166,7 +166,7 @@ mod tests {
             None,
         );
         let result = run(&history, &ledger);
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(order_ids(&cx), ["o1", "o2"]);
         assert_eq!(attempt_seqs(&cx), [0, 1]);
@@ -185,7 +185,7 @@ mod tests {
         stray.idempotency_key = "other".to_owned();
         let history = vec![ok(0, "a", 1, "o1"), retry(ok(1, "a", 1, "o2"))];
         let result = run(&history, &ledger(vec![order("o1", "a", 1, 1), stray], None));
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result
                 .summary

@@ -50,7 +50,7 @@
 //! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
 //! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, seconds};
+use super::{CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, seconds};
 use crate::history::{Attempt, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-5";
@@ -101,7 +101,7 @@ impl Form {
     }
 }
 
-/// A fault that never healed leaves nothing to judge: the summary records the figures and why.
+/// A fault that never healed leaves nothing to judge: "not checked", with the figures and why.
 fn never_healed(input: &CheckInput, cap: u64) -> InvariantResult {
     let persisted = input.ledger.persisted_units();
     let open: Vec<&str> = input
@@ -111,11 +111,11 @@ fn never_healed(input: &CheckInput, cap: u64) -> InvariantResult {
         .map(|f| f.kind.as_str())
         .collect();
     let sold_out = input.history.iter().filter(|a| is_sold_out(a)).count();
-    InvariantResult::held(
+    InvariantResult::not_checked(
         NAME,
         format!(
             "fault-aware: {} faults, {} never healed; cap {cap}, {persisted} units sold, {} left; \
-             {sold_out} sold-out answers; nothing judged: without healing neither false sold-outs \
+             {sold_out} sold-out answers; not checked: without healing neither false sold-outs \
              nor the sell-out can be required",
             input.faults.len(),
             open.join(", "),
@@ -184,8 +184,9 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
         };
         let explanation = format!(
             "{} attempts {told}, yet {left} units were still unsold at the end, enough for a \
-             request of {smallest}: units were stranded",
-            false_sold_out.len()
+             request of {smallest}: units were stranded{}",
+            false_sold_out.len(),
+            possible_stranders(input, index)
         );
         return InvariantResult::violated(
             NAME,
@@ -268,6 +269,47 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
         NAME,
         figures,
         Counterexample::new(explanation, Vec::new(), waiting),
+    )
+}
+
+/// The attempts that could have stranded units: those that ended `unknown` and whose key holds
+/// no order (a claim the server may have counted without writing its order), in `seq` order,
+/// as a clause for the explanation ("; 2 attempts ended unknown with no order and could have
+/// stranded them: seq 4 (key k4, 2 units), …"); empty when there are none.
+fn possible_stranders(input: &CheckInput, index: &Index) -> String {
+    let mut unknown: Vec<&Attempt> = input
+        .history
+        .iter()
+        .filter(|a| a.outcome == Outcome::Unknown)
+        .filter(|a| !index.orders_by_key.contains_key(a.idempotency_key.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        return String::new();
+    }
+    unknown.sort_by_key(|a| a.seq);
+    let listed: Vec<String> = unknown
+        .iter()
+        .take(MAX_SHOWN)
+        .map(|a| {
+            format!(
+                "seq {} (key {}, {} units, sent at {})",
+                a.seq,
+                a.idempotency_key,
+                a.quantity,
+                seconds(a.sent_us)
+            )
+        })
+        .collect();
+    let more = unknown.len().saturating_sub(MAX_SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "; {} attempts ended unknown with no order and could have stranded them: {}{more}",
+        unknown.len(),
+        listed.join(", ")
     )
 }
 
@@ -386,7 +428,7 @@ mod tests {
     fn holds_when_the_last_ten_units_sell_exactly() {
         let (history, orders) = sale(10, 990);
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.contains("cap 10, 10 units sold, 0 left"),
             "{}",
@@ -398,7 +440,7 @@ mod tests {
     fn sold_out_while_units_remain_is_reported() {
         let (history, orders) = sale(8, 5);
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [8, 9, 10, 11, 12]);
         assert!(
@@ -423,7 +465,7 @@ mod tests {
             order("o3", "c", 3, 3),
         ];
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
 
         // The same sale, but a request for 1 unit was also turned away.
         let mut history = history;
@@ -434,7 +476,7 @@ mod tests {
             order("o3", "c", 3, 3),
         ];
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [4]);
     }
 
@@ -447,7 +489,7 @@ mod tests {
         history.push(rejected(10, "k10", 1, "quantity_above_limit"));
         history.push(ok(11, "k11", 2, "o-lost-too"));
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [9]);
         assert!(
@@ -465,7 +507,7 @@ mod tests {
             history.push(rejected(i, &format!("k{i}"), 1, "not_live"));
         }
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.contains("demand below the cap"),
             "{}",
@@ -479,7 +521,7 @@ mod tests {
         history.push(unknown(9, "k9", 1));
         history.push(ok(10, "k10", 1, "o-lost"));
         let result = run(&history, &ledger(orders.clone(), Some(10)), Some(10));
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.contains("1 attempts ended unknown"),
             "{}",
@@ -488,7 +530,7 @@ mod tests {
 
         history.push(rejected(11, "k11", 1, SOLD_OUT));
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [11]);
     }
 
@@ -500,7 +542,7 @@ mod tests {
             &ledger(vec![order("o1", "a", 1, 1)], Some(2)),
             Some(2),
         );
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert!(
             cx.explanation
@@ -512,7 +554,7 @@ mod tests {
     fn unlimited_sale_holds_trivially() {
         let history = vec![rejected(0, "a", 1, SOLD_OUT)];
         let result = run(&history, &ledger(vec![], None), None);
-        assert!(result.held);
+        assert!(result.is_held());
         assert!(result.summary.starts_with("unlimited sale"));
     }
 
@@ -525,11 +567,11 @@ mod tests {
         history.push(sent_at(rejected(9, "k9", 1, SOLD_OUT), HEALED_AT - 1));
         let ledger = ledger(orders, Some(10));
         let result = run_with_faults(&history, &ledger, Some(10), &healed_faults());
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
 
         history.push(sent_at(rejected(10, "k10", 1, SOLD_OUT), HEALED_AT));
         let result = run_with_faults(&history, &ledger, Some(10), &healed_faults());
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result.summary.starts_with(
                 "fault-aware: 2 faults, healed at 3.200 s; 1 attempts after healing; cap 10, 8 \
@@ -556,7 +598,7 @@ mod tests {
         let (mut history, orders) = sale(8, 0);
         history.push(sent_at(rejected(8, "k8", 1, SOLD_OUT), 1_500_000));
         let result = run(&history, &ledger(orders, Some(10)), Some(10));
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(result.summary.starts_with("cap 10, 8 units sold"));
     }
 
@@ -574,7 +616,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(!result.held);
+        assert!(result.is_violated());
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [10], "k9 asked only during the fault");
         assert!(
@@ -601,7 +643,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [10]);
     }
 
@@ -625,7 +667,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.ends_with(
                 "every eligible request sent after healing holds an order, so the 1 units left \
@@ -662,7 +704,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.ends_with(
                 "the sale sold out as far as the waiting requests sent after healing allow"
@@ -683,7 +725,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.ends_with(
                 "no false sold-out after healing; sell-out not required because 1 attempts sent \
@@ -708,7 +750,7 @@ mod tests {
             Some(10),
             &healed_faults(),
         );
-        assert!(result.held, "{result:?}");
+        assert!(result.is_held(), "{result:?}");
         assert!(
             result.summary.ends_with(
                 "sell-out not required because no eligible request was sent after healing"
@@ -728,11 +770,16 @@ mod tests {
             fault("kill", 1_000_000, None),
         ];
         let result = run_with_faults(&history, &ledger(orders, Some(10)), Some(10), &faults);
-        assert!(result.held, "{result:?}");
+        assert_eq!(
+            result.verdict,
+            super::super::Verdict::NotChecked,
+            "{result:?}"
+        );
+        assert!(result.counterexample.is_none());
         assert_eq!(
             result.summary,
             "fault-aware: 2 faults, kill never healed; cap 10, 8 units sold, 2 left; 1 sold-out \
-             answers; nothing judged: without healing neither false sold-outs nor the sell-out \
+             answers; not checked: without healing neither false sold-outs nor the sell-out \
              can be required"
         );
     }
@@ -750,13 +797,39 @@ mod tests {
             Some(4),
             &healed_faults(),
         );
-        assert!(!result.held);
+        assert!(result.is_violated());
         assert!(
             result
                 .counterexample
                 .unwrap()
                 .explanation
                 .contains("the orders hold fewer units than were requested")
+        );
+    }
+
+    #[test]
+    fn stranded_units_name_the_unknown_attempts_that_could_have_stranded_them() {
+        // Cap 3: one order of 1; a timed-out claim for 2 (no order) stranded two units, and a
+        // later buyer of 1 is told sold out with 2 left. An unknown attempt whose key did get
+        // its order (k1's retry) stranded nothing and is not named.
+        let mut retried = unknown(1, "k1", 1);
+        retried.sent_us = 900;
+        let history = vec![
+            retried,
+            ok(2, "k1", 1, "o1"),
+            unknown(3, "k3", 2),
+            rejected(4, "k4", 1, SOLD_OUT),
+        ];
+        let orders = vec![order("o1", "k1", 1, 1)];
+        let result = run(&history, &ledger(orders, Some(3)), Some(3));
+        assert!(result.is_violated(), "{result:?}");
+        let text = &result.counterexample.as_ref().unwrap().explanation;
+        assert!(
+            text.ends_with(
+                "units were stranded; 1 attempts ended unknown with no order and could have \
+                 stranded them: seq 3 (key k3, 2 units, sent at 0.001 s)"
+            ),
+            "{text}"
         );
     }
 }

@@ -23,6 +23,7 @@ mod inv5_exactly_cap;
 mod inv6_convergence;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,9 +46,12 @@ pub struct CheckInput<'a> {
     pub faults: &'a [FaultRecord],
     /// Inventory readings taken during the run; INV-1 must hold at each of them.
     pub samples: &'a [InventorySample],
-    /// The inventory view read after faults healed and the sync job ran, for INV-6; `None` when
-    /// it was not measured (INV-6 then says so instead of claiming convergence).
+    /// The inventory view read after the load (and after faults healed, if any), for INV-6;
+    /// `None` when it could not be read (INV-6 is then "not checked").
     pub settled: Option<&'a SettledInventory>,
+    /// INV-6's deadline: how long after the last answer the figures must agree
+    /// (`[checks] convergence_within`); only used to word the verdict.
+    pub convergence_within: Duration,
 }
 
 impl<'a> CheckInput<'a> {
@@ -61,6 +65,7 @@ impl<'a> CheckInput<'a> {
             faults: &[],
             samples: &[],
             settled: None,
+            convergence_within: crate::scenario::DEFAULT_CONVERGENCE_WITHIN,
         }
     }
 }
@@ -72,17 +77,55 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// True when every invariant was checked and held; a "not checked" is not held.
     pub fn all_held(&self) -> bool {
-        self.invariants.values().all(|r| r.held)
+        self.invariants.values().all(InvariantResult::is_held)
+    }
+
+    /// True when no invariant was violated (some may be not checked): the run's exit status 0.
+    pub fn none_violated(&self) -> bool {
+        !self.invariants.values().any(InvariantResult::is_violated)
     }
 
     /// The ids (`"INV-2"`, …) of the violated invariants, in the order of docs/invariants.md.
     pub fn violated(&self) -> Vec<&str> {
+        self.with_verdict(Verdict::Violated)
+    }
+
+    /// The ids of the invariants the run could not judge, in the order of docs/invariants.md.
+    pub fn not_checked(&self) -> Vec<&str> {
+        self.with_verdict(Verdict::NotChecked)
+    }
+
+    fn with_verdict(&self, verdict: Verdict) -> Vec<&str> {
         self.invariants
             .iter()
-            .filter(|(_, r)| !r.held)
+            .filter(|(_, r)| r.verdict == verdict)
             .map(|(id, _)| id.as_str())
             .collect()
+    }
+}
+
+/// What the checker concluded about one invariant (docs/invariants.md, "Words used in verdicts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The evidence was there, all of it was looked at, and nothing was wrong.
+    Held,
+    /// At least one operation breaks the invariant; a counterexample says which.
+    Violated,
+    /// The run gave no evidence to judge it: neither held nor violated. The summary says why.
+    NotChecked,
+}
+
+impl Verdict {
+    /// The word the console and the report print.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Held => "HELD",
+            Verdict::Violated => "VIOLATED",
+            Verdict::NotChecked => "NOT CHECKED",
+        }
     }
 }
 
@@ -91,7 +134,7 @@ impl CheckReport {
 pub struct InvariantResult {
     /// Short human name, e.g. `"no oversell"`.
     pub name: &'static str,
-    pub held: bool,
+    pub verdict: Verdict,
     /// One line with the figures the verdict rests on, whichever way it went.
     pub summary: String,
     /// Present exactly when the invariant was violated.
@@ -102,7 +145,7 @@ impl InvariantResult {
     fn held(name: &'static str, summary: String) -> Self {
         InvariantResult {
             name,
-            held: true,
+            verdict: Verdict::Held,
             summary,
             counterexample: None,
         }
@@ -111,10 +154,28 @@ impl InvariantResult {
     fn violated(name: &'static str, summary: String, counterexample: Counterexample) -> Self {
         InvariantResult {
             name,
-            held: false,
+            verdict: Verdict::Violated,
             summary,
             counterexample: Some(counterexample),
         }
+    }
+
+    /// `summary` says why the run could not judge it.
+    fn not_checked(name: &'static str, summary: String) -> Self {
+        InvariantResult {
+            name,
+            verdict: Verdict::NotChecked,
+            summary,
+            counterexample: None,
+        }
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.verdict == Verdict::Held
+    }
+
+    pub fn is_violated(&self) -> bool {
+        self.verdict == Verdict::Violated
     }
 }
 
@@ -141,16 +202,6 @@ impl Counterexample {
         attempts.dedup_by_key(|a| a.seq);
         let omitted_orders = orders.len().saturating_sub(MAX_SHOWN);
         let omitted_attempts = attempts.len().saturating_sub(MAX_SHOWN);
-        let mut explanation = explanation;
-        if omitted_orders > 0 || omitted_attempts > 0 {
-            explanation.push_str(&format!(
-                " (showing {} of {} orders and {} of {} attempts)",
-                orders.len().min(MAX_SHOWN),
-                orders.len(),
-                attempts.len().min(MAX_SHOWN),
-                attempts.len()
-            ));
-        }
         Counterexample {
             explanation,
             orders: orders.into_iter().take(MAX_SHOWN).cloned().collect(),
@@ -158,6 +209,25 @@ impl Counterexample {
             omitted_orders,
             omitted_attempts,
         }
+    }
+
+    /// "showing k of n orders and k of n attempts" when a reader who sees at most `limit` of
+    /// each (the console shows fewer than `summary.json`) does not see them all; `None` when
+    /// nothing is left out. Each renderer says it with its own limit, so the counts it prints are
+    /// the counts it shows; a kind with nothing offending is not mentioned.
+    pub fn showing(&self, limit: usize) -> Option<String> {
+        let part = |listed: usize, omitted: usize, what: &str| {
+            let total = listed + omitted;
+            (total > 0).then(|| format!("{} of {total} {what}", listed.min(limit)))
+        };
+        let orders = part(self.orders.len(), self.omitted_orders, "orders");
+        let attempts = part(self.attempts.len(), self.omitted_attempts, "attempts");
+        let hidden = self.orders.len().min(limit) < self.orders.len() + self.omitted_orders
+            || self.attempts.len().min(limit) < self.attempts.len() + self.omitted_attempts;
+        hidden.then(|| {
+            let parts: Vec<String> = orders.into_iter().chain(attempts).collect();
+            format!("showing {}", parts.join(" and "))
+        })
     }
 }
 
@@ -304,9 +374,22 @@ mod tests {
             history.push(rejected(i, &format!("k{i}"), 1, SOLD_OUT));
         }
         let ledger = ledger(orders, Some(10));
-        let report = check(&CheckInput::new(&history, &ledger, Some(10)));
+        let settled = SettledInventory {
+            view: ledger.inventory.clone(),
+            waited_ms: 0,
+        };
+        let report = check(&CheckInput {
+            settled: Some(&settled),
+            ..CheckInput::new(&history, &ledger, Some(10))
+        });
         assert!(report.all_held(), "{report:#?}");
         assert!(report.violated().is_empty());
+        assert!(report.not_checked().is_empty());
+        // Without a settled view, INV-6 cannot be judged: no longer "all held", yet no violation.
+        let report = check(&CheckInput::new(&history, &ledger, Some(10)));
+        assert!(!report.all_held());
+        assert!(report.none_violated());
+        assert_eq!(report.not_checked(), ["INV-6"]);
         let ids: Vec<&str> = report.invariants.keys().map(String::as_str).collect();
         assert_eq!(ids, ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5", "INV-6"]);
         assert!(
@@ -359,10 +442,26 @@ mod tests {
         assert_eq!(cx.attempts.len(), MAX_SHOWN);
         assert_eq!(cx.omitted_attempts, 5);
         assert_eq!(cx.attempts[0].seq, 0, "attempts are listed in seq order");
-        assert!(
-            cx.explanation
-                .contains("showing 20 of 30 orders and 20 of 25 attempts")
+        assert_eq!(
+            cx.showing(MAX_SHOWN).as_deref(),
+            Some("showing 20 of 30 orders and 20 of 25 attempts")
         );
+        // The console shows 3 of each: its counts are its own, the totals the same.
+        assert_eq!(
+            cx.showing(3).as_deref(),
+            Some("showing 3 of 30 orders and 3 of 25 attempts")
+        );
+        assert_eq!(
+            cx.explanation, "why",
+            "the counts are not baked into the text"
+        );
+        let small = Counterexample::new(
+            "why".to_owned(),
+            Vec::new(),
+            attempts.iter().take(2).collect(),
+        );
+        assert_eq!(small.showing(MAX_SHOWN), None);
+        assert_eq!(small.showing(1).as_deref(), Some("showing 1 of 2 attempts"));
     }
 
     /// Half of `n` buyers get a unit, a quarter of those only after a timed-out first try, and
@@ -396,7 +495,8 @@ mod tests {
     fn checks_two_hundred_thousand_attempts() {
         let (history, ledger, cap) = big_correct_sale(200_000);
         let report = check(&CheckInput::new(&history, &ledger, Some(cap)));
-        assert!(report.all_held(), "{:#?}", report.violated());
+        assert!(report.none_violated(), "{:#?}", report.violated());
+        assert_eq!(report.not_checked(), ["INV-6"], "no settled view was given");
     }
 
     #[test]
@@ -437,7 +537,13 @@ mod tests {
             "{}",
             report.invariants["INV-1"].summary
         );
-        assert!(report.invariants["INV-6"].summary.ends_with("all agree"));
+        assert!(
+            report.invariants["INV-6"]
+                .summary
+                .ends_with("all agree (no counter to judge)"),
+            "{}",
+            report.invariants["INV-6"].summary
+        );
     }
 
     #[test]
@@ -450,7 +556,7 @@ mod tests {
             view: ledger.inventory.clone(),
             waited_ms: 100,
         };
-        settled.view.quantity_sold = 0;
+        settled.view.quantity_sold = Some(0);
         let faults = [fault("pause", 100, Some(200))];
         let samples = [sample(150, Some(2))];
         let report = check(&CheckInput {

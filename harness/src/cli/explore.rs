@@ -35,7 +35,7 @@ pub async fn explore(args: ExploreArgs) -> i32 {
         profile,
         cases: args.cases,
         seed,
-        max_shrink_iters: 32,
+        max_shrink_iters: MAX_SHRINK_ITERS,
         persistence: None,
         verbose: true,
     };
@@ -65,37 +65,118 @@ pub async fn explore(args: ExploreArgs) -> i32 {
         &scenario_path,
         &found,
         &format!("seed {seed}, against {label}"),
+        &target,
     ) {
         eprintln!("error: cannot write {}: {err}", scenario_path.display());
         return exit::SETUP;
     }
     println!(
-        "found after {} runs (seed {seed}): {} — minimal case: {}",
-        outcome.cases_run,
-        found.reason,
+        "{} — minimal case: {}",
+        found_after(outcome.cases_run, outcome.runs, seed, &found.reason),
         explore::generate::describe(&found.minimal)
     );
+    if outcome.shrink_limit_hit {
+        println!(
+            "shrinking stopped after running {MAX_SHRINK_ITERS} candidates (its budget); the case \
+             may shrink further"
+        );
+    }
     println!("minimal scenario written to {}", scenario_path.display());
-    // Replay it once more into the output directory, so its history sits beside it.
-    let replay = run::run(RunOptions {
-        scenario: found.minimal.clone(),
-        target,
-        seed: None,
-        out_dir: Some(out.join("minimal-run")),
-        results_root: out.clone(),
-    })
-    .await;
-    match replay {
-        Ok(result) => {
-            println!("{}", report::console_summary(&result.summary));
-            if result.check.all_held() {
-                println!(
-                    "note: this replay held; the failure depends on timing. The file still \
-                     reproduces it most of the time."
-                );
+    // Replay it K times, the first into minimal-run/ so its history sits beside it.
+    let mut failed = 0;
+    let mut replayed = 0;
+    for k in 1..=args.replays {
+        let dir = if k == 1 {
+            out.join("minimal-run")
+        } else {
+            out.join(format!("minimal-run-{k}"))
+        };
+        let replay = run::run(RunOptions {
+            scenario: found.minimal.clone(),
+            target: target.clone(),
+            seed: found.minimal.seed,
+            out_dir: Some(dir),
+            results_root: out.clone(),
+        })
+        .await;
+        match replay {
+            Ok(result) => {
+                if k == 1 {
+                    println!("{}", report::console_summary(&result.summary));
+                }
+                replayed += 1;
+                if !result.check.none_violated() {
+                    failed += 1;
+                }
+            }
+            Err(err) => {
+                eprintln!("warning: replay {k} of the minimal case could not run: {err}");
+                break;
             }
         }
-        Err(err) => eprintln!("warning: the replay of the minimal case could not run: {err}"),
     }
+    if replayed > 0 {
+        println!("{}", reproducibility(failed, replayed));
+    }
+    println!(
+        "replay: {}",
+        explore::replay_command(&scenario_path, &target, found.minimal.seed)
+    );
     exit::VIOLATED
+}
+
+/// Most shrink candidates run (each once, twice when it fails); cached and skipped ones are free.
+const MAX_SHRINK_ITERS: u32 = 32;
+
+/// The honest count: generated cases, and runs with shrinking (never more cases than asked).
+fn found_after(cases: u32, runs: u32, seed: u64, reason: &str) -> String {
+    format!(
+        "found after {cases} generated cases ({runs} runs including shrinking), seed {seed}: \
+         {reason}"
+    )
+}
+
+/// How often the minimal case failed again, in words that never overstate it.
+fn reproducibility(failed: u32, replays: u32) -> String {
+    let how = if failed == replays {
+        "it reproduces every time"
+    } else if failed * 2 > replays {
+        "it reproduces most of the time; the failure depends on timing"
+    } else if failed > 0 {
+        "it reproduces only sometimes; the failure depends on timing, replay it several times"
+    } else {
+        "it did not reproduce; the failure depends on timing, replay it several times or run \
+         with --repeat"
+    };
+    format!("the minimal case failed {failed} of {replays} replays: {how}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reproducibility_never_overstates() {
+        assert_eq!(
+            reproducibility(5, 5),
+            "the minimal case failed 5 of 5 replays: it reproduces every time"
+        );
+        assert!(reproducibility(3, 5).contains("most of the time"));
+        for (k, n) in [(1, 9), (4, 8), (1, 2), (0, 5)] {
+            let text = reproducibility(k, n);
+            assert!(!text.contains("most of the time"), "{text}");
+            assert!(
+                text.contains(&format!("failed {k} of {n} replays")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_counts_name_cases_and_runs_apart() {
+        assert_eq!(
+            found_after(7, 19, 1, "violated INV-1"),
+            "found after 7 generated cases (19 runs including shrinking), seed 1: violated INV-1"
+        );
+    }
 }

@@ -28,8 +28,10 @@ pub struct Opts {
 pub enum Command {
     /// Run a scenario file and check every invariant.
     ///
-    /// Exit status: 0 every invariant held (and every threshold passed); 1 an invariant was
-    /// violated; 2 bad input or set-up; 3 every invariant held but a threshold failed.
+    /// Exit status: 0 no invariant violated (and every threshold passed; invariants the run could
+    /// not judge are printed as NOT CHECKED); 1 an invariant was violated; 2 bad input or
+    /// set-up; 3 no invariant violated but a threshold failed. With --repeat, the same over all
+    /// runs: 1 if any run violated.
     Run(RunArgs),
     /// Run generated scenarios until an invariant breaks, shrink the failure to a minimal
     /// scenario, and write it where `flashsale run` replays it.
@@ -115,6 +117,10 @@ pub struct ExploreArgs {
     /// Most buyers a generated scenario may have.
     #[arg(long, default_value_t = 2000)]
     pub max_buyers: u32,
+    /// How many times the minimal failing case is replayed to measure how often it fails
+    /// ("failed k of K").
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub replays: u32,
 }
 
 /// Which server a command talks to; shared by `run` and `explore`.
@@ -149,6 +155,11 @@ pub struct RunArgs {
     /// Keep the in-process server's database after the run, for inspection.
     #[arg(long)]
     pub keep_db: bool,
+    /// Run the scenario N times, each in <out>/run-<k>/ with its own seed (--seed S, or the
+    /// scenario's: S, S+1, …; otherwise a fresh one each), then print the aggregate and write
+    /// <out>/repeat.json.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
 }
 
 /// Runs the command, returns its exit status.
@@ -233,6 +244,25 @@ mod tests {
     }
 
     #[test]
+    fn run_repeats_n_times_and_refuses_zero() {
+        let opts =
+            Opts::try_parse_from(["flashsale", "run", "s.toml", "--repeat", "5", "--seed", "3"])
+                .unwrap();
+        let Command::Run(args) = opts.command else {
+            panic!("not run");
+        };
+        assert_eq!((args.repeat, args.seed), (5, Some(3)));
+        let Command::Run(args) = Opts::parse_from(["flashsale", "run", "s.toml"]).command else {
+            panic!("not run");
+        };
+        assert_eq!(args.repeat, 1, "one run by default");
+        let err = Opts::try_parse_from(["flashsale", "run", "s.toml", "--repeat", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--repeat"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_strategy_is_refused_with_the_known_ones_listed() {
         let err = Opts::try_parse_from(["flashsale", "run", "s.toml", "--inventory", "fast"])
             .unwrap_err()
@@ -265,6 +295,15 @@ mod tests {
             (7, Some(42), 2000)
         );
         assert!(!args.no_faults);
+        assert_eq!(args.replays, 5);
+        let Command::Explore(args) =
+            Opts::parse_from(["flashsale", "explore", "--no-faults", "--replays", "9"]).command
+        else {
+            panic!("not explore");
+        };
+        assert!(args.no_faults);
+        assert_eq!(args.replays, 9);
+        assert!(Opts::try_parse_from(["flashsale", "explore", "--replays", "0"]).is_err());
     }
 
     #[test]

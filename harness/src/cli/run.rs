@@ -1,11 +1,15 @@
-//! `flashsale run`: one scenario against one target, the summary on the console.
+//! `flashsale run`: one scenario against one target, the summary on the console; with
+//! `--repeat N`, a series of runs and their aggregate.
 
 use std::path::PathBuf;
 
+use time::OffsetDateTime;
+
 use super::exit;
 use super::{RunArgs, target_choice, target_label};
+use crate::repeat::{self, RepeatReport, RepeatRun};
 use crate::report;
-use crate::run::{self, RunOptions};
+use crate::run::{self, RunOptions, TargetChoice};
 use crate::scenario::Scenario;
 
 /// `flashsale run`: validates the arguments, runs, prints the summary, returns the exit status.
@@ -30,6 +34,9 @@ pub async fn run(args: RunArgs) -> i32 {
         scenario.buyers.count,
         target_label(&target)
     );
+    if args.repeat > 1 {
+        return run_series(scenario, target, args.seed, args.out, args.repeat).await;
+    }
     let options = RunOptions {
         scenario,
         target,
@@ -56,5 +63,82 @@ pub async fn run(args: RunArgs) -> i32 {
             eprintln!("error: {err}");
             exit::SETUP
         }
+    }
+}
+
+/// `--repeat N`: runs the scenario N times, one verdict line each, then the aggregate (also
+/// written as `repeat.json`). A set-up error stops the series (the runs before it still count).
+/// Exit status: 1 if any run violated an invariant, else 2 after a set-up error, else 3 if a
+/// threshold failed in any run, else 0.
+async fn run_series(
+    scenario: Scenario,
+    target: TargetChoice,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    n: u32,
+) -> i32 {
+    let out = out.unwrap_or_else(|| {
+        report::default_out_dir(
+            &PathBuf::from("results"),
+            &scenario.name,
+            OffsetDateTime::now_utc(),
+        )
+    });
+    let base_seed = seed.or(scenario.seed);
+    let mut runs = Vec::new();
+    let mut setup_error = None;
+    for k in 1..=n {
+        let options = RunOptions {
+            scenario: scenario.clone(),
+            target: target.clone(),
+            seed: repeat::seed_for(base_seed, k),
+            out_dir: Some(repeat::run_dir(&out, k)),
+            results_root: PathBuf::from("results"),
+        };
+        match run::run(options).await {
+            Ok(result) => {
+                for reason in &result.faults_not_applied {
+                    println!("WARNING: run {k}: a planned fault did not take effect: {reason}");
+                }
+                let run = RepeatRun::of(k, &result.summary);
+                println!(
+                    "run {k}/{n} seed {}: {} ({})",
+                    run.seed,
+                    run.verdict(),
+                    run.out_dir.display()
+                );
+                runs.push(run);
+            }
+            Err(err) => {
+                eprintln!("error: run {k}/{n}: {err}");
+                setup_error = Some(format!("run {k}: {err}"));
+                break;
+            }
+        }
+    }
+    let report = RepeatReport::new(&scenario.name, n, runs, setup_error);
+    println!("{}", report.console());
+    let path = out.join("repeat.json");
+    let written = std::fs::create_dir_all(&out).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&report).expect("the report serializes") + "\n",
+        )
+    });
+    match written {
+        Ok(()) => println!("aggregate in {}", path.display()),
+        Err(err) => {
+            eprintln!("error: cannot write {}: {err}", path.display());
+            return exit::SETUP;
+        }
+    }
+    if report.runs_violated > 0 {
+        exit::VIOLATED
+    } else if report.setup_error.is_some() {
+        exit::SETUP
+    } else if report.runs_threshold_failed > 0 {
+        exit::THRESHOLD_FAILED
+    } else {
+        exit::HELD
     }
 }

@@ -142,7 +142,7 @@ impl Snapshot {
             }
             let (b, a) = (&before.inventory, &after.inventory);
             let units = b.units_in_orders;
-            let settled_sold = b.quantity_sold == units;
+            let settled_sold = b.quantity_sold.is_none_or(|sold| sold == units);
             let settled_counter = b.redis_counter.is_none_or(|c| c == units);
             if b.cap != a.cap
                 || b.units_in_orders != a.units_in_orders
@@ -169,7 +169,7 @@ impl Snapshot {
 
 fn inventory_text(view: &crate::ground_truth::InventoryView) -> String {
     format!(
-        "(cap {:?}, counter {:?}, quantity_sold {}, units_in_orders {})",
+        "(cap {:?}, counter {:?}, quantity_sold {:?}, units_in_orders {})",
         view.cap, view.redis_counter, view.quantity_sold, view.units_in_orders
     )
 }

@@ -44,9 +44,15 @@ impl GenProfile {
     }
 }
 
+/// Caps biased toward the boundary: besides any cap, caps one below, at and one above a small
+/// multiple of 2 or 3, where a multi-unit order meets the last units with *remaining = q − 1, q
+/// or q + 1*.
 fn cap(max_cap: u64) -> impl Strategy<Value = Cap> {
+    let max_cap = max_cap.max(1);
     prop_oneof![
-        3 => (1..=max_cap.max(1)).prop_map(Cap::Limited),
+        3 => (1..=max_cap).prop_map(Cap::Limited),
+        3 => (1..=4u64, 2..=3u64, 0..=2u64)
+            .prop_map(move |(m, q, d)| Cap::Limited((m * q + d).saturating_sub(1).clamp(1, max_cap))),
         1 => Just(Cap::Limited(0)),
         1 => Just(Cap::Limited(1)),
         1 => Just(Cap::Unlimited),
@@ -59,10 +65,11 @@ fn buyers(max_buyers: u32) -> impl Strategy<Value = BuyerSpec> {
         3 => 0..=max_buyers.min(200),
         1 => 0..=max_buyers,
     ];
+    // Multi-unit quantities as often as single units: the boundary bugs need them.
     let quantity = prop_oneof![
-        3 => Just(QuantitySpec::Fixed(1)),
-        1 => (1..=3u32).prop_map(QuantitySpec::Fixed),
-        1 => (1..=3u32).prop_map(|max| QuantitySpec::Range { min: 1, max }),
+        2 => Just(QuantitySpec::Fixed(1)),
+        2 => (2..=3u32).prop_map(QuantitySpec::Fixed),
+        2 => (2..=3u32).prop_map(|max| QuantitySpec::Range { min: 1, max }),
     ];
     let reused = prop_oneof![3 => Just(0.0), 1 => Just(0.1), 1 => Just(0.5)];
     (count, quantity, 4..=128u32, reused).prop_map(|(count, quantity, connections, reused_keys)| {
@@ -264,6 +271,49 @@ mod tests {
             let back = Scenario::from_toml_str(&text, "generated").expect("a valid scenario file");
             prop_assert_eq!(back, s);
         }
+    }
+
+    fn multi_unit_on_a_positive_cap(s: &Scenario) -> bool {
+        let multi = match s.buyers.quantity {
+            QuantitySpec::Fixed(q) => q > 1,
+            QuantitySpec::Range { max, .. } => max > 1,
+        };
+        multi && s.sale.cap.as_option().is_some_and(|c| c > 0) && s.buyers.count > 0
+    }
+
+    #[test]
+    fn seed_1_draws_a_multi_unit_quantity_on_a_positive_cap_within_20_cases() {
+        // The runner `flashsale explore --seed 1` draws from.
+        let mut runner = crate::explore::runner(proptest::test_runner::Config::default(), 1);
+        let strategy = scenarios(GenProfile::explore(false));
+        let first_20: Vec<Scenario> = (0..20)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect();
+        let hits = first_20
+            .iter()
+            .filter(|s| multi_unit_on_a_positive_cap(s))
+            .count();
+        assert!(
+            hits >= 1,
+            "{:#?}",
+            first_20.iter().map(describe).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn caps_cluster_near_small_multiples() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = scenarios(GenProfile::explore(false));
+        let near = (0..200)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .filter(|s| {
+                s.sale
+                    .cap
+                    .as_option()
+                    .is_some_and(|c| (1..=13).contains(&c))
+            })
+            .count();
+        assert!(near >= 40, "only {near} of 200 caps were small");
     }
 
     #[test]

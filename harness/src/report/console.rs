@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::summary::{FaultSummary, Summary};
+use crate::checker::MAX_SHOWN;
 use crate::ground_truth::LedgerOrder;
 use crate::history::Attempt;
 
@@ -70,7 +71,7 @@ pub fn console_summary(summary: &Summary) -> String {
     line(&mut s, format!("orders decided by: {decided_by}"));
 
     for (id, inv) in &summary.invariants {
-        let verdict = if inv.held { "HELD" } else { "VIOLATED" };
+        let verdict = inv.verdict.label();
         line(
             &mut s,
             format!("{id} {:<24} {verdict:<8} {}", inv.name, inv.summary),
@@ -83,14 +84,13 @@ pub fn console_summary(summary: &Summary) -> String {
             for attempt in cx.attempts.iter().take(SHOWN_PER_VIOLATION) {
                 line(&mut s, format!("      {}", describe_attempt(attempt)));
             }
-            let more_orders =
-                cx.orders.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_orders;
-            let more_attempts =
-                cx.attempts.len().saturating_sub(SHOWN_PER_VIOLATION) + cx.omitted_attempts;
-            if more_orders + more_attempts > 0 {
+            if let Some(showing) = cx.showing(SHOWN_PER_VIOLATION) {
                 line(
                     &mut s,
-                    format!("      … and {more_orders} more orders, {more_attempts} more attempts"),
+                    format!(
+                        "      {showing} (summary.json lists up to {MAX_SHOWN} of each; \
+                         history.jsonl has every attempt)"
+                    ),
                 );
             }
         }
@@ -154,13 +154,12 @@ pub fn console_summary(summary: &Summary) -> String {
         line(&mut s, threshold.to_string());
     }
 
-    let verdict = if summary.all_invariants_held {
-        "all invariants held".to_owned()
-    } else {
-        let violated = summary.violated();
-        format!("VIOLATED: {}", violated.join(", "))
-    };
-    line(&mut s, verdict);
+    line(&mut s, summary.verdict_line());
+    for id in &summary.invariants_not_checked {
+        if let Some(inv) = summary.invariants.get(id) {
+            line(&mut s, format!("  {id} not checked: {}", inv.summary));
+        }
+    }
     if !summary.all_thresholds_passed {
         let failed: Vec<&str> = summary
             .thresholds
@@ -372,6 +371,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("INV-6 convergence"), "{text}");
-        assert!(text.contains("all invariants held"), "{text}");
+        // pg-down never healed: INV-5 cannot be judged, and the verdict says so rather than
+        // "all invariants held".
+        assert!(
+            text.contains("INV-5 exactly the cap          NOT CHECKED fault-aware"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nno invariant violated; NOT CHECKED: INV-5 (the run gave no evidence"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  INV-5 not checked: fault-aware: 3 faults, pg-down never healed"),
+            "{text}"
+        );
+        assert!(!text.contains("all invariants held"), "{text}");
     }
 }

@@ -89,7 +89,7 @@ pub fn run(extra_order: bool) -> Run {
         inventory: InventoryView {
             cap: Some(2),
             redis_counter: Some(2),
-            quantity_sold: 2,
+            quantity_sold: Some(2),
             units_in_orders: 2,
         },
     };

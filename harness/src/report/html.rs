@@ -30,7 +30,7 @@ max-width:1000px;color:#222;line-height:1.4}h1{font-size:22px;margin-bottom:4px}
 h2{font-size:17px;margin:28px 0 4px}p.note{color:#555;font-size:13px;margin:2px 0 8px}\
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ccc;\
 padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}\
-.held{color:#2e7d32;font-weight:600}.violated{color:#c62828;font-weight:600}\
+.held{color:#2e7d32;font-weight:600}.notchecked{color:#b26a00;font-weight:600}.violated{color:#c62828;font-weight:600}\
 .warn{background:#fff3e0;border:1px solid #ef6c00;padding:8px 12px;margin:12px 0}\
 svg.chart{width:100%;height:auto;border:1px solid #e0e0e0;background:#fff}\
 svg .grid{stroke:#eee;stroke-width:1}svg .axis{stroke:#444;stroke-width:1}\
@@ -104,15 +104,17 @@ fn header(s: &mut String, summary: &Summary) {
             escape(&generator.reasons.join("; "))
         );
     }
-    let verdict = if summary.all_invariants_held {
-        "<span class=\"held\">all invariants held</span>".to_owned()
+    let class = if summary.all_invariants_held {
+        "held"
+    } else if summary.none_violated() {
+        "notchecked"
     } else {
-        let violated = summary.violated();
-        format!(
-            "<span class=\"violated\">VIOLATED: {}</span>",
-            escape(&violated.join(", "))
-        )
+        "violated"
     };
+    let verdict = format!(
+        "<span class=\"{class}\">{}</span>",
+        escape(&summary.verdict_line())
+    );
     let o = &summary.outcomes;
     let sellout = match summary.sellout.time_to_sell_out_ms {
         Some(ms) => format!("sold out after {:.3} s", ms / 1e3),

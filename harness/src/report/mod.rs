@@ -188,7 +188,7 @@ mod tests {
 
         let text = fs::read_to_string(dir.join("summary.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], 2);
         assert_eq!(json["scenario_name"], "last-units");
         assert_eq!(json["scenario"]["sale"]["cap"], 2);
         assert_eq!(json["seed"], 7);
@@ -221,10 +221,15 @@ mod tests {
             json["invariants"]["INV-6"]["summary"]
                 .as_str()
                 .unwrap()
-                .starts_with("not measured")
+                .starts_with("not checked")
         );
+        assert_eq!(json["invariants"]["INV-6"]["verdict"], "not_checked");
+        assert_eq!(json["invariants_not_checked"], serde_json::json!(["INV-6"]));
+        assert_eq!(json["all_invariants_held"], false);
+        for id in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"] {
+            assert_eq!(json["invariants"][id]["verdict"], "held", "{id}");
+        }
         for id in ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5", "INV-6"] {
-            assert_eq!(json["invariants"][id]["held"], true, "{id}");
             assert!(json["invariants"][id]["summary"].is_string(), "{id}");
             assert!(json["invariants"][id]["counterexample"].is_null(), "{id}");
         }
@@ -305,7 +310,7 @@ mod tests {
         let text = fs::read_to_string(tmp.path().join("summary.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
 
-        assert_eq!(json["schema_version"], 1);
+        assert_eq!(json["schema_version"], 2);
         assert_eq!(
             json["faults"][0],
             serde_json::json!({
@@ -337,7 +342,8 @@ mod tests {
             serde_json::json!({"postgres-fallback": 1, "redis": 1})
         );
         assert_eq!(json["invariants"]["INV-6"]["name"], "convergence");
-        assert_eq!(json["invariants"]["INV-6"]["held"], true);
+        assert_eq!(json["invariants"]["INV-6"]["verdict"], "held");
+        assert_eq!(json["invariants"]["INV-5"]["verdict"], "not_checked");
         assert!(
             json["invariants"]["INV-5"]["summary"]
                 .as_str()

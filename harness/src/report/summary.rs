@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::RunOutputs;
 use super::timeline::{Goodput, SecondStats, Sellout, Throughput, Timeline};
-use crate::checker::{Counterexample, InvariantResult, acknowledged_units};
+use crate::checker::{Counterexample, InvariantResult, Verdict, acknowledged_units};
 use crate::ground_truth::{LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::latency::{LatencyClass, LatencyHistograms, LatencyStats, SpreadStats};
@@ -29,12 +29,14 @@ use crate::thresholds::{self, Measurements, ThresholdResult};
 /// Bumped whenever a field changes meaning or disappears, so readers can refuse what they do
 /// not understand instead of misreading it.
 ///
-/// Still 1 after the load's behaviour over time and the generator's health (`clock_origin_at`,
-/// `doors_open_ms`, `throughput`, `goodput`, `sellout`, `per_second`, `generator`) and the
-/// scenario's `thresholds` with their verdicts were added: no existing field changed meaning,
-/// and a file written before them still reads back (they take their empty defaults).
+/// Version 1 gained fields over time without changing any (`clock_origin_at`, `doors_open_ms`,
+/// `throughput`, `goodput`, `sellout`, `per_second`, `generator`, `thresholds`). Version 2: an
+/// invariant's `held: bool` became `verdict` (`held`, `violated` or `not_checked`), so that a
+/// check the run could not make is no longer written as held; `all_invariants_held` is true only
+/// when every invariant was checked and held; `invariants_not_checked` was added; the settled
+/// view's `quantity_sold` may be `null` (the target does not report it).
 /// `harness/summary.schema.json` describes the file as this harness writes it.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Code recorded for a rejected or unknown attempt that carried none.
 const NO_CODE: &str = "none";
@@ -76,7 +78,11 @@ pub struct Summary {
     /// The inventory view read once faults healed and the sync job ran; `null` if not measured.
     #[serde(default)]
     pub settled: Option<SettledInventory>,
+    /// True only when every invariant was checked and held.
     pub all_invariants_held: bool,
+    /// The invariants the run could not judge (their summaries say why), in id order.
+    #[serde(default)]
+    pub invariants_not_checked: Vec<String>,
     /// Keyed `"INV-1"`..`"INV-6"`.
     pub invariants: BTreeMap<String, InvariantSummary>,
     pub latency: LatencyReport,
@@ -115,9 +121,35 @@ impl Summary {
     pub fn violated(&self) -> Vec<&str> {
         self.invariants
             .iter()
-            .filter(|(_, inv)| !inv.held)
+            .filter(|(_, inv)| inv.verdict == Verdict::Violated)
             .map(|(id, _)| id.as_str())
             .collect()
+    }
+
+    /// The run's verdict in one line, the same on the console and in the report: "all invariants
+    /// held" only when every one was checked; otherwise which were violated and which were not
+    /// checked.
+    pub fn verdict_line(&self) -> String {
+        let violated = self.violated();
+        let not_checked = if self.invariants_not_checked.is_empty() {
+            String::new()
+        } else {
+            format!("NOT CHECKED: {}", self.invariants_not_checked.join(", "))
+        };
+        match (violated.is_empty(), not_checked.is_empty()) {
+            (true, true) => "all invariants held".to_owned(),
+            (true, false) => format!(
+                "no invariant violated; {not_checked} (the run gave no evidence to judge them, \
+                 so this is not a full pass)"
+            ),
+            (false, true) => format!("VIOLATED: {}", violated.join(", ")),
+            (false, false) => format!("VIOLATED: {}; {not_checked}", violated.join(", ")),
+        }
+    }
+
+    /// True when no invariant was violated, though some may be not checked.
+    pub fn none_violated(&self) -> bool {
+        self.violated().is_empty()
     }
 }
 
@@ -297,7 +329,7 @@ impl OutcomeCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvariantSummary {
     pub name: String,
-    pub held: bool,
+    pub verdict: Verdict,
     pub summary: String,
     pub counterexample: Option<Counterexample>,
 }
@@ -306,7 +338,7 @@ impl From<&InvariantResult> for InvariantSummary {
     fn from(r: &InvariantResult) -> Self {
         InvariantSummary {
             name: r.name.to_owned(),
-            held: r.held,
+            verdict: r.verdict,
             summary: r.summary.clone(),
             counterexample: r.counterexample.clone(),
         }
@@ -379,6 +411,12 @@ pub(super) fn build(
         samples: SampleSummary::of(out.samples),
         settled: out.settled.cloned(),
         all_invariants_held: out.check.all_held(),
+        invariants_not_checked: out
+            .check
+            .not_checked()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         invariants: out
             .check
             .invariants

@@ -49,6 +49,41 @@ pub struct Scenario {
     /// [`crate::thresholds`]); absent from the echo when there are none.
     #[serde(default, skip_serializing_if = "Thresholds::is_empty")]
     pub thresholds: Thresholds,
+    /// How the checker judges what the contract leaves to a deadline (`[checks]`).
+    #[serde(default, skip_serializing_if = "ChecksSpec::is_default")]
+    pub checks: ChecksSpec,
+}
+
+/// INV-6's default deadline: how long after the last answer the sold-count figures must agree.
+pub const DEFAULT_CONVERGENCE_WITHIN: Duration = Duration::from_secs(3);
+
+/// `[checks]`: the deadlines the checker holds a target to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSpec {
+    /// INV-6: after the last answer (and after the last fault healed), the inventory view's
+    /// `quantity_sold`, units in orders and counter must agree within this long. A server whose
+    /// sync runs every 5 s needs at least `"5s"` plus one poll. Default 3 s.
+    #[serde(with = "humantime_serde", default = "default_convergence_within")]
+    pub convergence_within: Duration,
+}
+
+fn default_convergence_within() -> Duration {
+    DEFAULT_CONVERGENCE_WITHIN
+}
+
+impl Default for ChecksSpec {
+    fn default() -> Self {
+        ChecksSpec {
+            convergence_within: DEFAULT_CONVERGENCE_WITHIN,
+        }
+    }
+}
+
+impl ChecksSpec {
+    fn is_default(&self) -> bool {
+        *self == ChecksSpec::default()
+    }
 }
 
 /// The sale the harness creates through the admin API before the buyers arrive.
@@ -141,6 +176,8 @@ struct ScenarioFile {
     faults: Vec<FaultSpec>,
     #[serde(default)]
     thresholds: Thresholds,
+    #[serde(default)]
+    checks: ChecksSpec,
 }
 
 /// Why a scenario could not be loaded. Each message names the file, the problem and the fix.
@@ -215,6 +252,7 @@ fn parse(text: &str, default_name: &str, source_name: &str) -> Result<Scenario, 
         postgres: file.postgres,
         faults: file.faults,
         thresholds: file.thresholds,
+        checks: file.checks,
     };
     let problems = problems(&scenario, name_was_given);
     if problems.is_empty() {
@@ -503,6 +541,34 @@ mod tests {
             unknown.contains("\"ok.p95\"") && unknown.contains("line 10"),
             "{unknown}"
         );
+    }
+
+    #[test]
+    fn the_convergence_deadline_is_a_setting_with_a_default() {
+        let default = Scenario::from_toml_str(MINIMAL, "t").unwrap();
+        assert_eq!(
+            default.checks.convergence_within,
+            DEFAULT_CONVERGENCE_WITHIN
+        );
+        assert!(
+            serde_json::to_value(&default)
+                .unwrap()
+                .get("checks")
+                .is_none()
+        );
+
+        let s = Scenario::from_toml_str(
+            &format!("{MINIMAL}[checks]\nconvergence_within = \"6s\"\n"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.checks.convergence_within, Duration::from_secs(6));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["checks"]["convergence_within"], "6s");
+        assert_eq!(serde_json::from_value::<Scenario>(json).unwrap(), s);
+
+        let typo = parse_message(&format!("{MINIMAL}[checks]\nconverge_within = \"6s\"\n"));
+        assert!(typo.contains("converge_within"), "{typo}");
     }
 
     #[test]
