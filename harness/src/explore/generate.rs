@@ -228,9 +228,10 @@ pub fn describe(s: &Scenario) -> String {
         .ok()
         .and_then(|v| v["model"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    let quantity = match s.buyers.quantity {
+    let quantity = match &s.buyers.quantity {
         QuantitySpec::Fixed(q) => format!("q{q}"),
         QuantitySpec::Range { min, max } => format!("q{min}-{max}"),
+        QuantitySpec::Sequence { sequence } => format!("q{sequence:?}"),
     };
     let faults: Vec<String> = s.faults.iter().map(FaultSpec::describe).collect();
     format!(

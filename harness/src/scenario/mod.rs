@@ -62,6 +62,16 @@ pub struct SaleSpec {
     /// `None` leaves the server's own default in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_buyer_limit: Option<u32>,
+    /// The sale opens this long after doors open instead of before the first buyer (and `window`
+    /// is then its length from that instant): buyers can arrive before it opens and after it
+    /// closes, the edges `flashsale verify`'s window-edges check aims at (HAZ-13). `None`: the
+    /// sale opens at creation, before doors open.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opens_after: Option<Duration>,
     pub products: Vec<ProductSpec>,
 }
 
@@ -90,10 +100,23 @@ pub struct BuyerSpec {
     /// (HAZ-12). Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reused_keys: f64,
+    /// Each buyer's request is sent this many times at the same instant, same key and same body,
+    /// each copy recorded as its own attempt: a non-atomic idempotency check makes two orders
+    /// (HAZ-12). Default 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub copies: u32,
 }
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(x: &u32) -> bool {
+    *x == 1
 }
 
 /// Per-attempt client behaviour.
