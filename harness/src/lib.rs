@@ -15,6 +15,7 @@
 //! - [`report`]: the run directory (summary, histograms, interval logs, report.html);
 //! - [`compare`]: two runs' summaries side by side;
 //! - [`run`]: one scenario end to end; [`explore`]: generated scenarios and shrinking;
+//! - [`verify`]: the battery of checks, the budget, the verdict (`flashsale verify`);
 //! - [`cli`]: the `flashsale` command line on top.
 
 pub mod checker;
@@ -31,3 +32,4 @@ pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod thresholds;
+pub mod verify;

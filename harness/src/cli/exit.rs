@@ -1,6 +1,7 @@
 //! Exit statuses of the `flashsale` commands, and the one a finished run maps to.
 
 use crate::run::RunResult;
+use crate::verify::Verdict;
 
 /// Every invariant held.
 pub const HELD: i32 = 0;
@@ -19,6 +20,17 @@ impl RunResult {
     /// slow one.
     pub fn exit_status(&self) -> i32 {
         exit_status(self.check.all_held(), self.summary.all_thresholds_passed)
+    }
+}
+
+impl Verdict {
+    /// `flashsale verify`'s status: the same meanings as `run`'s, over all its runs.
+    pub fn exit_status(self) -> i32 {
+        match self {
+            Verdict::Held => HELD,
+            Verdict::Violated => VIOLATED,
+            Verdict::ThresholdFailed => THRESHOLD_FAILED,
+        }
     }
 }
 
