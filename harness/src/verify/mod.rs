@@ -229,16 +229,24 @@ pub async fn verify(options: VerifyOptions) -> Result<VerifyReport, RunError> {
     let mut outcomes = Vec::new();
     let mut check_deadline = start;
     for (position, check) in checks.iter().enumerate() {
-        // A check's share starts when the check does: what the previous one left rolls over.
-        check_deadline = check_deadline.max(Instant::now()) + plan.per_check;
-        if session.stop {
-            outcomes.push(CheckOutcome::empty(
+        let skip = if !selected(check.name) {
+            Some(NOT_SELECTED)
+        } else if session.stop {
+            Some(STOPPED)
+        } else {
+            None
+        };
+        if let Some(why) = skip {
+            outcomes.push(CheckOutcome::skipped(
                 check.name,
                 check.provokes,
                 check.scenarios.len(),
+                why,
             ));
             continue;
         }
+        // A check's share starts when the check does: what the previous one left rolls over.
+        check_deadline = check_deadline.max(Instant::now()) + plan.per_check;
         outcomes.push(
             session
                 .battery_check(position, check, check_deadline)
