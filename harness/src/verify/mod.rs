@@ -561,7 +561,7 @@ mod tests {
             let plan = plan_budget(budget, checks, true);
             assert_eq!(plan.battery + plan.generated, budget);
             assert!(plan.per_check * checks as u32 <= plan.battery);
-            assert!(plan.battery - plan.per_check * checks as u32 < Duration::from_micros(1));
+            assert!(plan.battery - plan.per_check * (checks as u32) < Duration::from_micros(1));
             assert_eq!(plan.battery, budget.mul_f64(BATTERY_SHARE));
         }
         let no_generated = plan_budget(Duration::from_secs(30), 3, false);
