@@ -529,6 +529,52 @@ mod tests {
     }
 
     #[test]
+    fn verify_options_parse_round_trip_and_are_validated() {
+        let s = Scenario::from_toml_str(
+            &minimal_with(
+                "quantity = 2",
+                "quantity = { sequence = [1, 1, 3] }\ncopies = 8",
+            )
+            .replace("cap = \"unlimited\"", "cap = 5\nopens_after = \"300ms\""),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            s.buyers.quantity,
+            QuantitySpec::Sequence {
+                sequence: vec![1, 1, 3]
+            }
+        );
+        assert_eq!(s.buyers.quantity.max(), 3);
+        assert_eq!(s.buyers.copies, 8);
+        assert_eq!(s.sale.opens_after, Some(Duration::from_millis(300)));
+        let back = Scenario::from_toml_str(&toml::to_string(&s).unwrap(), "t").unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            Scenario::from_toml_str(MINIMAL, "t").unwrap().buyers.copies,
+            1
+        );
+
+        let problems = problems_of(&minimal_with(
+            "quantity = 2",
+            "quantity = { sequence = [] }\ncopies = 0",
+        ));
+        assert!(
+            problems.iter().any(|p| p.contains("sequence")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("copies")),
+            "{problems:?}"
+        );
+        let mixed = parse_message(&minimal_with(
+            "quantity = 2",
+            "quantity = { min = 1, sequence = [1] }",
+        ));
+        assert!(mixed.contains("sequence"), "{mixed}");
+    }
+
+    #[test]
     fn missing_required_tables_are_parse_errors() {
         let err = parse_message("[sale]\ncap = 1\nproducts = []\n");
         assert!(err.contains("buyers"), "{err}");
