@@ -494,8 +494,10 @@ fn judged(result: &RunResult, judge: Judge) -> (Vec<String>, String) {
         .collect();
     let mut explanation: Vec<String> = violated
         .iter()
-        .filter_map(|name| result.check.invariants.get(name))
-        .map(|inv| format!("{}: {}", inv.name, inv.summary))
+        .filter_map(|key| {
+            let inv = result.check.invariants.get(key)?;
+            Some(format!("{key} {}: {}", inv.name, inv.summary))
+        })
         .collect();
     if judge == Judge::InvariantsAndWindow
         && let Some(breach) = window::judge(&result.history, &result.ledger, result.sale_window)
