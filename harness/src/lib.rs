@@ -17,6 +17,7 @@
 //! - [`conformance`]: the contract's refusals, public view and sale lifecycle, judged over HTTP;
 //! - [`run`]: one scenario end to end; [`repeat`]: a series of runs (`run --repeat N`) and its
 //!   aggregate; [`explore`]: generated scenarios and shrinking;
+//! - [`verify`]: the battery of checks, the budget, the verdict (`flashsale verify`);
 //! - [`cli`]: the `flashsale` command line on top.
 
 pub mod checker;
@@ -35,3 +36,4 @@ pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod thresholds;
+pub mod verify;

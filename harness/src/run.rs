@@ -66,7 +66,17 @@ pub struct RunResult {
     pub faults_not_applied: Vec<String>,
     pub samples: Vec<InventorySample>,
     pub settled: Option<SettledInventory>,
+    /// When the sale was open, on the history's clock.
+    pub sale_window: SaleWindow,
     pub out_dir: PathBuf,
+}
+
+/// The sale's window in microseconds from the run's clock origin, like every time of a history
+/// (negative: before the origin; the usual sale opens a second before it is created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaleWindow {
+    pub opens_at_us: i64,
+    pub closes_at_us: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +248,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         faults_not_applied: measured.timeline.not_applied,
         samples: measured.samples,
         settled: measured.settled,
+        sale_window: measured.sale_window,
         out_dir,
     })
 }
@@ -264,6 +275,7 @@ struct Measured {
     settled: Option<SettledInventory>,
     generator: GeneratorStats,
     clock_origin_at: OffsetDateTime,
+    sale_window: SaleWindow,
 }
 
 async fn run_against(
@@ -274,7 +286,8 @@ async fn run_against(
     env: Arc<FaultEnvironment>,
 ) -> Result<Measured, TargetError> {
     let admin = AdminClient::new(base_url, admin_token);
-    let sale_id = admin.create_live_sale(scenario).await?;
+    let sale = admin.create_scenario_sale(scenario).await?;
+    let sale_id = sale.id;
     let run_nonce = Uuid::new_v4().simple().to_string();
     let buyers = plan_buyers(scenario, seed, &run_nonce[..12]);
     let client = warmed_client(scenario, base_url, buyers.len()).await;
@@ -335,7 +348,12 @@ async fn run_against(
     )
     .await;
     let ledger = admin.ledger(&sale_id).await?;
+    let on_clock = |at: OffsetDateTime| (at - clock_origin_at).whole_microseconds() as i64;
     Ok(Measured {
+        sale_window: SaleWindow {
+            opens_at_us: on_clock(sale.starts_at),
+            closes_at_us: on_clock(sale.ends_at),
+        },
         sale_id,
         history,
         ledger,

@@ -48,6 +48,15 @@ pub enum TargetError {
     Contract { what: String, problem: String },
 }
 
+/// A sale the harness created: its id and the window it asked for (RFC 3339 has the precision
+/// the harness sent, so these are the server's own bounds).
+#[derive(Debug, Clone)]
+pub struct CreatedSale {
+    pub id: String,
+    pub starts_at: time::OffsetDateTime,
+    pub ends_at: time::OffsetDateTime,
+}
+
 /// A reference server running inside this process for one run, on its own database.
 pub struct InProcessServer {
     pub base_url: String,
@@ -271,6 +280,16 @@ impl AdminClient {
     /// Creates the scenario's sale, open from a second ago for the scenario's window, and
     /// activates it. Returns the sale id.
     pub async fn create_live_sale(&self, scenario: &Scenario) -> Result<String, TargetError> {
+        Ok(self.create_scenario_sale(scenario).await?.id)
+    }
+
+    /// Creates and activates the scenario's sale: open from a second ago for the scenario's
+    /// window, or, with `sale.opens_after`, from that long after the coming doors open (counted
+    /// from now, so a little earlier than the doors the run then opens) for `window`.
+    pub async fn create_scenario_sale(
+        &self,
+        scenario: &Scenario,
+    ) -> Result<CreatedSale, TargetError> {
         let now = time::OffsetDateTime::now_utc();
         let rfc3339 = |t: time::OffsetDateTime| {
             t.format(&time::format_description::well_known::Rfc3339)
@@ -287,10 +306,21 @@ impl AdminClient {
             .iter()
             .map(|p| json!({"product_id": p.id, "sale_price_cents": p.price_cents}))
             .collect();
+        let starts_at = match scenario.sale.opens_after {
+            Some(after) => {
+                now + time::Duration::try_from(scenario.arrival.open_after() + after)
+                    .unwrap_or(time::Duration::ZERO)
+            }
+            None => now - time::Duration::seconds(1),
+        };
+        let ends_at = match scenario.sale.opens_after {
+            Some(_) => starts_at + window,
+            None => now + window,
+        };
         let mut body = json!({
             "name": scenario.name,
-            "starts_at": rfc3339(now - time::Duration::seconds(1)),
-            "ends_at": rfc3339(now + window),
+            "starts_at": rfc3339(starts_at),
+            "ends_at": rfc3339(ends_at),
             "cap": cap,
             "products": products,
         });
@@ -299,7 +329,11 @@ impl AdminClient {
         }
         let id = self.create_sale(&body).await?;
         self.activate(&id).await?;
-        Ok(id)
+        Ok(CreatedSale {
+            id,
+            starts_at,
+            ends_at,
+        })
     }
 
     /// Creates a sale from a `NewSale` body (see `server/openapi.json`) without activating it.

@@ -332,3 +332,96 @@ fn run_repeat_runs_the_scenario_n_times_and_writes_the_aggregate() {
         assert_eq!(output.status.code(), Some(0), "{stdout}");
     }
 }
+
+#[test]
+fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_valid_report() {
+    // Every check but `volume`, whose 5,000 claims take ~30 s on the debug build alone; its
+    // arithmetic is unit-tested and README.md shows a full run.
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .args([
+            "verify",
+            "--inventory",
+            "redis",
+            "--budget",
+            "12s",
+            "--seed",
+            "11",
+        ])
+        .args([
+            "--checks",
+            "boundary,last-unit,same-key-at-once,retries-after-unknown,window-edges,\
+             unlimited-and-cap-0,generated",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    for check in [
+        "boundary",
+        "last-unit",
+        "same-key-at-once",
+        "retries-after-unknown",
+        "volume",
+        "window-edges",
+        "unlimited-and-cap-0",
+        "generated",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(check)),
+            "{check} missing from the table:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("verdict: all held"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("verify.json")).unwrap())
+            .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../verify.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(report["verdict"], "held");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 8);
+    assert!(
+        checks
+            .iter()
+            .all(|c| (c["name"] == "volume") == c.get("skipped").is_some()),
+        "{checks:#?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .filter(|c| c["name"] != "volume" && c["name"] != "generated")
+            .all(|c| c["runs"].as_u64() >= Some(1)),
+        "{checks:#?}"
+    );
+    let first_run = &report["runs"][0]["dir"];
+    assert!(
+        std::path::Path::new(first_run.as_str().unwrap())
+            .join("summary.json")
+            .exists(),
+        "{first_run}"
+    );
+}
+
+#[test]
+fn verify_refuses_an_unknown_check_with_exit_2_listing_the_known_ones() {
+    let output = flashsale()
+        .args(["verify", "--checks", "boundary,bondary"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bondary") && stderr.contains("same-key-at-once"),
+        "{stderr}"
+    );
+}

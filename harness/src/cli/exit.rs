@@ -1,6 +1,7 @@
 //! Exit statuses of the `flashsale` commands, and the one a finished run maps to.
 
 use crate::run::RunResult;
+use crate::verify::Verdict;
 
 /// No invariant was violated (some may be not checked: the console and `summary.json` say which).
 pub const HELD: i32 = 0;
@@ -22,6 +23,17 @@ impl RunResult {
             self.check.none_violated(),
             self.summary.all_thresholds_passed,
         )
+    }
+}
+
+impl Verdict {
+    /// `flashsale verify`'s status: the same meanings as `run`'s, over all its runs.
+    pub fn exit_status(self) -> i32 {
+        match self {
+            Verdict::Held => HELD,
+            Verdict::Violated => VIOLATED,
+            Verdict::ThresholdFailed => THRESHOLD_FAILED,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod compare;
 pub mod exit;
 mod explore;
 mod run;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,18 @@ pub enum Command {
     /// Exit status: 0 no violation in all cases; 1 a violation was found (and written); 2 bad
     /// input or set-up.
     Explore(ExploreArgs),
+    /// Give one verdict on a flash-sale server: a battery of checks, each built to make one
+    /// class of bug fire (boundary, last-unit, same-key-at-once, retries-after-unknown, volume,
+    /// window-edges, unlimited-and-cap-0), repeated until one fails or its share of the budget
+    /// is spent, then generated scenarios until the budget is gone.
+    ///
+    /// Writes a verdict table, verify.json, every run's outputs (runs/<check>-<n>/) and, for
+    /// each failing check, its first counterexample as a scenario file with the exact replay
+    /// command (counterexamples/<check>.toml).
+    ///
+    /// Exit status: 0 every invariant held in every run; 1 a violation (named, with its replay
+    /// command); 2 bad input or set-up; 3 every invariant held but a threshold failed.
+    Verify(VerifyArgs),
     /// Compare two runs: latency percentiles and throughput side by side, change in percent.
     ///
     /// Exit status: 0 no regression beyond the limit (or no limit given); 2 a summary could not
@@ -123,7 +136,31 @@ pub struct ExploreArgs {
     pub replays: u32,
 }
 
-/// Which server a command talks to; shared by `run` and `explore`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Wall clock for the whole command, e.g. 3m, 90s: about 60 % shared over the checks, the
+    /// rest for generated scenarios. A run is never cut short, so the last one may end a little
+    /// after it.
+    #[arg(long, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub budget: std::time::Duration,
+    /// Seed every run's seed is derived from; printed at the start so a verdict can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output directory [default: results/verify/<UTC timestamp>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only these checks, comma-separated (boundary, last-unit, same-key-at-once,
+    /// retries-after-unknown, volume, window-edges, unlimited-and-cap-0, generated).
+    #[arg(long, value_delimiter = ',', value_name = "CHECK,...")]
+    pub checks: Vec<String>,
+    /// Stop at the first violation (for CI).
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
+/// Which server a command talks to; shared by `run`, `explore` and `verify`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
     /// URL of a running server to test instead of the in-process reference server.
@@ -167,6 +204,7 @@ pub async fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Explore(args) => explore::explore(args).await,
+        Command::Verify(args) => verify::verify(args).await,
         Command::Compare(args) => compare::compare(args),
         Command::Blast(args) => blast::blast(args).await,
     }
@@ -332,6 +370,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("ten"), "{err}");
+    }
+
+    #[test]
+    fn verify_takes_its_flags_with_defaults() {
+        let opts = Opts::try_parse_from([
+            "flashsale",
+            "verify",
+            "--target",
+            "http://127.0.0.1:8080",
+            "--admin-token",
+            "t",
+            "--budget",
+            "90s",
+            "--checks",
+            "boundary,volume",
+            "--fail-fast",
+        ])
+        .unwrap();
+        let Command::Verify(args) = opts.command else {
+            panic!("not verify");
+        };
+        assert_eq!(args.budget, std::time::Duration::from_secs(90));
+        assert_eq!(args.checks, ["boundary", "volume"]);
+        assert!(args.fail_fast && args.seed.is_none() && args.out.is_none());
+        let Command::Verify(defaults) = Opts::try_parse_from(["flashsale", "verify"])
+            .unwrap()
+            .command
+        else {
+            panic!("not verify");
+        };
+        assert_eq!(defaults.budget, std::time::Duration::from_secs(180));
+        assert!(defaults.checks.is_empty() && !defaults.fail_fast);
     }
 
     #[test]

@@ -235,9 +235,10 @@ pub fn describe(s: &Scenario) -> String {
         .ok()
         .and_then(|v| v["model"].as_str().map(str::to_owned))
         .unwrap_or_default();
-    let quantity = match s.buyers.quantity {
+    let quantity = match &s.buyers.quantity {
         QuantitySpec::Fixed(q) => format!("q{q}"),
         QuantitySpec::Range { min, max } => format!("q{min}-{max}"),
+        QuantitySpec::Sequence { sequence } => format!("q{sequence:?}"),
     };
     let faults: Vec<String> = s.faults.iter().map(FaultSpec::describe).collect();
     format!(
@@ -274,11 +275,9 @@ mod tests {
     }
 
     fn multi_unit_on_a_positive_cap(s: &Scenario) -> bool {
-        let multi = match s.buyers.quantity {
-            QuantitySpec::Fixed(q) => q > 1,
-            QuantitySpec::Range { max, .. } => max > 1,
-        };
-        multi && s.sale.cap.as_option().is_some_and(|c| c > 0) && s.buyers.count > 0
+        s.buyers.quantity.max() > 1
+            && s.sale.cap.as_option().is_some_and(|c| c > 0)
+            && s.buyers.count > 0
     }
 
     #[test]

@@ -46,9 +46,10 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
                     .id
                     .clone()
             }),
-            quantity: match scenario.buyers.quantity {
-                QuantitySpec::Fixed(q) => q,
-                QuantitySpec::Range { min, max } => rng.random_range(min..=max),
+            quantity: match &scenario.buyers.quantity {
+                QuantitySpec::Fixed(q) => *q,
+                QuantitySpec::Range { min, max } => rng.random_range(*min..=*max),
+                QuantitySpec::Sequence { sequence } => sequence[i as usize % sequence.len()],
             },
             idempotency_key: format!("{run_nonce}-{i:05}"),
         })
@@ -154,6 +155,7 @@ pub async fn run_load(
             target.sale_id
         ),
         tries: scenario.requests.retries + 1,
+        copies: scenario.buyers.copies.max(1),
         timeout: scenario.requests.timeout,
         backoff: scenario.requests.retry_backoff,
         origin,
@@ -188,7 +190,7 @@ pub async fn run_load(
                             tokio::time::sleep_until(ready_at).await;
                             let next = queue.lock().expect("queue lock").pop_front();
                             let Some(buyer) = next else { break };
-                            done.push(shooter.buy(&buyer, ready_at).await);
+                            done.extend(shooter.clone().buy_copies(buyer, ready_at).await);
                             ready_at = Instant::now() + think_time;
                         }
                         done
@@ -208,7 +210,7 @@ pub async fn run_load(
                 let first_send = doors_open + offset;
                 tokio::spawn(async move {
                     tokio::time::sleep_until(first_send).await;
-                    vec![shooter.buy(&buyer, first_send).await]
+                    shooter.buy_copies(buyer, first_send).await
                 })
             })
             .collect(),
@@ -244,6 +246,8 @@ struct Shooter {
     permits: Semaphore,
     url: String,
     tries: u32,
+    /// How many copies of each buyer's request leave at once (same key, same body).
+    copies: u32,
     timeout: Duration,
     backoff: Duration,
     origin: Instant,
@@ -251,6 +255,29 @@ struct Shooter {
 }
 
 impl Shooter {
+    /// The buyer's request sent `copies` times at the same instant, each copy a buyer of its own
+    /// (its own attempts and retries) with the same key and body.
+    async fn buy_copies(
+        self: Arc<Self>,
+        buyer: Buyer,
+        intended: Instant,
+    ) -> Vec<(Vec<Attempt>, ScheduleSample)> {
+        if self.copies <= 1 {
+            return vec![self.buy(&buyer, intended).await];
+        }
+        let buyer = Arc::new(buyer);
+        let mut copies = tokio::task::JoinSet::new();
+        for _ in 0..self.copies {
+            let (shooter, buyer) = (self.clone(), buyer.clone());
+            copies.spawn(async move { shooter.buy(&buyer, intended).await });
+        }
+        let mut done = Vec::with_capacity(self.copies as usize);
+        while let Some(result) = copies.join_next().await {
+            done.push(result.expect("a copy of a buy does not panic"));
+        }
+        done
+    }
+
     /// One buyer: the first try meant for `intended`, then retries with the same key after an
     /// unknown outcome. Returns the attempts and the first try's schedule sample.
     async fn buy(&self, buyer: &Buyer, intended: Instant) -> (Vec<Attempt>, ScheduleSample) {

@@ -97,6 +97,16 @@ pub struct SaleSpec {
     /// `None` leaves the server's own default in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_buyer_limit: Option<u32>,
+    /// The sale opens this long after doors open instead of before the first buyer (and `window`
+    /// is then its length from that instant): buyers can arrive before it opens and after it
+    /// closes, the edges `flashsale verify`'s window-edges check aims at (HAZ-13). `None`: the
+    /// sale opens at creation, before doors open.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opens_after: Option<Duration>,
     pub products: Vec<ProductSpec>,
 }
 
@@ -125,10 +135,23 @@ pub struct BuyerSpec {
     /// (HAZ-12). Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reused_keys: f64,
+    /// Each buyer's request is sent this many times at the same instant, same key and same body,
+    /// each copy recorded as its own attempt: a non-atomic idempotency check makes two orders
+    /// (HAZ-12). Default 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub copies: u32,
 }
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(x: &u32) -> bool {
+    *x == 1
 }
 
 /// Per-attempt client behaviour.
@@ -569,6 +592,52 @@ mod tests {
 
         let typo = parse_message(&format!("{MINIMAL}[checks]\nconverge_within = \"6s\"\n"));
         assert!(typo.contains("converge_within"), "{typo}");
+    }
+
+    #[test]
+    fn verify_options_parse_round_trip_and_are_validated() {
+        let s = Scenario::from_toml_str(
+            &minimal_with(
+                "quantity = 2",
+                "quantity = { sequence = [1, 1, 3] }\ncopies = 8",
+            )
+            .replace("cap = \"unlimited\"", "cap = 5\nopens_after = \"300ms\""),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            s.buyers.quantity,
+            QuantitySpec::Sequence {
+                sequence: vec![1, 1, 3]
+            }
+        );
+        assert_eq!(s.buyers.quantity.max(), 3);
+        assert_eq!(s.buyers.copies, 8);
+        assert_eq!(s.sale.opens_after, Some(Duration::from_millis(300)));
+        let back = Scenario::from_toml_str(&toml::to_string(&s).unwrap(), "t").unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            Scenario::from_toml_str(MINIMAL, "t").unwrap().buyers.copies,
+            1
+        );
+
+        let problems = problems_of(&minimal_with(
+            "quantity = 2",
+            "quantity = { sequence = [] }\ncopies = 0",
+        ));
+        assert!(
+            problems.iter().any(|p| p.contains("sequence")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("copies")),
+            "{problems:?}"
+        );
+        let mixed = parse_message(&minimal_with(
+            "quantity = 2",
+            "quantity = { min = 1, sequence = [1] }",
+        ));
+        assert!(mixed.contains("sequence"), "{mixed}");
     }
 
     #[test]

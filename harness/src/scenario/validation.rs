@@ -52,12 +52,23 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
         }
     }
 
-    match s.buyers.quantity {
+    match &s.buyers.quantity {
         QuantitySpec::Fixed(0) => {
             out.push("buyers.quantity must be at least 1 (got 0)".to_owned());
         }
         QuantitySpec::Fixed(_) => {}
-        QuantitySpec::Range { min, max } => {
+        QuantitySpec::Sequence { sequence } => {
+            if sequence.is_empty() {
+                out.push(
+                    "buyers.quantity.sequence must list at least one quantity (e.g. [1, 1, 3])"
+                        .to_owned(),
+                );
+            }
+            if sequence.contains(&0) {
+                out.push("buyers.quantity.sequence: every quantity must be at least 1".to_owned());
+            }
+        }
+        &QuantitySpec::Range { min, max } => {
             if min == 0 {
                 out.push("buyers.quantity.min must be at least 1 (got 0)".to_owned());
             }
@@ -76,6 +87,24 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
     }
     if s.buyers.connections == 0 {
         out.push("buyers.connections must be at least 1 (got 0)".to_owned());
+    }
+    if s.buyers.copies == 0 {
+        out.push("buyers.copies must be at least 1 (got 0); 1 sends each request once".to_owned());
+    }
+    if let Some(opens_after) = s.sale.opens_after {
+        if s.redis.mode == RedisMode::Container || !s.faults.is_empty() {
+            out.push(
+                "sale.opens_after cannot be combined with faults: fault times count from doors \
+                 open, when the sale is not yet open"
+                    .to_owned(),
+            );
+        }
+        if opens_after > std::time::Duration::from_secs(3600) {
+            out.push(format!(
+                "sale.opens_after is at most 1h (got {})",
+                humantime::format_duration(opens_after)
+            ));
+        }
     }
 
     if s.requests.timeout.is_zero() {

@@ -81,31 +81,37 @@ impl<'de> Deserialize<'de> for Cap {
     }
 }
 
-/// Units each buyer requests: a fixed number, or drawn uniformly from `min..=max` with the run's
-/// seeded generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Units each buyer requests: a fixed number, drawn uniformly from `min..=max` with the run's
+/// seeded generator, or `{ sequence = [1, 1, 3] }`: buyer `i` asks for `sequence[i % len]`, which
+/// with a closed arrival of concurrency 1 puts a chosen quantity on a chosen remaining count
+/// (`flashsale verify`'s boundary check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum QuantitySpec {
     Fixed(u32),
     Range { min: u32, max: u32 },
+    Sequence { sequence: Vec<u32> },
 }
 
 impl QuantitySpec {
     /// The largest quantity a buyer can ask for, e.g. to size a sale or check a per-buyer limit.
     pub fn max(&self) -> u32 {
-        match *self {
-            QuantitySpec::Fixed(n) => n,
-            QuantitySpec::Range { max, .. } => max,
+        match self {
+            QuantitySpec::Fixed(n) => *n,
+            QuantitySpec::Range { max, .. } => *max,
+            QuantitySpec::Sequence { sequence } => sequence.iter().copied().max().unwrap_or(0),
         }
     }
 }
 
-/// The `{ min, max }` form of a quantity, on its own so that unknown keys inside it are rejected.
+/// The `{ min, max }` and `{ sequence }` forms of a quantity, on their own so that unknown keys
+/// inside them are rejected.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct QuantityRange {
-    min: u32,
-    max: u32,
+struct QuantityTable {
+    min: Option<u32>,
+    max: Option<u32>,
+    sequence: Option<Vec<u32>>,
 }
 
 impl<'de> Deserialize<'de> for QuantitySpec {
@@ -118,7 +124,10 @@ impl<'de> Deserialize<'de> for QuantitySpec {
             type Value = QuantitySpec;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a whole number of units >= 1 or a table { min = 1, max = 3 }")
+                f.write_str(
+                    "a whole number of units >= 1, a table { min = 1, max = 3 } or a table \
+                     { sequence = [1, 1, 3] }",
+                )
             }
 
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<QuantitySpec, E> {
@@ -134,11 +143,23 @@ impl<'de> Deserialize<'de> for QuantitySpec {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<QuantitySpec, A::Error> {
-                let range = QuantityRange::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(QuantitySpec::Range {
-                    min: range.min,
-                    max: range.max,
-                })
+                let table = QuantityTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                match table {
+                    QuantityTable {
+                        min: Some(min),
+                        max: Some(max),
+                        sequence: None,
+                    } => Ok(QuantitySpec::Range { min, max }),
+                    QuantityTable {
+                        min: None,
+                        max: None,
+                        sequence: Some(sequence),
+                    } => Ok(QuantitySpec::Sequence { sequence }),
+                    _ => Err(de::Error::custom(
+                        "a quantity table is either { min = 1, max = 3 } (both keys) or \
+                         { sequence = [1, 1, 3] } (alone)",
+                    )),
+                }
             }
         }
 
