@@ -10,9 +10,11 @@
 //!
 //! - **No case runs twice.** Verdicts are cached by the scenario's canonical TOML (the text
 //!   `minimal.toml` would hold); proptest's shrinker often proposes a candidate it already tried.
-//! - **No case runs that cannot fail the same way.** Shrinking keeps the failure it found: a
-//!   candidate is run only when it could violate one of the invariants the first failing case
-//!   violated, judged from the checker's definitions alone ([`cannot_violate`]): INV-1 (no
+//! - **Shrinking keeps the failure it found**: a candidate counts as failing only if it violates
+//!   the first failing case's leading invariant (the lowest id it violated: the oversell, not the
+//!   INV-6 disagreement an oversell leaves behind).
+//! - **No case runs that cannot fail the same way**: a candidate is run only when it could
+//!   violate that invariant, judged from the checker's definitions alone ([`cannot_violate`]): INV-1 (no
 //!   oversell) cannot fail on an unlimited sale; INV-2 (no lost acknowledgement) needs at least
 //!   one buyer, since it judges `ok` answers; INV-5 (exactly the cap) cannot fail on an unlimited
 //!   sale, on a cap of 0 (no unit is ever left to strand) or with no buyers (no sold-out answer
@@ -234,12 +236,20 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             verdicts.borrow_mut().insert(key, violated.clone());
             violated
         };
-        if violated.is_empty() {
+        // While shrinking, a candidate counts only if it still breaks the first failure's leading
+        // invariant (the lowest id: an oversell, not the INV-6 disagreement it leaves behind): a
+        // different failure met on the way is not a smaller case of this one.
+        let keeps_the_failure = !shrinking.get()
+            || target_failure
+                .borrow()
+                .iter()
+                .any(|id| violated.contains(id));
+        if violated.is_empty() || !keeps_the_failure {
             return Ok(());
         }
         if !shrinking.get() {
             shrinking.set(true);
-            *target_failure.borrow_mut() = violated.clone();
+            *target_failure.borrow_mut() = violated[..1].to_vec();
         }
         *last_failing.borrow_mut() = Some(scenario.clone());
         *last_violated.borrow_mut() = violated.clone();
