@@ -350,7 +350,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
         ])
         .args([
             "--checks",
-            "boundary,last-unit,same-key-at-once,retries-after-unknown,window-edges,\
+            "contract,boundary,last-unit,same-key-at-once,retries-after-unknown,window-edges,\
              unlimited-and-cap-0,generated",
         ])
         .arg("--out")
@@ -361,6 +361,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     for check in [
+        "contract",
         "boundary",
         "last-unit",
         "same-key-at-once",

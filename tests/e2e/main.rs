@@ -5,3 +5,4 @@ mod broken_strategies;
 mod faults;
 mod mutants;
 mod reference_server;
+mod verify_mutants;

@@ -29,8 +29,15 @@ pub const GENERATED: &str = "generated";
 pub const GENERATED_PROVOKES: &str =
     "whatever the fixed checks did not think of: drawn caps, buyers, quantities, arrivals, retries";
 
+/// The contract-conformance check: not a scenario run, but the contract's refusals, public view
+/// and lifecycle judged over HTTP once (`crate::conformance`), before the battery.
+pub const CONTRACT: &str = "contract";
+/// What the contract check provokes.
+pub const CONTRACT_PROVOKES: &str = "the contract's bad inputs, wrong tokens, closed sales, expire and activate; each refusal must change nothing";
+
 /// Every check name `--checks` accepts, in battery order, `generated` last.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
+    CONTRACT,
     "boundary",
     "last-unit",
     "same-key-at-once",
@@ -79,9 +86,6 @@ pub fn checks(only: &[String]) -> Vec<Check> {
         volume(),
         window_edges(),
         unlimited_and_cap_0(),
-        // `contract`: the contract-conformance check (harness/src/conformance.rs, issue 11
-        // part 2) is not a scenario run; the verify loop calls it before the battery once it
-        // exists.
     ];
     all.into_iter()
         .filter(|c| only.is_empty() || only.iter().any(|n| n == c.name))

@@ -20,10 +20,12 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use self::battery::{Check, GENERATED, GENERATED_PROVOKES, Judge};
+use crate::conformance;
 use crate::explore::generate::{self, GenProfile};
 use crate::history::Outcome;
 use crate::run::{self, RunError, RunOptions, RunResult, TargetChoice};
 use crate::scenario::Scenario;
+use crate::target::{InProcessServer, ServerOverrides};
 
 /// Share of the budget the battery gets; the rest goes to generated cases.
 pub const BATTERY_SHARE: f64 = 0.6;
@@ -226,8 +228,17 @@ pub async fn verify(options: VerifyOptions) -> Result<VerifyReport, RunError> {
         stop: false,
     };
 
-    let mut outcomes = Vec::new();
-    let mut check_deadline = start;
+    let mut outcomes = vec![if selected(battery::CONTRACT) {
+        session.contract().await?
+    } else {
+        CheckOutcome::skipped(
+            battery::CONTRACT,
+            battery::CONTRACT_PROVOKES,
+            1,
+            NOT_SELECTED,
+        )
+    }];
+    let mut check_deadline = Instant::now();
     for (position, check) in checks.iter().enumerate() {
         let skip = if !selected(check.name) {
             Some(NOT_SELECTED)
@@ -332,6 +343,79 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The contract check: one conformance pass (a few seconds) against the target, or against a
+    /// reference server started for it. Its report is written to `contract.json`; a violated case
+    /// fails the check, and its replay is `flashsale verify --checks contract` on the same target.
+    async fn contract(&mut self) -> Result<CheckOutcome, RunError> {
+        let started = Instant::now();
+        let report = match &self.options.target {
+            TargetChoice::InProcess {
+                strategy,
+                deps,
+                keep_database,
+            } => {
+                let server = InProcessServer::start(
+                    deps,
+                    *strategy,
+                    &ServerOverrides::default(),
+                    *keep_database,
+                )
+                .await?;
+                let report = conformance::check(&server.base_url, &server.admin_token).await;
+                server.shutdown().await;
+                report
+            }
+            TargetChoice::Url {
+                base_url,
+                admin_token,
+            } => conformance::check(base_url, admin_token).await,
+        };
+        let path = self.options.out_dir.join("contract.json");
+        std::fs::create_dir_all(&self.options.out_dir)
+            .and_then(|()| {
+                let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
+                std::fs::write(&path, json)
+            })
+            .map_err(|source| RunError::Output {
+                dir: self.options.out_dir.clone(),
+                source,
+            })?;
+        let mut outcome = CheckOutcome::empty(
+            battery::CONTRACT,
+            battery::CONTRACT_PROVOKES,
+            report.cases.len(),
+        );
+        outcome.runs = 1;
+        outcome.scenarios_covered = (report.cases.len() - report.not_checked().len()) as u32;
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        let violations = report.violations();
+        if let Some(first) = violations.first() {
+            outcome.violations = 1;
+            outcome.violated = violations
+                .iter()
+                .map(|c| format!("contract/{}", c.name))
+                .collect();
+            outcome.counterexample = Some(Counterexample {
+                path: path.clone(),
+                replay: format!(
+                    "flashsale verify --checks {} {}",
+                    battery::CONTRACT,
+                    report::target_flags(&self.options.target)
+                ),
+                seed: self.options.seed,
+                violated: outcome.violated.iter().cloned().collect(),
+                run_dir: self.options.out_dir.clone(),
+                explanation: format!(
+                    "{} of {} cases violated; first: {first}",
+                    violations.len(),
+                    report.cases.len()
+                ),
+            });
+            self.stop = self.options.fail_fast;
+        }
+        Ok(outcome)
+    }
+
     /// Repeats one check until it fails or its share ends (at least one run).
     async fn battery_check(
         &mut self,
