@@ -156,14 +156,7 @@ impl FromStr for InventoryStrategy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = InventoryStrategy::all();
-        all.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
-            format!(
-                "unknown inventory strategy {s:?}; this build knows: {}",
-                names.join(", ")
-            )
-        })
+        flashsale_server::inventory::strategy_named(s, &InventoryStrategy::all(), |k| k.name())
     }
 }
 

@@ -128,15 +128,27 @@ impl FromStr for InventoryStrategy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = InventoryStrategy::all();
-        all.iter().copied().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+        strategy_named(s, &InventoryStrategy::all(), |k| k.name())
+    }
+}
+
+/// The strategy of `all` called `name`, or an error listing every name: the one parser of the
+/// server's strategy names and of the harness's wider list (mutants included).
+pub fn strategy_named<T: Copy>(
+    name: &str,
+    all: &[T],
+    name_of: impl Fn(T) -> &'static str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|k| name_of(*k) == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|k| name_of(*k)).collect();
             format!(
-                "unknown inventory strategy {s:?}; this server knows: {}",
+                "unknown inventory strategy {name:?}; known strategies: {}",
                 names.join(", ")
             )
         })
-    }
 }
 
 /// The orders of a sale confirmed sold out, by idempotency key. Final: see
