@@ -307,9 +307,10 @@ mod tests {
     }
 
     #[test]
-    fn the_names_list_the_battery_in_order_then_generated() {
+    fn the_names_list_contract_then_the_battery_in_order_then_generated() {
         let names: Vec<&str> = checks(&[]).iter().map(|c| c.name).collect();
-        assert_eq!(names, NAMES[..NAMES.len() - 1]);
+        assert_eq!(NAMES[0], CONTRACT);
+        assert_eq!(names, NAMES[1..NAMES.len() - 1]);
         assert_eq!(NAMES.last(), Some(&GENERATED));
         let one = checks(&["volume".to_owned()]);
         assert_eq!(one.len(), 1);

@@ -106,6 +106,8 @@ pub struct RunRecord {
     pub ok_claims: u64,
     /// Invariants (and HAZ-13) violated; empty when everything held.
     pub violated: Vec<String>,
+    /// Invariants the run gave no evidence to judge: not checked, never counted as held.
+    pub not_checked: Vec<String>,
     pub thresholds_passed: bool,
     pub elapsed_ms: u64,
 }
@@ -519,6 +521,12 @@ impl Session<'_> {
             attempts: result.history.len() as u64,
             ok_claims: ok_claims(&result),
             violated: violated.clone(),
+            not_checked: result
+                .check
+                .not_checked()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             thresholds_passed: result.summary.all_thresholds_passed,
             elapsed_ms: started.elapsed().as_millis() as u64,
         };

@@ -1,6 +1,7 @@
 //! What `flashsale verify` leaves behind: the verdict table, `verify.json`, and one scenario file
 //! per failing check with the exact command that replays it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -130,6 +131,18 @@ pub fn console(report: &VerifyReport) -> String {
                 x.replay
             );
         }
+    }
+    // What no run could judge is said, never folded into "held".
+    let mut not_checked: BTreeMap<&str, u32> = BTreeMap::new();
+    for id in report.runs.iter().flat_map(|r| &r.not_checked) {
+        *not_checked.entry(id.as_str()).or_default() += 1;
+    }
+    if !not_checked.is_empty() {
+        let listed: Vec<String> = not_checked
+            .iter()
+            .map(|(id, runs)| format!("{id} in {runs} of {} runs", report.runs.len()))
+            .collect();
+        let _ = writeln!(out, "not checked: {}", listed.join(", "));
     }
     let verdict = match report.verdict {
         Verdict::Held => "all held",
