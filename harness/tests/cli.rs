@@ -390,7 +390,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(report["verdict"], "held");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 8);
+    assert_eq!(checks.len(), 9);
     assert!(
         checks
             .iter()
