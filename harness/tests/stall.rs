@@ -49,8 +49,9 @@ fn stats_of(attempts: &[&Attempt], latency: impl Fn(&Attempt) -> u64) -> Latency
     LatencyStats::of(&h)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_stall_shows_in_the_corrected_p99_and_not_in_the_uncorrected_one() {
+/// One run of the scenario against a fresh stand-in server: the load's outcome, its clock origin
+/// and the stall window.
+async fn stalled_run() -> (load::LoadRun, Instant, Instant, Instant) {
     let stall = Arc::new(Stall::default());
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -103,7 +104,31 @@ timeout = "5s"
         Arc::new(LoadProbe::default()),
     )
     .await;
+    (run, origin, stall_from, stall_until)
+}
 
+/// How often the scenario may run: a run in which the machine itself made the generator fall
+/// behind (a loaded 2-core CI box) measures the machine, not the correction, so the scenario is
+/// run again, at most this many times in all. The assertions below are judged once, on the last
+/// run, whatever it shows.
+const RUNS_AT_MOST: u32 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stall_shows_in_the_corrected_p99_and_not_in_the_uncorrected_one() {
+    let mut runs = 0;
+    let (run, origin, stall_from, stall_until) = loop {
+        runs += 1;
+        let measured = stalled_run().await;
+        let report = GeneratorReport::assess(&measured.0.generator, &measured.0.history);
+        if !report.bound || runs == RUNS_AT_MOST {
+            break measured;
+        }
+        eprintln!(
+            "run {runs}: the generator was bound ({:?}); the machine is loaded, running the \
+             scenario again",
+            report.reasons
+        );
+    };
     assert_eq!(run.history.len(), 500, "every shopper sent, none dropped");
     assert!(run.history.iter().all(|a| a.outcome == Outcome::Ok));
     let us = |at: Instant| at.duration_since(origin).as_micros() as u64;
