@@ -1,0 +1,119 @@
+//! The reference server started inside the harness's process for one run, on port 0 and a
+//! database of its own.
+
+use std::time::Duration;
+
+use flashsale_mutants::InventoryStrategy;
+use flashsale_server::{AdminToken, Settings};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{Dependencies, ServerOverrides, TargetError, with_database, with_host_port};
+
+/// A reference server running inside this process for one run, on its own database.
+pub struct InProcessServer {
+    pub base_url: String,
+    pub admin_token: String,
+    database_name: String,
+    maintenance_url: String,
+    keep_database: bool,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for InProcessServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessServer")
+            .field("base_url", &self.base_url)
+            .field("database", &self.database_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcessServer {
+    /// Starts the reference server with `strategy` on a fresh database `flashsale_run_<uuid>`.
+    /// The sale gets a fresh UUID, so its Redis keys are this run's own.
+    pub async fn start(
+        deps: &Dependencies,
+        strategy: InventoryStrategy,
+        overrides: &ServerOverrides,
+        keep_database: bool,
+    ) -> Result<Self, TargetError> {
+        let maintenance_url = with_database(&deps.database_url, "postgres");
+        // Probe PostgreSQL first so that an unreachable server is reported as such, not as a
+        // failure to create a database.
+        // One plain connection, not a pool: a pool retries a refused connection for its whole
+        // acquire timeout, and a wrong URL should be reported at once.
+        let probe = <sqlx::PgConnection as sqlx::Connection>::connect(&maintenance_url)
+            .await
+            .map_err(|source| TargetError::Postgres {
+                url: flashsale_server::redact(&maintenance_url),
+                source,
+            })?;
+        let _ = sqlx::Connection::close(probe).await;
+        let database_name = format!("flashsale_run_{}", Uuid::new_v4().simple());
+        let admin_token = format!("harness-{}", Uuid::new_v4().simple());
+        let mut database_url = with_database(&deps.database_url, &database_name);
+        if let Some(addr) = overrides.postgres_via {
+            database_url = with_host_port(&database_url, addr);
+        }
+        let mut settings = Settings {
+            listen: "127.0.0.1:0".parse().expect("a valid address"),
+            database_url,
+            redis_url: overrides
+                .redis_url
+                .clone()
+                .unwrap_or_else(|| deps.redis_url.clone()),
+            admin_token: AdminToken::new(admin_token.clone()),
+            // Quick enough that a run's end state settles (INV-6) within a second or two.
+            units_sync_interval: Duration::from_millis(250),
+            ..Settings::default()
+        };
+        if let Some(timeout) = overrides.redis_timeout {
+            settings.redis_timeout = timeout;
+        }
+        let server = flashsale_mutants::build(settings, strategy).await?;
+        let base_url = format!("http://{}", server.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base_url,
+            admin_token,
+            database_name,
+            maintenance_url,
+            keep_database,
+            stop: Some(stop),
+            served: Some(served),
+        })
+    }
+
+    pub fn database_name(&self) -> &str {
+        &self.database_name
+    }
+
+    /// Stops the server and drops its database (unless asked to keep it for inspection).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        if self.keep_database {
+            return;
+        }
+        if let Ok(pool) = PgPool::connect(&self.maintenance_url).await {
+            let drop = format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database_name
+            );
+            if let Err(err) = sqlx::query(&drop).execute(&pool).await {
+                tracing::warn!(error = %err, database = %self.database_name, "could not drop the run database");
+            }
+            pool.close().await;
+        }
+    }
+}
