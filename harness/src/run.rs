@@ -14,17 +14,19 @@ use uuid::Uuid;
 use crate::checker::{self, CheckInput, CheckReport};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
-use crate::faults::{self, FaultEnvironment, TimelineContext, TimelineOutcome};
+use crate::faults::{self, CounterKey, FaultEnvironment, TimelineContext, TimelineOutcome};
 use crate::ground_truth::{InventoryView, Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 use crate::load::buyers::{LoadProbe, LoadRun, LoadTarget, plan_buyers, run_load, warmed_client};
 use crate::load::health::GeneratorStats;
 use crate::load::progress::Progress;
+use crate::load::request::BuyTemplate;
+use crate::profile::{Profile, Template};
 use crate::report::{self, RunInfo, RunOutputs, Summary};
-use crate::scenario::{RedisMode, Scenario};
-use crate::target::{
-    AdminClient, Dependencies, InProcessServer, ServerOverrides, TargetError, postgres_addr,
-};
+use crate::scenario::{FaultKind, RedisMode, Scenario};
+use crate::target::driver::{Driver, PreparedSale};
+use crate::target::service::{ServiceAddresses, StartedService, service_database, through};
+use crate::target::{Dependencies, InProcessServer, ServerOverrides, TargetError, postgres_addr};
 
 /// Which server to test.
 #[derive(Debug, Clone)]
@@ -35,11 +37,45 @@ pub enum TargetChoice {
         deps: Dependencies,
         keep_database: bool,
     },
-    /// A server already running at this URL.
+    /// A server already running at this URL, described by a profile.
     Url {
         base_url: String,
-        admin_token: String,
+        profile: TargetProfile,
     },
+    /// A service the harness starts from the profile's `[service]` section (fault runs).
+    Service {
+        profile: Arc<Profile>,
+        keep_database: bool,
+    },
+}
+
+impl TargetChoice {
+    /// The profile every run against this target goes through.
+    pub fn profile(&self) -> Option<Arc<Profile>> {
+        match self {
+            TargetChoice::InProcess { .. } => None,
+            TargetChoice::Url { profile, .. } => Some(profile.profile()),
+            TargetChoice::Service { profile, .. } => Some(profile.clone()),
+        }
+    }
+}
+
+/// How a server at a URL is described.
+#[derive(Debug, Clone)]
+pub enum TargetProfile {
+    /// It implements `server/openapi.json`: the built-in profile, with this admin token.
+    Contract { admin_token: String },
+    /// A profile file (`--profile`).
+    File(Arc<Profile>),
+}
+
+impl TargetProfile {
+    pub fn profile(&self) -> Arc<Profile> {
+        match self {
+            TargetProfile::Contract { admin_token } => Arc::new(Profile::openapi(admin_token)),
+            TargetProfile::File(profile) => profile.clone(),
+        }
+    }
 }
 
 /// Everything `run` needs.
@@ -115,87 +151,20 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let started_at = OffsetDateTime::now_utc();
     let wall = std::time::Instant::now();
-    let needs_infrastructure = !scenario.faults.is_empty()
-        || scenario.redis.mode == RedisMode::Container
-        || scenario.redis.proxy
-        || scenario.postgres.proxy;
-
-    let mut env = FaultEnvironment::default();
-    let (server, base_url, admin_token, strategy, target_label) = match target {
-        TargetChoice::InProcess {
-            strategy,
-            deps,
-            keep_database,
-        } => {
-            let mut overrides = ServerOverrides {
-                redis_timeout: scenario.redis.timeout,
-                ..ServerOverrides::default()
-            };
-            env.redis_url = deps.redis_url.clone();
-            if scenario.redis.mode == RedisMode::Container {
-                let container = RedisContainer::start().await?;
-                env.redis_url = container.url();
-                overrides.redis_url = Some(container.url());
-                env.redis_container = Some(container);
-            }
-            if scenario.redis.proxy {
-                let upstream = match &env.redis_container {
-                    Some(container) => container.addr(),
-                    None => redis_addr(&deps.redis_url)?,
-                };
-                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
-                    RunError::Setup(format!("cannot start the Redis fault proxy: {e}"))
-                })?;
-                overrides.redis_url = Some(format!("redis://{}/", proxy.local_addr()));
-                env.redis_proxy = Some(proxy);
-            }
-            if scenario.postgres.proxy {
-                let upstream = postgres_addr(&deps.database_url).ok_or_else(|| {
-                    RunError::Setup(format!(
-                        "cannot tell host and port of DATABASE_URL {} to put the fault proxy in front",
-                        flashsale_server::redact(&deps.database_url)
-                    ))
-                })?;
-                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
-                    RunError::Setup(format!("cannot start the PostgreSQL fault proxy: {e}"))
-                })?;
-                overrides.postgres_via = Some(proxy.local_addr());
-                env.pg_proxy = Some(proxy);
-            }
-            let server = InProcessServer::start(&deps, strategy, &overrides, keep_database).await?;
-            let base_url = server.base_url.clone();
-            let token = server.admin_token.clone();
-            let label = match &env.redis_container {
-                Some(c) => format!("in-process (Redis container {})", c.image()),
-                None => "in-process".to_owned(),
-            };
-            (
-                Some(server),
-                base_url,
-                token,
-                Some(strategy.name().to_owned()),
-                label,
-            )
-        }
-        TargetChoice::Url {
-            base_url,
-            admin_token,
-        } => {
-            if needs_infrastructure {
-                return Err(RunError::Setup(format!(
-                    "scenario {} injects faults into Redis or PostgreSQL, which the harness can only \
-                     do to the in-process reference server it starts; drop --target to run it",
-                    scenario.name
-                )));
-            }
-            let label = base_url.clone();
-            (None, base_url, admin_token, None, label)
-        }
-    };
+    let started = start_target(&scenario, target).await?;
+    let (server, driver, strategy, target_label, env) = (
+        started.running,
+        started.driver,
+        started.strategy,
+        started.label,
+        started.env,
+    );
     let env = Arc::new(env);
-    let outcome = run_against(&scenario, seed, &base_url, &admin_token, env.clone()).await;
-    if let Some(server) = server {
-        server.shutdown().await;
+    let outcome = run_against(&scenario, seed, &driver, env.clone()).await;
+    match server {
+        Some(Running::InProcess(server)) => server.shutdown().await,
+        Some(Running::Service(service, keep_database)) => service.shutdown(keep_database).await,
+        None => {}
     }
     // The container and proxies go away with the environment.
     drop(env);
@@ -204,7 +173,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     let check = checker::check(&CheckInput {
         history: &measured.history,
         ledger: &measured.ledger,
-        cap: scenario.sale.cap.as_option(),
+        cap: measured.cap,
         faults: &measured.timeline.applied,
         samples: &measured.samples,
         settled: measured.settled.as_ref(),
@@ -253,6 +222,303 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     })
 }
 
+/// A target ready for a run: what was started, how to talk to it, how to name it, and what its
+/// faults act on.
+struct StartedTarget {
+    running: Option<Running>,
+    driver: Driver,
+    strategy: Option<String>,
+    label: String,
+    env: FaultEnvironment,
+}
+
+impl StartedTarget {
+    async fn stop(self) {
+        match self.running {
+            Some(Running::InProcess(server)) => server.shutdown().await,
+            Some(Running::Service(service, keep_database)) => service.shutdown(keep_database).await,
+            None => {}
+        }
+    }
+}
+
+/// Starts (or reaches) the target of a run with what the scenario's faults need around it.
+async fn start_target(
+    scenario: &Scenario,
+    target: TargetChoice,
+) -> Result<StartedTarget, RunError> {
+    let needs_infrastructure = !scenario.faults.is_empty()
+        || scenario.redis.mode == RedisMode::Container
+        || scenario.redis.proxy
+        || scenario.postgres.proxy;
+
+    let mut env = FaultEnvironment::default();
+    let (running, driver, strategy, label) = match target {
+        TargetChoice::InProcess {
+            strategy,
+            deps,
+            keep_database,
+        } => {
+            let mut overrides = ServerOverrides {
+                redis_timeout: scenario.redis.timeout,
+                ..ServerOverrides::default()
+            };
+            env.redis_url = deps.redis_url.clone();
+            if scenario.redis.mode == RedisMode::Container {
+                let container = RedisContainer::start().await?;
+                env.redis_url = container.url();
+                overrides.redis_url = Some(container.url());
+                env.redis_container = Some(container);
+            }
+            if scenario.redis.proxy {
+                let upstream = match &env.redis_container {
+                    Some(container) => container.addr(),
+                    None => redis_addr(&deps.redis_url)?,
+                };
+                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
+                    RunError::Setup(format!("cannot start the Redis fault proxy: {e}"))
+                })?;
+                overrides.redis_url = Some(format!("redis://{}/", proxy.local_addr()));
+                env.redis_proxy = Some(proxy);
+            }
+            if scenario.postgres.proxy {
+                let upstream = postgres_addr(&deps.database_url).ok_or_else(|| {
+                    RunError::Setup(format!(
+                        "cannot tell host and port of DATABASE_URL {} to put the fault proxy in front",
+                        flashsale_server::redact(&deps.database_url)
+                    ))
+                })?;
+                let proxy = FaultProxy::start(upstream).await.map_err(|e| {
+                    RunError::Setup(format!("cannot start the PostgreSQL fault proxy: {e}"))
+                })?;
+                overrides.postgres_via = Some(proxy.local_addr());
+                env.pg_proxy = Some(proxy);
+            }
+            let server = InProcessServer::start(&deps, strategy, &overrides, keep_database).await?;
+            let driver = Driver::new(
+                Arc::new(Profile::openapi(&server.admin_token)),
+                &server.base_url,
+                Default::default(),
+            );
+            let label = match &env.redis_container {
+                Some(c) => format!("in-process (Redis container {})", c.image()),
+                None => "in-process".to_owned(),
+            };
+            (
+                Some(Running::InProcess(server)),
+                driver,
+                Some(strategy.name().to_owned()),
+                label,
+            )
+        }
+        TargetChoice::Url { base_url, profile } => {
+            if needs_infrastructure {
+                return Err(RunError::Setup(format!(
+                    "scenario {} injects faults into Redis or PostgreSQL, which the harness can only \
+                     do to a server it starts: drop --target to run it on the in-process reference \
+                     server, or give a --profile with a [service] section (docs/profiles.md) so the \
+                     harness starts your service itself",
+                    scenario.name
+                )));
+            }
+            let label = match &profile {
+                TargetProfile::Contract { .. } => base_url.clone(),
+                TargetProfile::File(p) => format!("{base_url} (profile {})", p.source),
+            };
+            let driver = Driver::new(profile.profile(), &base_url, Default::default());
+            (None, driver, None, label)
+        }
+        TargetChoice::Service {
+            profile,
+            keep_database,
+        } => {
+            let (service, driver) = start_service(scenario, &profile, &mut env).await?;
+            let label = format!(
+                "{} (started from profile {})",
+                service.base_url, profile.source
+            );
+            (
+                Some(Running::Service(Box::new(service), keep_database)),
+                driver,
+                None,
+                label,
+            )
+        }
+    };
+    Ok(StartedTarget {
+        running,
+        driver,
+        strategy,
+        label,
+        env,
+    })
+}
+
+/// What `flashsale run --dry-run` found: the profile worked against the live target up to the
+/// load.
+#[derive(Debug)]
+pub struct DryRun {
+    pub target: String,
+    pub sale_id: String,
+    pub cap: Option<u64>,
+    pub orders: usize,
+    pub view: InventoryView,
+    pub keys_sent: bool,
+    pub has_counters: bool,
+}
+
+/// Everything a run does before its load — start or reach the target, create and open the sale,
+/// read the ground truth and the counters once — and nothing after: a profile checked without load.
+pub async fn dry_run(scenario: &Scenario, target: TargetChoice) -> Result<DryRun, RunError> {
+    let started = start_target(scenario, target).await?;
+    let result = async {
+        let driver = &started.driver;
+        let PreparedSale { sale, cap } = driver.create_sale(scenario).await?;
+        let ledger = driver.ledger(&sale.id, cap).await?;
+        Ok::<_, TargetError>(DryRun {
+            target: started.label.clone(),
+            sale_id: sale.id,
+            cap,
+            orders: ledger.orders.len(),
+            view: ledger.inventory,
+            keys_sent: driver.profile().keys_sent(),
+            has_counters: driver.has_counters(),
+        })
+    }
+    .await;
+    started.stop().await;
+    Ok(result?)
+}
+
+/// A server the run started, to stop at its end.
+enum Running {
+    InProcess(InProcessServer),
+    /// With whether to keep its fresh database.
+    Service(Box<StartedService>, bool),
+}
+
+/// Starts the profile's service for a run: the scenario's Redis container and fault proxies in
+/// front of the service's Redis and PostgreSQL, a fresh database if the profile asks for one,
+/// then the service itself, handed those addresses. Refuses, before starting anything, a fault
+/// the profile gives no way to apply.
+async fn start_service(
+    scenario: &Scenario,
+    profile: &Arc<Profile>,
+    env: &mut FaultEnvironment,
+) -> Result<(StartedService, Driver), RunError> {
+    let service = profile.service.as_ref().ok_or_else(|| {
+        RunError::Setup(format!(
+            "profile {} has no [service] section: pass --target with the URL of your running \
+             service, or add [service] start = [...] so the harness can start it",
+            profile.source
+        ))
+    })?;
+    let needs = |entry: &str, why: &str| {
+        RunError::Setup(format!(
+            "scenario {} {why}, and profile {} has no [service] {entry}: add it (docs/profiles.md)",
+            scenario.name, profile.source
+        ))
+    };
+    let profile_redis = service
+        .redis_url
+        .as_ref()
+        .map(|t| t.render(&Default::default()));
+    let wants_redis = scenario.redis.proxy
+        || scenario
+            .faults
+            .iter()
+            .any(|f| matches!(f.kind, FaultKind::Rollback | FaultKind::FlushScripts));
+    if wants_redis && scenario.redis.mode != RedisMode::Container && profile_redis.is_none() {
+        return Err(needs("redis_url", "acts on the service's Redis"));
+    }
+    if scenario
+        .faults
+        .iter()
+        .any(|f| f.kind == FaultKind::Rollback)
+        && service.counter_key.is_none()
+    {
+        return Err(needs(
+            "counter_key",
+            "sets the service's Redis counter back (rollback)",
+        ));
+    }
+    if scenario.postgres.proxy && service.database_url.is_none() {
+        return Err(needs(
+            "database_url",
+            "cuts the service off from PostgreSQL",
+        ));
+    }
+
+    let mut addresses = ServiceAddresses::default();
+    if scenario.redis.mode == RedisMode::Container {
+        let container = RedisContainer::start().await?;
+        addresses.redis_url = Some(container.url());
+        env.redis_container = Some(container);
+    } else {
+        addresses.redis_url = profile_redis;
+    }
+    addresses.redis_url_for_service = addresses.redis_url.clone();
+    if scenario.redis.proxy {
+        let upstream = match &env.redis_container {
+            Some(container) => container.addr(),
+            None => redis_addr(addresses.redis_url.as_deref().unwrap_or_default())?,
+        };
+        let proxy = start_proxy(upstream, service.redis_proxy_port, "Redis").await?;
+        addresses.redis_url_for_service = Some(format!("redis://{}/", proxy.local_addr()));
+        env.redis_proxy = Some(proxy);
+    }
+    env.redis_url = addresses.redis_url.clone().unwrap_or_default();
+    env.counter = service.counter_key.clone().map(|key: Template| CounterKey {
+        key,
+        counts_remaining: service.counter_counts_remaining,
+    });
+
+    let (database_url, fresh) = service_database(service).await?;
+    addresses.database_url = database_url.clone();
+    addresses.database_url_for_service = database_url.clone();
+    if scenario.postgres.proxy
+        && let Some(url) = &database_url
+    {
+        let upstream = postgres_addr(url).ok_or_else(|| {
+            RunError::Setup(format!(
+                "cannot tell host and port of [service] database_url {} to put the fault proxy in front",
+                flashsale_server::redact(url)
+            ))
+        })?;
+        let proxy = start_proxy(upstream, service.postgres_proxy_port, "PostgreSQL").await?;
+        addresses.database_url_for_service = Some(through(url, proxy.local_addr()));
+        env.pg_proxy = Some(proxy);
+    }
+    eprintln!(
+        "flashsale: starting the service of profile {}",
+        profile.source
+    );
+    let started = StartedService::start(service, &addresses, fresh).await?;
+    let mut context = crate::profile::Values::new();
+    if let Some(url) = &addresses.database_url {
+        context.insert("database_url", serde_json::Value::from(url.clone()));
+    }
+    if let Some(url) = &addresses.redis_url {
+        context.insert("redis_url", serde_json::Value::from(url.clone()));
+    }
+    let driver = Driver::new(profile.clone(), &started.base_url, context);
+    Ok((started, driver))
+}
+
+/// A fault proxy on `port` (0: any free port).
+async fn start_proxy(
+    upstream: std::net::SocketAddr,
+    port: u16,
+    what: &str,
+) -> Result<FaultProxy, RunError> {
+    let proxy = if port == 0 {
+        FaultProxy::start(upstream).await
+    } else {
+        FaultProxy::start_on(upstream, std::net::SocketAddr::from(([127, 0, 0, 1], port))).await
+    };
+    proxy.map_err(|e| RunError::Setup(format!("cannot start the {what} fault proxy: {e}")))
+}
+
 fn redis_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| RunError::Setup(format!("REDIS_URL {url} is not a URL: {e}")))?;
@@ -268,6 +534,8 @@ fn redis_addr(url: &str) -> Result<std::net::SocketAddr, RunError> {
 /// What the load phase measured.
 struct Measured {
     sale_id: String,
+    /// The cap the checker holds the sale to (a profile may state it for an existing sale).
+    cap: Option<u64>,
     history: Vec<Attempt>,
     ledger: Ledger,
     timeline: TimelineOutcome,
@@ -281,16 +549,17 @@ struct Measured {
 async fn run_against(
     scenario: &Scenario,
     seed: u64,
-    base_url: &str,
-    admin_token: &str,
+    driver: &Driver,
     env: Arc<FaultEnvironment>,
 ) -> Result<Measured, TargetError> {
-    let admin = AdminClient::new(base_url, admin_token);
-    let sale = admin.create_scenario_sale(scenario).await?;
-    let sale_id = sale.id;
+    let PreparedSale { sale, cap } = driver.create_sale(scenario).await?;
+    let sale_id = sale.id.clone();
+    // The dry run: before any load, prove the ground truth and the counters can be read (the
+    // profile's pointers and columns match), so a wrong profile costs no load.
+    driver.ledger(&sale_id, cap).await?;
     let run_nonce = Uuid::new_v4().simple().to_string();
     let buyers = plan_buyers(scenario, seed, &run_nonce[..12]);
-    let client = warmed_client(scenario, base_url, buyers.len()).await;
+    let client = warmed_client(scenario, driver.base_url(), buyers.len()).await;
     let origin = Instant::now();
     let clock_origin_at = OffsetDateTime::now_utc();
     let doors_open = origin + scenario.arrival.open_after();
@@ -304,25 +573,29 @@ async fn run_against(
         TimelineContext {
             origin,
             doors_open,
-            cap: scenario.sale.cap.as_option(),
+            cap,
             sale_id: sale_id.clone(),
             probe: probe.clone(),
         },
         end_rx.clone(),
     ));
     let sampler = tokio::spawn(sample_inventory(
-        admin.clone(),
+        driver.clone(),
         sale_id.clone(),
+        cap,
         origin,
         end_rx,
     ));
+    let buy = BuyTemplate::new(
+        &driver.profile().buy,
+        driver.base_url(),
+        &sale_id,
+        scenario.sale.products.first().map(|p| p.id.clone()),
+    );
     let LoadRun { history, generator } = run_load(
         client,
         scenario,
-        &LoadTarget {
-            base_url: base_url.to_owned(),
-            sale_id: sale_id.clone(),
-        },
+        &LoadTarget { buy: Arc::new(buy) },
         buyers,
         origin,
         doors_open,
@@ -341,13 +614,14 @@ async fn run_against(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let settled = settle(
-        &admin,
+        driver,
         &sale_id,
+        cap,
         last_answer,
         scenario.checks.convergence_within,
     )
     .await;
-    let ledger = admin.ledger(&sale_id).await?;
+    let ledger = driver.ledger(&sale_id, cap).await?;
     let on_clock = |at: OffsetDateTime| (at - clock_origin_at).whole_microseconds() as i64;
     Ok(Measured {
         sale_window: SaleWindow {
@@ -355,6 +629,7 @@ async fn run_against(
             closes_at_us: on_clock(sale.ends_at),
         },
         sale_id,
+        cap,
         history,
         ledger,
         timeline,
@@ -368,8 +643,9 @@ async fn run_against(
 /// Reads the inventory view every [`SAMPLE_EVERY`] until the run ends. A failed reading (the
 /// server's database down, say) is recorded as such, not dropped.
 async fn sample_inventory(
-    admin: AdminClient,
+    driver: Driver,
     sale_id: String,
+    cap: Option<u64>,
     origin: Instant,
     mut end: watch::Receiver<bool>,
 ) -> Vec<InventorySample> {
@@ -381,7 +657,7 @@ async fn sample_inventory(
             _ = ticker.tick() => {}
             _ = end.changed() => return samples,
         }
-        let reading = admin.inventory(&sale_id).await;
+        let reading = driver.view(&sale_id, cap).await;
         let at_us = origin.elapsed().as_micros() as u64;
         samples.push(match reading {
             Ok(view) => InventorySample {
@@ -407,14 +683,15 @@ async fn sample_inventory(
 /// for INV-6. A view that agrees at the first reading ends the wait at once, so a converged run
 /// costs one request here.
 async fn settle(
-    admin: &AdminClient,
+    driver: &Driver,
     sale_id: &str,
+    cap: Option<u64>,
     last_answer: Instant,
     deadline: Duration,
 ) -> Option<SettledInventory> {
     let mut last = None;
     loop {
-        if let Ok(view) = admin.inventory(sale_id).await {
+        if let Ok(view) = driver.view(sale_id, cap).await {
             let waited_ms = last_answer.elapsed().as_millis() as u64;
             let converged = converged(&view);
             last = Some(SettledInventory { view, waited_ms });

@@ -20,6 +20,8 @@ use flashsale_harness::history::{Attempt, Outcome};
 use flashsale_harness::latency::{LatencyStats, new_histogram, record};
 use flashsale_harness::load::buyers::{self as load, LoadProbe, LoadTarget};
 use flashsale_harness::load::health::GeneratorReport;
+use flashsale_harness::load::request::BuyTemplate;
+use flashsale_harness::profile::Profile;
 use flashsale_harness::scenario::Scenario;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -95,8 +97,12 @@ timeout = "5s"
         client,
         &scenario,
         &LoadTarget {
-            base_url,
-            sale_id: "s".to_owned(),
+            buy: Arc::new(BuyTemplate::new(
+                &Profile::openapi("t").buy,
+                &base_url,
+                "s",
+                None,
+            )),
         },
         buyers,
         origin,

@@ -9,11 +9,13 @@ mod run;
 mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use flashsale_mutants::InventoryStrategy;
 
-use crate::run::TargetChoice;
+use crate::profile::Profile;
+use crate::run::{TargetChoice, TargetProfile};
 use crate::target::Dependencies;
 
 /// Fires concurrent buyers at a flash-sale server, records every attempt, and proves that
@@ -166,9 +168,16 @@ pub struct ServerArgs {
     /// URL of a running server to test instead of the in-process reference server.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
-    /// Admin bearer token of the --target server.
+    /// Admin bearer token of the --target server (a server implementing server/openapi.json;
+    /// a --profile may use it as ${FLASHSALE_ADMIN_TOKEN}).
     #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Target profile (TOML) describing a service whose API is not server/openapi.json: how a
+    /// sale is set up, how a buy is sent and its answer read, where the ground truth is
+    /// (docs/profiles.md; examples in targets/). With --target, the service at that URL; without,
+    /// the harness starts the service from the profile's [service] section.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
     /// Inventory strategy of the in-process reference server: redis (default), postgres, or a
     /// deliberately broken one to see the checker catch it: broken-naive, broken-seed,
     /// oversell-at-boundary, ack-without-order, order-answered-sold-out, racy-idempotency,
@@ -197,6 +206,11 @@ pub struct RunArgs {
     /// <out>/repeat.json.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
+    /// Do everything a run does before its load — reach or start the target, create and open
+    /// the sale, read the ground truth and the counters once — then stop: checks a profile
+    /// against a live service without sending a buy.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Runs the command, returns its exit status.
@@ -210,34 +224,71 @@ pub async fn dispatch(command: Command) -> i32 {
     }
 }
 
-/// The server the `run` and `explore` flags name: `--target` (with its admin token) or the
-/// in-process reference server with `--inventory`; naming both is refused.
+/// The server the `run`, `explore` and `verify` flags name: `--target` (with a `--profile`, or
+/// the admin token of a server implementing the contract), a `--profile` whose service the
+/// harness starts, or the in-process reference server with `--inventory`.
 pub(crate) fn target_choice(
     server: ServerArgs,
     keep_database: bool,
-) -> Result<TargetChoice, &'static str> {
+) -> Result<TargetChoice, String> {
     let ServerArgs {
         target,
         admin_token,
+        profile,
         inventory,
     } = server;
-    match (target, inventory) {
-        (Some(_), Some(_)) => Err(
-            "--inventory selects the strategy of the in-process reference server; a --target \
-             server runs whatever it runs. Drop one of the two.",
-        ),
+    if inventory.is_some() && (target.is_some() || profile.is_some()) {
+        return Err(
+            "--inventory selects the strategy of the in-process reference server; a \
+                    --target or --profile server runs whatever it runs. Drop one of the two."
+                .to_owned(),
+        );
+    }
+    let profile = match profile {
+        None => None,
+        Some(path) => {
+            let token = admin_token.clone();
+            let vars = move |name: &str| match (name, &token) {
+                ("FLASHSALE_ADMIN_TOKEN", Some(token)) => Some(token.clone()),
+                _ => std::env::var(name).ok(),
+            };
+            Some(Arc::new(
+                Profile::load(&path, &vars).map_err(|e| e.to_string())?,
+            ))
+        }
+    };
+    match (target, profile) {
+        (Some(base_url), Some(profile)) => Ok(TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::File(profile),
+        }),
         (Some(base_url), None) => match admin_token {
             Some(admin_token) => Ok(TargetChoice::Url {
                 base_url,
-                admin_token,
+                profile: TargetProfile::Contract { admin_token },
             }),
             None => Err(
                 "--target needs the server's admin token to create the sale and read back its \
-                 ledger: pass --admin-token or set FLASHSALE_ADMIN_TOKEN",
+                 ledger: pass --admin-token or set FLASHSALE_ADMIN_TOKEN (or describe a service \
+                 whose API is not server/openapi.json with --profile FILE)"
+                    .to_owned(),
             ),
         },
-        (None, strategy) => Ok(TargetChoice::InProcess {
-            strategy: strategy.unwrap_or(InventoryStrategy::Redis),
+        (None, Some(profile)) => {
+            if profile.service.is_none() {
+                return Err(format!(
+                    "profile {} has no [service] section, so the harness cannot start the service: \
+                     pass --target with the URL of your running service",
+                    profile.source
+                ));
+            }
+            Ok(TargetChoice::Service {
+                profile,
+                keep_database,
+            })
+        }
+        (None, None) => Ok(TargetChoice::InProcess {
+            strategy: inventory.unwrap_or(InventoryStrategy::Redis),
             deps: Dependencies::from_env(),
             keep_database,
         }),
@@ -251,7 +302,17 @@ fn target_label(target: &TargetChoice) -> String {
         TargetChoice::InProcess { strategy, .. } => {
             format!("the in-process reference server ({strategy})")
         }
-        TargetChoice::Url { base_url, .. } => base_url.clone(),
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::Contract { .. },
+        } => base_url.clone(),
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::File(profile),
+        } => format!("{base_url} (profile {})", profile.source),
+        TargetChoice::Service { profile, .. } => {
+            format!("the service of profile {}", profile.source)
+        }
     }
 }
 

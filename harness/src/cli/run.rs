@@ -34,6 +34,9 @@ pub async fn run(args: RunArgs) -> i32 {
         scenario.buyers.count,
         target_label(&target)
     );
+    if args.dry_run {
+        return dry_run(&scenario, target).await;
+    }
     if args.repeat > 1 {
         return run_series(scenario, target, args.seed, args.out, args.repeat).await;
     }
@@ -140,5 +143,43 @@ async fn run_series(
         exit::THRESHOLD_FAILED
     } else {
         exit::HELD
+    }
+}
+
+/// `--dry-run`: the run up to its load, and what it found.
+async fn dry_run(scenario: &Scenario, target: TargetChoice) -> i32 {
+    match run::dry_run(scenario, target).await {
+        Ok(found) => {
+            let figure = |v: Option<i64>| v.map_or("not reported".to_owned(), |v| v.to_string());
+            println!("dry run against {}: no buy was sent", found.target);
+            println!(
+                "  set-up: sale {} created and opened (cap {})",
+                found.sale_id,
+                found.cap.map_or("unlimited".to_owned(), |c| c.to_string())
+            );
+            println!(
+                "  ground truth: read, {} orders, {} units in orders",
+                found.orders, found.view.units_in_orders
+            );
+            if found.has_counters {
+                println!(
+                    "  counters: quantity_sold {}, counter {}",
+                    figure(found.view.quantity_sold),
+                    figure(found.view.redis_counter)
+                );
+            } else {
+                println!("  counters: none in the profile, INV-6 will be NOT CHECKED");
+            }
+            if !found.keys_sent {
+                println!(
+                    "  idempotency keys: not sent ([buy] has no {{idempotency_key}}), INV-4 will be NOT CHECKED"
+                );
+            }
+            exit::HELD
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit::SETUP
+        }
     }
 }

@@ -34,7 +34,7 @@ use proptest::test_runner::{
 use tokio::runtime::Handle;
 
 use self::generate::{GenProfile, describe};
-use crate::run::{self, RunError, RunOptions, TargetChoice};
+use crate::run::{self, RunError, RunOptions, TargetChoice, TargetProfile};
 use crate::scenario::{Cap, Scenario};
 use crate::target::{InProcessServer, ServerOverrides};
 
@@ -165,7 +165,9 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
     let case_target = match &shared {
         Some(server) => TargetChoice::Url {
             base_url: server.base_url.clone(),
-            admin_token: server.admin_token.clone(),
+            profile: TargetProfile::Contract {
+                admin_token: server.admin_token.clone(),
+            },
         },
         None => options.target.clone(),
     };
@@ -325,9 +327,17 @@ fn run_case(
 /// `--inventory STRATEGY`, and the case's seed.
 pub fn replay_command(path: &Path, target: &TargetChoice, seed: Option<u64>) -> String {
     let server = match target {
-        TargetChoice::Url { base_url, .. } => {
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::Contract { .. },
+        } => {
             format!("--target {base_url} --admin-token <YOUR-ADMIN-TOKEN>")
         }
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::File(profile),
+        } => format!("--target {base_url} --profile {}", profile.source),
+        TargetChoice::Service { profile, .. } => format!("--profile {}", profile.source),
         TargetChoice::InProcess { strategy, .. } => format!("--inventory {}", strategy.name()),
     };
     let seed = seed.map(|s| format!(" --seed {s}")).unwrap_or_default();
@@ -409,7 +419,9 @@ mod tests {
         let path = Path::new("out/minimal.toml");
         let url = TargetChoice::Url {
             base_url: "http://shop:8080".to_owned(),
-            admin_token: "secret".to_owned(),
+            profile: TargetProfile::Contract {
+                admin_token: "secret".to_owned(),
+            },
         };
         let line = replay_command(path, &url, Some(9));
         assert_eq!(

@@ -34,6 +34,18 @@ pub struct FaultEnvironment {
     /// Redis as the harness reaches it directly (never through the proxy), for rollbacks and
     /// script flushes.
     pub redis_url: String,
+    /// The sale's counter in that Redis, for NEM-rollback; `None` uses the reference server's
+    /// key (`flash_sale:{<sale>}:inventory:sold`, counting units sold).
+    pub counter: Option<CounterKey>,
+}
+
+/// Where a service keeps its counter of a sale in Redis, and which way it counts.
+#[derive(Debug, Clone)]
+pub struct CounterKey {
+    /// The key, with `{sale_id}` filled per run.
+    pub key: crate::profile::Template,
+    /// The counter holds units remaining (counts down), not units sold: a rollback then adds.
+    pub counts_remaining: bool,
 }
 
 /// What the timeline did.
@@ -181,7 +193,15 @@ async fn apply(fault: &FaultSpec, env: &FaultEnvironment, sale_id: &str) -> Resu
         }
         FaultKind::Rollback => {
             let by = fault.rollback_by.unwrap_or(0) as i64;
-            let (from, to) = rollback(&env.redis_url, sale_id, by)
+            let (key, counts_remaining) = match &env.counter {
+                Some(counter) => {
+                    let mut values = crate::profile::Values::new();
+                    values.insert("sale_id", serde_json::Value::from(sale_id));
+                    (counter.key.render(&values), counter.counts_remaining)
+                }
+                None => (format!("flash_sale:{{{sale_id}}}:inventory:sold"), false),
+            };
+            let (from, to) = rollback(&env.redis_url, &key, by, counts_remaining)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(format!("counter set back from {from} to {to}"))
@@ -254,17 +274,26 @@ async fn redis_command(url: &str, cmd: &redis::Cmd) -> redis::RedisResult<redis:
     cmd.query_async(&mut conn).await
 }
 
-/// Sets the sale's counter back by `by` units (never below zero), standing in for a failover to
-/// a replica that had not seen the latest claims (HAZ-3).
-async fn rollback(url: &str, sale_id: &str, by: i64) -> redis::RedisResult<(i64, i64)> {
-    let key = format!("flash_sale:{{{sale_id}}}:inventory:sold");
+/// Sets the sale's counter back by `by` units of sales (never below zero sold), standing in for a
+/// failover to a replica that had not seen the latest claims (HAZ-3). A counter of units
+/// remaining is set back by adding.
+async fn rollback(
+    url: &str,
+    key: &str,
+    by: i64,
+    counts_remaining: bool,
+) -> redis::RedisResult<(i64, i64)> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let current: Option<i64> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+    let current: Option<i64> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
     let from = current.unwrap_or(0);
-    let to = (from - by).max(0);
+    let to = if counts_remaining {
+        from + by
+    } else {
+        (from - by).max(0)
+    };
     let _: () = redis::cmd("SET")
-        .arg(&key)
+        .arg(key)
         .arg(to)
         .query_async(&mut conn)
         .await?;

@@ -160,7 +160,16 @@ impl fmt::Debug for FaultProxy {
 impl FaultProxy {
     /// Listens on 127.0.0.1:0, forwards to `upstream` (e.g. "127.0.0.1:6379").
     pub async fn start(upstream: SocketAddr) -> io::Result<FaultProxy> {
-        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(
+            upstream,
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        )
+        .await
+    }
+
+    /// Starts a proxy listening on `listen` (a fixed local port a service is configured with).
+    pub async fn start_on(upstream: SocketAddr, listen: SocketAddr) -> io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             fault: watch::Sender::new(FaultState {

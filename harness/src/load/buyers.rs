@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::health::{CpuClock, GeneratorStats, ScheduleSample};
+use super::request::{BuyTemplate, PreparedBuy};
 use crate::history::{Attempt, Code, Outcome, micros_since};
 use crate::latency::LatencyClass;
 use crate::scenario::{Arrival, QuantitySpec, Scenario};
@@ -66,11 +65,10 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
     buyers
 }
 
-/// Where to send buys.
+/// Where and how to send buys: the profile's `[buy]` bound to the run's sale.
 #[derive(Debug, Clone)]
 pub struct LoadTarget {
-    pub base_url: String,
-    pub sale_id: String,
+    pub buy: Arc<BuyTemplate>,
 }
 
 /// What the load has achieved so far, shared with the fault injector (whose triggers can depend
@@ -149,11 +147,7 @@ pub async fn run_load(
     let shooter = Arc::new(Shooter {
         client,
         permits: Semaphore::new(connections),
-        url: format!(
-            "{}/sales/{}/orders",
-            target.base_url.trim_end_matches('/'),
-            target.sale_id
-        ),
+        buy: target.buy.clone(),
         tries: scenario.requests.retries + 1,
         copies: scenario.buyers.copies.max(1),
         timeout: scenario.requests.timeout,
@@ -244,7 +238,7 @@ pub async fn run_load(
 struct Shooter {
     client: reqwest::Client,
     permits: Semaphore,
-    url: String,
+    buy: Arc<BuyTemplate>,
     tries: u32,
     /// How many copies of each buyer's request leave at once (same key, same body).
     copies: u32,
@@ -282,16 +276,12 @@ impl Shooter {
     /// unknown outcome. Returns the attempts and the first try's schedule sample.
     async fn buy(&self, buyer: &Buyer, intended: Instant) -> (Vec<Attempt>, ScheduleSample) {
         let woke = Instant::now();
-        let body = match &buyer.product_id {
-            Some(product) => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity, "product_id": product}),
-            None => json!({"buyer_id": buyer.buyer_id, "quantity": buyer.quantity}),
-        }
-        .to_string();
+        let request = self.buy.prepare(buyer);
         let mut attempts = Vec::with_capacity(1);
         let mut intended = intended;
         let mut sample = None;
         for try_number in 0..self.tries {
-            let attempt = self.send_once(buyer, &body, try_number, intended).await;
+            let attempt = self.send_once(buyer, &request, try_number, intended).await;
             self.probe.record(&attempt);
             sample.get_or_insert(ScheduleSample {
                 intended_us: attempt.intended_us,
@@ -313,7 +303,7 @@ impl Shooter {
     async fn send_once(
         &self,
         buyer: &Buyer,
-        body: &str,
+        prepared: &PreparedBuy,
         try_number: u32,
         intended: Instant,
     ) -> Attempt {
@@ -324,22 +314,23 @@ impl Shooter {
             .expect("the semaphore is never closed");
         let sent = Instant::now();
         self.probe.sent.fetch_add(1, Ordering::Relaxed);
-        let request = self
+        let mut request = self
             .client
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", &buyer.idempotency_key)
-            .body(body.to_owned())
-            .send();
+            .request(prepared.method.clone(), &prepared.url)
+            .headers(prepared.headers.clone());
+        if let Some(body) = &prepared.body {
+            request = request.body(body.clone());
+        }
+        let request = request.send();
         let answer = tokio::time::timeout(self.timeout, async {
             let response = request.await?;
-            let status = response.status();
+            let status = response.status().as_u16();
             let bytes = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, bytes))
         })
         .await;
         let completed = Instant::now();
-        let (outcome, status, code, order_id) = classify(answer);
+        let (outcome, status, code, order_id) = classify(answer, &self.buy);
         Attempt {
             seq: 0,
             buyer: buyer.buyer_id.clone(),
@@ -383,11 +374,11 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 
 type Classified = (Outcome, Option<u16>, Option<Code>, Option<String>);
 
-/// Maps an answer to an outcome. Only a 201 with an order id is `ok`; a 4xx is a definite no
-/// (except 408, which says nothing about whether the order was made); everything else — 5xx,
-/// timeouts, broken connections, malformed answers — is `unknown`.
+/// Maps an answer to an outcome: a transport failure or a timeout is `unknown` (the request may
+/// have been acted on); an answer that arrived is read by the profile's rules.
 fn classify(
-    answer: Result<Result<(StatusCode, bytes::Bytes), reqwest::Error>, tokio::time::error::Elapsed>,
+    answer: Result<Result<(u16, bytes::Bytes), reqwest::Error>, tokio::time::error::Elapsed>,
+    buy: &BuyTemplate,
 ) -> Classified {
     let (status, bytes) = match answer {
         Err(_) => return (Outcome::Unknown, None, Some(Code::new("timeout")), None),
@@ -403,33 +394,8 @@ fn classify(
         }
         Ok(Ok(answer)) => answer,
     };
-    let code = status.as_u16();
-    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
-    if status == StatusCode::CREATED {
-        let order_id = json
-            .as_ref()
-            .and_then(|v| v["order_id"].as_str())
-            .map(str::to_owned);
-        return match order_id {
-            Some(id) => (Outcome::Ok, Some(code), None, Some(id)),
-            None => (
-                Outcome::Unknown,
-                Some(code),
-                Some(Code::new("bad_response")),
-                None,
-            ),
-        };
-    }
-    let error_code = json
-        .as_ref()
-        .and_then(|v| v["error"]["code"].as_str())
-        .map(Code::new);
-    if status.is_client_error() && status != StatusCode::REQUEST_TIMEOUT {
-        let code_text = error_code.unwrap_or_else(|| Code::from(format!("http_{code}")));
-        return (Outcome::Rejected, Some(code), Some(code_text), None);
-    }
-    let code_text = error_code.unwrap_or_else(|| Code::from(format!("http_{code}")));
-    (Outcome::Unknown, Some(code), Some(code_text), None)
+    let (outcome, code, order_id) = buy.classify(status, &bytes);
+    (outcome, Some(status), code, order_id)
 }
 
 #[cfg(test)]
@@ -438,12 +404,12 @@ mod tests {
     use crate::scenario::Scenario;
 
     fn ok(status: u16, body: &str) -> Classified {
-        classify(Ok(Ok((
-            StatusCode::from_u16(status).unwrap(),
-            bytes::Bytes::from(body.to_owned()),
-        ))))
+        let profile = crate::profile::Profile::openapi("t");
+        let buy = BuyTemplate::new(&profile.buy, "http://127.0.0.1:1", "s", None);
+        classify(Ok(Ok((status, bytes::Bytes::from(body.to_owned())))), &buy)
     }
 
+    /// The built-in openapi profile reads answers exactly as the harness did before profiles.
     #[test]
     fn only_a_201_with_an_order_id_is_ok_and_5xx_is_unknown() {
         assert_eq!(ok(201, r#"{"order_id":"o1"}"#).0, Outcome::Ok);

@@ -2,6 +2,7 @@
 //!
 //! - [`schedule`]: when each buyer of an arrival model is meant to send;
 //! - [`buyers`]: the buyer driver (plans the buyers, fires them, records every attempt);
+//! - [`request`]: one buyer's request as the target's profile shapes it, and its answer read;
 //! - [`health`]: the generator's self-check (schedule lag, CPU), which says whether a run's
 //!   latencies are the server's;
 //! - [`progress`]: the live progress line on stderr;
@@ -11,4 +12,5 @@ pub mod blast;
 pub mod buyers;
 pub mod health;
 pub mod progress;
+pub mod request;
 pub mod schedule;

@@ -174,6 +174,7 @@ pub struct OrderFields {
 
 /// Where the sale's orders are read after the run.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per profile
 pub enum GroundTruth {
     Http {
         call: HttpCall,

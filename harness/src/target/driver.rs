@@ -547,8 +547,8 @@ fn sql_error(what: &str, call: &SqlCall, error: sqlx::Error) -> TargetError {
 
 fn excerpt(value: &Value) -> String {
     let text = value.to_string();
-    if text.len() > 300 {
-        format!("{}…", &text[..text.floor_char_boundary(300)])
+    if text.chars().count() > 300 {
+        format!("{}…", text.chars().take(300).collect::<String>())
     } else {
         text
     }

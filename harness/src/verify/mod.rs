@@ -23,7 +23,7 @@ use self::battery::{Check, GENERATED, GENERATED_PROVOKES, Judge};
 use crate::conformance;
 use crate::explore::generate::{self, GenProfile};
 use crate::history::Outcome;
-use crate::run::{self, RunError, RunOptions, RunResult, TargetChoice};
+use crate::run::{self, RunError, RunOptions, RunResult, TargetChoice, TargetProfile};
 use crate::scenario::Scenario;
 use crate::target::{InProcessServer, ServerOverrides};
 
@@ -285,7 +285,18 @@ pub async fn verify(options: VerifyOptions) -> Result<VerifyReport, RunError> {
             "in-process reference server".to_owned(),
             Some(strategy.name().to_owned()),
         ),
-        TargetChoice::Url { base_url, .. } => (base_url.clone(), None),
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::Contract { .. },
+        } => (base_url.clone(), None),
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::File(profile),
+        } => (format!("{base_url} (profile {})", profile.source), None),
+        TargetChoice::Service { profile, .. } => (
+            format!("a service started from profile {}", profile.source),
+            None,
+        ),
     };
     let report = VerifyReport {
         schema_version: SCHEMA_VERSION,
@@ -369,8 +380,17 @@ impl Session<'_> {
             }
             TargetChoice::Url {
                 base_url,
-                admin_token,
+                profile: TargetProfile::Contract { admin_token },
             } => conformance::check(base_url, admin_token).await,
+            TargetChoice::Url { .. } | TargetChoice::Service { .. } => {
+                return Ok(CheckOutcome::skipped(
+                    battery::CONTRACT,
+                    battery::CONTRACT_PROVOKES,
+                    0,
+                    "the target is described by a profile; the contract check applies to servers \
+                     implementing server/openapi.json",
+                ));
+            }
         };
         let path = self.options.out_dir.join("contract.json");
         std::fs::create_dir_all(&self.options.out_dir)

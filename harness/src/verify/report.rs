@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CheckOutcome, Counterexample, Verdict, VerifyReport};
 use crate::explore::generate::describe;
-use crate::run::TargetChoice;
+use crate::run::{TargetChoice, TargetProfile};
 use crate::scenario::Scenario;
 
 /// What a replay command puts in place of the admin token, which verify never writes down.
@@ -18,9 +18,17 @@ pub const TOKEN_PLACEHOLDER: &str = "<YOUR-ADMIN-TOKEN>";
 pub fn target_flags(target: &TargetChoice) -> String {
     match target {
         TargetChoice::InProcess { strategy, .. } => format!("--inventory {}", strategy.name()),
-        TargetChoice::Url { base_url, .. } => {
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::Contract { .. },
+        } => {
             format!("--target {base_url} --admin-token {TOKEN_PLACEHOLDER}")
         }
+        TargetChoice::Url {
+            base_url,
+            profile: TargetProfile::File(profile),
+        } => format!("--target {base_url} --profile {}", profile.source),
+        TargetChoice::Service { profile, .. } => format!("--profile {}", profile.source),
     }
 }
 
@@ -240,7 +248,9 @@ mod tests {
         );
         let url = TargetChoice::Url {
             base_url: "http://shop:8080".into(),
-            admin_token: "secret".into(),
+            profile: TargetProfile::Contract {
+                admin_token: "secret".into(),
+            },
         };
         let command = replay_command(Path::new("c.toml"), 1, &url);
         assert_eq!(
