@@ -325,7 +325,20 @@ async fn start_target(
                 TargetProfile::Contract { .. } => base_url.clone(),
                 TargetProfile::File(p) => format!("{base_url} (profile {})", p.source),
             };
-            let driver = Driver::new(profile.profile(), &base_url, Default::default());
+            let profile = profile.profile();
+            // A service someone else started uses the database and Redis its [service] section
+            // names (as given: a fresh database only exists for a service the harness starts).
+            let mut context = crate::profile::Values::new();
+            if let Some(service) = &profile.service {
+                let render = |t: &Template| serde_json::Value::from(t.render(&Default::default()));
+                if let Some(url) = &service.database_url {
+                    context.insert("database_url", render(url));
+                }
+                if let Some(url) = &service.redis_url {
+                    context.insert("redis_url", render(url));
+                }
+            }
+            let driver = Driver::new(profile, &base_url, context);
             (None, driver, None, label)
         }
         TargetChoice::Service {
@@ -468,8 +481,12 @@ async fn start_service(
         env.redis_proxy = Some(proxy);
     }
     env.redis_url = addresses.redis_url.clone().unwrap_or_default();
+    let run_id = Uuid::new_v4().simple().to_string();
+    let mut fixed = crate::profile::Values::new();
+    fixed.insert("run_id", serde_json::Value::from(run_id.clone()));
     env.counter = service.counter_key.clone().map(|key: Template| CounterKey {
         key,
+        fixed: fixed.clone(),
         counts_remaining: service.counter_counts_remaining,
     });
 
@@ -493,8 +510,8 @@ async fn start_service(
         "flashsale: starting the service of profile {}",
         profile.source
     );
-    let started = StartedService::start(service, &addresses, fresh).await?;
-    let mut context = crate::profile::Values::new();
+    let started = StartedService::start(service, &addresses, fresh, &run_id).await?;
+    let mut context = fixed;
     if let Some(url) = &addresses.database_url {
         context.insert("database_url", serde_json::Value::from(url.clone()));
     }

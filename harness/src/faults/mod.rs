@@ -42,8 +42,10 @@ pub struct FaultEnvironment {
 /// Where a service keeps its counter of a sale in Redis, and which way it counts.
 #[derive(Debug, Clone)]
 pub struct CounterKey {
-    /// The key, with `{sale_id}` filled per run.
+    /// The key, with `{sale_id}` and `{run_id}` filled per run.
     pub key: crate::profile::Template,
+    /// The run's `run_id` (and anything else fixed for the run).
+    pub fixed: crate::profile::Values,
     /// The counter holds units remaining (counts down), not units sold: a rollback then adds.
     pub counts_remaining: bool,
 }
@@ -195,7 +197,7 @@ async fn apply(fault: &FaultSpec, env: &FaultEnvironment, sale_id: &str) -> Resu
             let by = fault.rollback_by.unwrap_or(0) as i64;
             let (key, counts_remaining) = match &env.counter {
                 Some(counter) => {
-                    let mut values = crate::profile::Values::new();
+                    let mut values = counter.fixed.clone();
                     values.insert("sale_id", serde_json::Value::from(sale_id));
                     (counter.key.render(&values), counter.counts_remaining)
                 }

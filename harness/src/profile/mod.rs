@@ -61,10 +61,17 @@ pub mod placeholders {
         "idempotency_key",
         "product_id",
     ];
-    pub const TRUTH: &[&str] = &["base_url", "sale_id", "cap", "database_url"];
+    pub const TRUTH: &[&str] = &["base_url", "run_id", "sale_id", "cap", "database_url"];
     pub const DATABASE: &[&str] = &["database_url"];
     pub const REDIS: &[&str] = &["redis_url"];
-    pub const SERVICE: &[&str] = &["service_port", "database_url", "redis_url", "base_url"];
+    pub const SERVICE: &[&str] = &[
+        "service_port",
+        "database_url",
+        "redis_url",
+        "base_url",
+        "run_id",
+    ];
+    pub const COUNTER_KEY: &[&str] = &["sale_id", "run_id"];
     pub const SERVICE_URL: &[&str] = &["service_port"];
 }
 
@@ -1166,7 +1173,7 @@ impl Reader<'_> {
             counter_key: r
                 .counter_key
                 .as_ref()
-                .map(|k| self.template("service.counter_key", k, &["sale_id"]))
+                .map(|k| self.template("service.counter_key", k, placeholders::COUNTER_KEY))
                 .transpose()?,
             counter_counts_remaining,
             redis_proxy_port: r.redis_proxy_port,

@@ -194,3 +194,14 @@ fn a_service_section_checks_its_placeholders() {
         "{err}"
     );
 }
+
+#[test]
+fn the_shipped_example_shop_profile_reads() {
+    let text = include_str!("../../../targets/example-shop.toml");
+    let profile = Profile::parse(text, "targets/example-shop.toml", &no_vars).unwrap();
+    assert!(profile.keys_sent());
+    assert!(matches!(profile.setup, Setup::Sql { open: Some(_), .. }));
+    assert!(matches!(profile.ground_truth, GroundTruth::Sql { .. }));
+    let service = profile.service.expect("a [service] section");
+    assert!(service.fresh_database && service.counter_counts_remaining);
+}

@@ -51,8 +51,11 @@ const MAX_PAGES: usize = 100_000;
 
 impl Driver {
     /// `context` adds to `base_url` what a started service's templates may name
-    /// (`database_url`, `redis_url`).
+    /// (`database_url`, `redis_url`, and the run's `run_id`, drawn here when absent).
     pub fn new(profile: Arc<Profile>, base_url: &str, mut context: Values) -> Self {
+        context
+            .entry("run_id")
+            .or_insert_with(|| Value::from(Uuid::new_v4().simple().to_string()));
         context.insert(
             "base_url",
             Value::from(base_url.trim_end_matches('/').to_owned()),
@@ -121,7 +124,6 @@ impl Driver {
         let rfc3339 = |t: OffsetDateTime| t.format(&Rfc3339).expect("a UTC time formats");
         let first = scenario.sale.products.first();
         let mut values = self.values(&[
-            ("run_id", Value::from(Uuid::new_v4().simple().to_string())),
             ("sale_name", Value::from(scenario.name.clone())),
             ("cap", cap.map(Value::from).unwrap_or(Value::Null)),
             (

@@ -91,6 +91,7 @@ impl StartedService {
         service: &Service,
         addresses: &ServiceAddresses,
         fresh_database: Option<(String, String)>,
+        run_id: &str,
     ) -> Result<StartedService, TargetError> {
         let port = free_port().map_err(|e| {
             TargetError::Setup(format!(
@@ -99,6 +100,7 @@ impl StartedService {
         })?;
         let mut values = Values::new();
         values.insert("service_port", Value::from(port));
+        values.insert("run_id", Value::from(run_id));
         let base_url = service.base_url.render(&values);
         values.insert("base_url", Value::from(base_url.trim_end_matches('/')));
         let text = |v: &Option<String>| v.clone().map(Value::from).unwrap_or(Value::Null);
