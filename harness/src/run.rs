@@ -253,6 +253,19 @@ async fn start_target(
         || scenario.postgres.proxy;
 
     let mut env = FaultEnvironment::default();
+    if scenario
+        .faults
+        .iter()
+        .any(|f| f.kind == FaultKind::KillService)
+        && !matches!(target, TargetChoice::Service { .. })
+    {
+        return Err(RunError::Setup(format!(
+            "scenario {} kills the service (kill-service), which the harness can only do to a \
+             service it starts from a profile's [service] section: run it with --profile FILE and \
+             no --target",
+            scenario.name
+        )));
+    }
     let (running, driver, strategy, label) = match target {
         TargetChoice::InProcess {
             strategy,
@@ -351,7 +364,7 @@ async fn start_target(
                 service.base_url, profile.source
             );
             (
-                Some(Running::Service(Box::new(service), keep_database)),
+                Some(Running::Service(service, keep_database)),
                 driver,
                 None,
                 label,
@@ -407,7 +420,7 @@ pub async fn dry_run(scenario: &Scenario, target: TargetChoice) -> Result<DryRun
 enum Running {
     InProcess(InProcessServer),
     /// With whether to keep its fresh database.
-    Service(Box<StartedService>, bool),
+    Service(Arc<StartedService>, bool),
 }
 
 /// Starts the profile's service for a run: the scenario's Redis container and fault proxies in
@@ -418,7 +431,7 @@ async fn start_service(
     scenario: &Scenario,
     profile: &Arc<Profile>,
     env: &mut FaultEnvironment,
-) -> Result<(StartedService, Driver), RunError> {
+) -> Result<(Arc<StartedService>, Driver), RunError> {
     let service = profile.service.as_ref().ok_or_else(|| {
         RunError::Setup(format!(
             "profile {} has no [service] section: pass --target with the URL of your running \
@@ -510,7 +523,8 @@ async fn start_service(
         "flashsale: starting the service of profile {}",
         profile.source
     );
-    let started = StartedService::start(service, &addresses, fresh, &run_id).await?;
+    let started = Arc::new(StartedService::start(service, &addresses, fresh, &run_id).await?);
+    env.service = Some(started.clone());
     let mut context = fixed;
     if let Some(url) = &addresses.database_url {
         context.insert("database_url", serde_json::Value::from(url.clone()));

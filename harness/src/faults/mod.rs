@@ -34,6 +34,8 @@ pub struct FaultEnvironment {
     /// Redis as the harness reaches it directly (never through the proxy), for rollbacks and
     /// script flushes.
     pub redis_url: String,
+    /// The service under test when the harness started it from a profile, for NEM-kill-service.
+    pub service: Option<Arc<crate::target::service::StartedService>>,
     /// The sale's counter in that Redis, for NEM-rollback; `None` uses the reference server's
     /// key (`flash_sale:{<sale>}:inventory:sold`, counting units sold).
     pub counter: Option<CounterKey>,
@@ -238,7 +240,17 @@ async fn apply(fault: &FaultSpec, env: &FaultEnvironment, sale_id: &str) -> Resu
             proxy(&env.pg_proxy, "PostgreSQL")?.set_fault(LinkFault::Reset);
             Ok("PostgreSQL connections reset and refused".to_owned())
         }
+        FaultKind::KillService => {
+            service(env)?.kill().await.map_err(|e| e.to_string())?;
+            Ok("SIGKILL the service".to_owned())
+        }
     }
+}
+
+fn service(env: &FaultEnvironment) -> Result<&crate::target::service::StartedService, String> {
+    env.service
+        .as_deref()
+        .ok_or_else(|| "the harness did not start the service (no profile [service])".to_owned())
 }
 
 async fn heal(fault: &FaultSpec, env: &FaultEnvironment) -> Result<String, String> {
@@ -261,6 +273,10 @@ async fn heal(fault: &FaultSpec, env: &FaultEnvironment) -> Result<String, Strin
         FaultKind::PgDown => {
             proxy(&env.pg_proxy, "PostgreSQL")?.set_fault(LinkFault::None);
             Ok("PostgreSQL reachable again".to_owned())
+        }
+        FaultKind::KillService => {
+            service(env)?.restart().await.map_err(|e| e.to_string())?;
+            Ok("service started again and ready".to_owned())
         }
         FaultKind::Rollback | FaultKind::FlushScripts => Ok(String::new()),
     }

@@ -63,6 +63,9 @@ pub enum FaultKind {
     Reset,
     /// NEM-pg-down: PostgreSQL unreachable.
     PgDown,
+    /// NEM-kill-service: SIGKILL the service under test (one the harness started from a
+    /// profile's `[service]`); `duration` later it is started again.
+    KillService,
 }
 
 impl FaultKind {
@@ -78,6 +81,7 @@ impl FaultKind {
             FaultKind::BlackholeReplies => "blackhole-replies",
             FaultKind::Reset => "reset",
             FaultKind::PgDown => "pg-down",
+            FaultKind::KillService => "kill-service",
         }
     }
 

@@ -212,7 +212,7 @@ impl StartedService {
     }
 
     /// Stops the service (SIGTERM, then SIGKILL after 5 s) and drops its fresh database.
-    pub async fn shutdown(self, keep_database: bool) {
+    pub async fn shutdown(&self, keep_database: bool) {
         if let Some(mut child) = self.child.lock().await.take() {
             if let Some(pid) = child.id() {
                 let _ = std::process::Command::new("kill")
