@@ -438,6 +438,18 @@ impl Session<'_> {
         Ok(outcome)
     }
 
+    /// Whether the target can run `scenario`: a service without unlimited sales (as its profile
+    /// states) cannot run an unlimited one, so such scenarios are left out rather than failing the
+    /// whole command at set-up.
+    fn expressible(&self, scenario: &Scenario) -> bool {
+        scenario.sale.cap != crate::scenario::Cap::Unlimited
+            || self
+                .options
+                .target
+                .profile()
+                .is_none_or(|p| p.rules.unlimited_sales)
+    }
+
     /// Repeats one check until it fails or its share ends (at least one run).
     async fn battery_check(
         &mut self,
@@ -446,12 +458,23 @@ impl Session<'_> {
         until: Instant,
     ) -> Result<CheckOutcome, RunError> {
         let started = Instant::now();
+        if !check.scenarios.iter().any(|s| self.expressible(s)) {
+            return Ok(CheckOutcome::skipped(
+                check.name,
+                check.provokes,
+                check.scenarios.len(),
+                "the target's profile has no unlimited sales ([rules] unlimited_sales = false)",
+            ));
+        }
         let mut outcome = CheckOutcome::empty(check.name, check.provokes, check.scenarios.len());
         let mut repetition = 0u32;
         loop {
             let scenario = &check.scenarios[repetition as usize % check.scenarios.len()];
             let seed = derive_seed(self.options.seed, position as u64, u64::from(repetition));
             repetition += 1;
+            if !self.expressible(scenario) {
+                continue;
+            }
             let failed = self
                 .one_run(check.name, check.judge, scenario, seed, &mut outcome)
                 .await?;
@@ -490,6 +513,9 @@ impl Session<'_> {
                 .new_tree(&mut runner)
                 .map_err(|e| RunError::Setup(format!("cannot generate a scenario: {e}")))?
                 .current();
+            if !self.expressible(&scenario) {
+                continue;
+            }
             case += 1;
             scenario.name = format!("verify-generated-{case}");
             let seed = derive_seed(self.options.seed, position as u64, u64::from(case));
