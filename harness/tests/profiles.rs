@@ -39,7 +39,14 @@ fn openapi_with(from: &str, to: &str, token: &str) -> Result<Profile, String> {
 }
 
 async fn run_with(server: &InProcessServer, profile: Profile) -> Result<run::RunResult, String> {
-    let out = tempfile::tempdir().unwrap();
+    run_into(server, profile, &tempfile::tempdir().unwrap()).await
+}
+
+async fn run_into(
+    server: &InProcessServer,
+    profile: Profile,
+    out: &tempfile::TempDir,
+) -> Result<run::RunResult, String> {
     run::run(RunOptions {
         scenario: small_scenario(),
         target: TargetChoice::Url {
