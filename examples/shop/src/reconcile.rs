@@ -1,14 +1,14 @@
 //! The correct variant's reconcile task: every [`RECONCILE_EVERY`], each open drop's Redis count
-//! becomes PostgreSQL's `stock - sold`, unless a purchase of that drop is in flight here.
+//! becomes PostgreSQL's `stock - sold` (nothing held), unless a purchase of that drop is in
+//! flight here.
 //!
 //! It is what makes Redis agree with PostgreSQL once load stops: after Redis restarted empty,
-//! after its count was set back, after units were stranded by a give-back that failed. While a
-//! purchase is in flight the count is off by that purchase's units, so the drop is left alone
-//! until the next round; writing it anyway would be safe (the figure can only be too high by the
-//! time it lands) but would not be exact.
+//! after its count was set back or set wrong, after a settlement or give-back was lost. While a
+//! purchase is in flight it holds units, so "nothing held" would be false: the drop is left
+//! alone until a round finds it quiet.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -37,9 +37,6 @@ pub async fn run(shop: Arc<Shop>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn round(shop: &Shop) -> Result<(), String> {
-    // Taken before the reading: a doubt that arose a quiet time before this is resolved by the
-    // writes below (see `gate::accounts`).
-    let read_at = Instant::now();
     let open = sqlx::query_as::<_, (i64, i64)>(
         "SELECT id, (stock - sold)::bigint FROM shop_drops WHERE is_open",
     )
@@ -51,10 +48,7 @@ async fn round(shop: &Shop) -> Result<(), String> {
     };
     for (id, left) in drops {
         let known = shop.drops.get(id);
-        if known
-            .as_ref()
-            .is_some_and(|drop| drop.accounts.in_flight() > 0)
-        {
+        if known.as_ref().is_some_and(|drop| drop.in_flight() > 0) {
             continue;
         }
         // One failure ends the round: Redis is away, and waiting out a timeout per drop helps
@@ -63,9 +57,6 @@ async fn round(shop: &Shop) -> Result<(), String> {
             .set(id, left)
             .await
             .map_err(|err| format!("writing drop {id}'s count: {err}"))?;
-        if let Some(drop) = known {
-            drop.accounts.clear_doubt(read_at);
-        }
     }
     Ok(())
 }

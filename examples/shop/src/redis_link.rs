@@ -35,10 +35,10 @@ pub struct RedisLink {
 
 struct Inner {
     client: redis::Client,
-    /// The connection in use and its generation, so that many calls failing on the same
+    /// The connection in use and its serial, so that many calls failing on the same
     /// connection replace it once, not once each.
     current: RwLock<(u64, ConnectionManager)>,
-    generations: AtomicU64,
+    serials: AtomicU64,
 }
 
 impl fmt::Debug for RedisLink {
@@ -65,7 +65,7 @@ impl RedisLink {
             inner: Arc::new(Inner {
                 client,
                 current: RwLock::new((0, conn)),
-                generations: AtomicU64::new(0),
+                serials: AtomicU64::new(0),
             }),
         })
     }
@@ -79,19 +79,19 @@ impl RedisLink {
         (guard.0, guard.1.clone())
     }
 
-    /// Replaces connection `generation` unless someone already did.
-    fn replace(&self, generation: u64) {
+    /// Replaces connection `serial` unless someone already did.
+    fn replace(&self, serial: u64) {
         let mut guard = self
             .inner
             .current
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if guard.0 != generation {
+        if guard.0 != serial {
             return;
         }
         match ConnectionManager::new_lazy_with_config(self.inner.client.clone(), manager_config()) {
             Ok(fresh) => {
-                let next = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                let next = self.inner.serials.fetch_add(1, Ordering::Relaxed) + 1;
                 *guard = (next, fresh);
             }
             Err(err) => tracing::warn!(%err, "could not make a fresh Redis connection"),
@@ -103,37 +103,39 @@ impl RedisLink {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let (generation, conn) = self.current();
+        let (serial, conn) = self.current();
         match tokio::time::timeout(limit, call(conn)).await {
-            Ok(Ok(value)) => Ok((generation, value)),
+            Ok(Ok(value)) => Ok((serial, value)),
             // The manager reconnects by itself after I/O errors.
             Ok(Err(err)) => Err(LinkFailure::Redis(err)),
             Err(_) => {
                 // The reply may still come, or never (a link that lost it): either way the
                 // connection's pairing of replies can no longer be trusted.
-                self.replace(generation);
+                self.replace(serial);
                 Err(LinkFailure::Timeout(limit))
             }
         }
     }
 
-    /// Runs `script` on `key` with `args` and a fresh nonce as the last argument. The script
+    /// Runs `script` on `keys` with `args` and a fresh nonce as the last argument. The script
     /// must reply with an array whose first element is that nonce; the rest is returned.
     pub async fn script(
         &self,
         script: &Script,
-        key: &str,
-        args: &[i64],
+        keys: &[String],
+        args: &[String],
         limit: Duration,
     ) -> Result<Vec<Value>, LinkFailure> {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let mut invocation = script.prepare_invoke();
-        invocation.key(key);
+        for key in keys {
+            invocation.key(key);
+        }
         for arg in args {
-            invocation.arg(*arg);
+            invocation.arg(arg);
         }
         invocation.arg(&nonce);
-        let (generation, reply): (u64, Value) = self
+        let (serial, reply): (u64, Value) = self
             .bounded(limit, |mut conn| async move {
                 invocation.invoke_async(&mut conn).await
             })
@@ -141,7 +143,7 @@ impl RedisLink {
         match split_nonce(reply) {
             Some((echoed, rest)) if echoed == nonce => Ok(rest),
             other => {
-                self.replace(generation);
+                self.replace(serial);
                 Err(LinkFailure::Mismatch(format!(
                     "expected nonce {nonce}, got {other:?}"
                 )))

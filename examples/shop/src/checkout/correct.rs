@@ -7,7 +7,7 @@
 //!    copies of one key wait for each other, and the later ones replay the first), the
 //!    customer's lock and limit, then `UPDATE ... sold = sold + units` guarded by the window and
 //!    `sold + units <= stock` (a sale that does not fit cannot be written), then the purchase.
-//! 4. Units the gate took for a purchase that was not made go back to it.
+//! 4. Units the gate took are settled once sold, or go back to it if the purchase was not made.
 
 use sqlx::PgPool;
 
@@ -30,8 +30,8 @@ pub async fn checkout(
     if request.sku != drop.sku {
         return Ok(Outcome::WrongSku);
     }
-    let _in_flight = drop.accounts.enter();
-    match shop.gate.pass(drop, i64::from(request.units)).await {
+    let _in_flight = drop.enter();
+    match shop.gate.pass(drop.id, i64::from(request.units)).await {
         Verdict::SoldOut => Ok(Outcome::SoldOut),
         Verdict::AskDatabase => {
             match within_deadline(room_for(&shop.pool, drop.id, request)).await? {
@@ -45,11 +45,11 @@ pub async fn checkout(
             match &sold {
                 Ok(Outcome::Confirmed {
                     replayed: false, ..
-                }) => hold.settle(),
+                }) => shop.gate.settle(drop.id, hold).await,
                 // Refused, replayed, failed or of unknown fate: the units go back. If an
                 // unknown fate was in fact a sale, the count is now too high, which only sends a
                 // buyer to PostgreSQL to be refused there.
-                _ => shop.gate.give_back(drop, hold).await,
+                _ => shop.gate.give_back(drop.id, hold).await,
             }
             sold
         }
