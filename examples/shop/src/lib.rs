@@ -16,6 +16,7 @@ pub mod redis_link;
 pub mod schema;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 pub use config::{Cli, Config, ConfigError, Variant};
@@ -35,8 +36,9 @@ use redis_link::RedisLink;
 
 /// PostgreSQL connections. On a small machine more only queue inside PostgreSQL instead.
 const POOL_SIZE: u32 = 16;
-/// How long a checkout waits for a free connection before it is answered 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a checkout waits for a free connection before it is answered 503: as long as it
+/// would wait for PostgreSQL itself.
+const ACQUIRE_TIMEOUT: Duration = checkout::DATABASE_DEADLINE;
 /// How long start-up waits for PostgreSQL's first connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,6 +70,23 @@ pub struct Shop {
     pub(crate) link: RedisLink,
     pub(crate) redis_prefix: String,
     pub(crate) variant: Variant,
+}
+
+/// How many connections may wait to be accepted. A flash sale opens with every buyer
+/// connecting at once; with the usual 128, the kernel drops the SYNs past it and those buyers
+/// wait a whole second for their retransmission.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with a backlog fit for a burst of buyers ([`LISTEN_BACKLOG`]).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Connects PostgreSQL, creates the schema if missing, then serves on `listener` until

@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match flashsale_example_shop::bind(config.listen) {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!(
