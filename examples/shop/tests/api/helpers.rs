@@ -26,17 +26,27 @@ pub fn redis_url() -> String {
     std::env::var("SHOP_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/".to_owned())
 }
 
+/// The test PostgreSQL's address, for a proxy in front of it.
+pub fn postgres_addr() -> SocketAddr {
+    address_in(&postgres(), "postgres://", "SHOP_TEST_POSTGRES")
+}
+
 /// The test Redis's address, for a proxy in front of it.
 pub fn redis_addr() -> SocketAddr {
-    let url = redis_url();
-    let host_port = url
-        .trim_start_matches("redis://")
+    address_in(&redis_url(), "redis://", "SHOP_TEST_REDIS")
+}
+
+/// `IP:PORT` out of `scheme[user@]IP:PORT[/...]`.
+fn address_in(url: &str, scheme: &str, variable: &str) -> SocketAddr {
+    let authority = url
+        .trim_start_matches(scheme)
         .split('/')
         .next()
         .unwrap_or_default();
-    host_port
-        .parse()
-        .unwrap_or_else(|_| panic!("SHOP_TEST_REDIS {url:?} is not redis://IP:PORT/"))
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    host_port.parse().unwrap_or_else(|_| {
+        panic!("{variable} {url:?} does not name IP:PORT (a proxy needs an address)")
+    })
 }
 
 /// The sku every test drop sells unless a test says otherwise.
@@ -141,7 +151,19 @@ impl TestShop {
 
     /// A shop whose Redis is `shop_redis` (the test itself always uses the real one).
     pub async fn start_with(variant: Variant, shop_redis: &str) -> Self {
-        Self::start_on(TestDatabase::create().await, variant, shop_redis).await
+        Self::start_on(TestDatabase::create().await, variant, shop_redis, None).await
+    }
+
+    /// A shop that reaches PostgreSQL through `postgres_via` (a proxy in front of the test
+    /// PostgreSQL); the test's own connections go straight to it.
+    pub async fn start_via(variant: Variant, postgres_via: SocketAddr) -> Self {
+        Self::start_on(
+            TestDatabase::create().await,
+            variant,
+            &redis_url(),
+            Some(postgres_via),
+        )
+        .await
     }
 
     /// A correct and a broken shop on one database (each with its own drops and Redis prefix),
@@ -149,21 +171,30 @@ impl TestShop {
     /// of two, which is most of a small test's time.
     pub async fn start_both() -> (Self, Self) {
         let database = TestDatabase::create().await;
-        let correct = Self::start_on(database.clone(), Variant::Correct, &redis_url()).await;
-        let broken = Self::start_on(database, Variant::Broken, &redis_url()).await;
+        let correct = Self::start_on(database.clone(), Variant::Correct, &redis_url(), None).await;
+        let broken = Self::start_on(database, Variant::Broken, &redis_url(), None).await;
         (correct, broken)
     }
 
-    async fn start_on(database: Arc<TestDatabase>, variant: Variant, shop_redis: &str) -> Self {
+    async fn start_on(
+        database: Arc<TestDatabase>,
+        variant: Variant,
+        shop_redis: &str,
+        postgres_via: Option<SocketAddr>,
+    ) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database_url = database.url();
+        let shop_database_url = match postgres_via {
+            Some(via) => format!("postgres://postgres@{via}/{}", database.name),
+            None => database_url.clone(),
+        };
         let prefix = format!("shop-test-{id}");
 
         let listener = bind(([127, 0, 0, 1], 0).into()).expect("bind a port");
         let addr = listener.local_addr().expect("bound");
         let config = Config {
             listen: addr,
-            database_url: database_url.clone(),
+            database_url: shop_database_url,
             redis_url: shop_redis.to_owned(),
             redis_prefix: prefix.clone(),
             variant,

@@ -7,6 +7,7 @@ mod proxy;
 
 mod idempotency;
 mod limits;
+mod postgres_outage;
 mod redis_gate;
 mod requests;
 mod sale;

@@ -1,9 +1,10 @@
-//! A TCP proxy to put between the shop and Redis, which can slow the link down (every chunk
-//! held back) or cut every connection through it, as a flaky network would.
+//! A TCP proxy to put between the shop and Redis or PostgreSQL, which can slow the link down
+//! (every chunk held back), cut every connection through it, or refuse connections for a
+//! while, as a flaky network would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 pub struct LinkProxy {
     pub addr: SocketAddr,
     delay_ms: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
     cuts: watch::Sender<u64>,
     accepting: JoinHandle<()>,
 }
@@ -25,11 +27,16 @@ impl LinkProxy {
             .expect("bind the proxy");
         let addr = listener.local_addr().expect("bound");
         let delay_ms = Arc::new(AtomicU64::new(0));
+        let down = Arc::new(AtomicBool::new(false));
         let (cuts, _) = watch::channel(0);
         let accepting = tokio::spawn({
-            let (delay_ms, cuts) = (delay_ms.clone(), cuts.clone());
+            let (delay_ms, down, cuts) = (delay_ms.clone(), down.clone(), cuts.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
+                    if down.load(Ordering::Relaxed) {
+                        // Closed at once: the peer sees its connection refused by the far end.
+                        continue;
+                    }
                     let (delay_ms, mut cut) = (delay_ms.clone(), cuts.subscribe());
                     tokio::spawn(async move {
                         let Ok(server) = TcpStream::connect(upstream).await else {
@@ -50,6 +57,7 @@ impl LinkProxy {
         Self {
             addr,
             delay_ms,
+            down,
             cuts,
             accepting,
         }
@@ -59,6 +67,14 @@ impl LinkProxy {
     pub fn set_delay(&self, delay: Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// While down, every connection open is cut and new ones are closed at once.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+        if down {
+            self.cut();
+        }
     }
 
     /// Closes every connection open through the proxy; new ones are accepted.
