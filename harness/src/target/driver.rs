@@ -46,6 +46,9 @@ pub struct Driver {
     pools: Arc<Mutex<HashMap<String, PgPool>>>,
 }
 
+/// `decided_by` of an order whose service does not say which path decided it.
+const NOT_REPORTED: &str = "not reported";
+
 /// How many pages of an HTTP export are followed before the harness assumes the paging loops.
 const MAX_PAGES: usize = 100_000;
 
@@ -606,7 +609,9 @@ fn order_from_json(
         buyer_id: field(&fields.buyer_id, "buyer_id")?,
         quantity,
         idempotency_key: optional(&fields.idempotency_key),
-        decided_by: optional(&fields.decided_by),
+        decided_by: Some(optional(&fields.decided_by))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| NOT_REPORTED.to_owned()),
         created_at: optional(&fields.created_at),
     })
 }
