@@ -187,7 +187,7 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
         .partition(|a| limits.room(&a.buyer, a.quantity));
     let demand = EligibleDemand::of(index, from, &limits);
 
-    let per_buyer = match limits.described() {
+    let per_buyer = match limits.rules.described_limits() {
         Some(limit) => format!(
             " within the per-buyer limit of {limit} ({} requests beyond it; {} sold-out answers \
              to buyers it left no room)",
@@ -423,14 +423,6 @@ impl<'a> Limits<'a> {
     fn room(&self, buyer: &str, quantity: u32) -> bool {
         let (units, orders) = self.held.get(buyer).copied().unwrap_or_default();
         self.rules.room_for(units, orders, quantity)
-    }
-
-    /// "3 units", "1 order", …; `None` when there is no per-buyer limit.
-    fn described(&self) -> Option<String> {
-        let units = self.rules.per_buyer_units.map(|u| format!("{u} units"));
-        let orders = self.rules.per_buyer_orders.map(|n| format!("{n} orders"));
-        let parts: Vec<String> = units.into_iter().chain(orders).collect();
-        (!parts.is_empty()).then(|| parts.join(" and "))
     }
 }
 
@@ -1125,7 +1117,7 @@ mod tests {
         assert_eq!(
             result.summary,
             "cap 6, 3 units sold, 3 left; 6 sold-out answers; eligible demand 3 units within the \
-             per-buyer limit of 1 orders (6 requests beyond it; 6 sold-out answers to buyers it \
+             per-buyer limit of 1 order (6 requests beyond it; 6 sold-out answers to buyers it \
              left no room); no false sold-out; demand below the cap, so no sell-out required"
         );
         // Counted without the rule, the demand of 9 units would meet the cap, and the refusals

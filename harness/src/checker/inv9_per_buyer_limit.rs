@@ -54,10 +54,7 @@ impl Holding {
 /// `None` when the sale sets no per-buyer limit: the report then has no INV-9.
 pub(super) fn check(input: &CheckInput) -> Option<InvariantResult> {
     let rules = input.rules;
-    if !rules.limits_buyers() {
-        return None;
-    }
-    let limit = describe_limit(&rules);
+    let limit = rules.described_limits()?;
 
     // BTreeMaps, so the first violator named is the same on every run.
     let mut held: BTreeMap<&str, Holding> = BTreeMap::new();
@@ -151,19 +148,6 @@ fn over<'a>(holdings: &BTreeMap<&'a str, Holding>, rules: &TargetRules) -> Vec<&
         .filter(|(_, h)| h.exceeds(rules))
         .map(|(buyer, _)| *buyer)
         .collect()
-}
-
-/// "3 units", "1 order", or "3 units and 1 order".
-fn describe_limit(rules: &TargetRules) -> String {
-    let units = rules.per_buyer_units.map(|u| format!("{u} units"));
-    let orders = rules
-        .per_buyer_orders
-        .map(|n| format!("{n} order{}", if n == 1 { "" } else { "s" }));
-    units
-        .into_iter()
-        .chain(orders)
-        .collect::<Vec<_>>()
-        .join(" and ")
 }
 
 #[cfg(test)]

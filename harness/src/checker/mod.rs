@@ -94,6 +94,17 @@ impl TargetRules {
         self.per_buyer_units.is_some() || self.per_buyer_orders.is_some()
     }
 
+    /// The limits in words, for the summaries: "3 units", "1 order", "3 units and 2 orders";
+    /// `None` when the sale sets none.
+    fn described_limits(&self) -> Option<String> {
+        let units = self.per_buyer_units.map(|u| format!("{u} units"));
+        let orders = self
+            .per_buyer_orders
+            .map(|n| format!("{n} order{}", if n == 1 { "" } else { "s" }));
+        let parts: Vec<String> = units.into_iter().chain(orders).collect();
+        (!parts.is_empty()).then(|| parts.join(" and "))
+    }
+
     /// Whether a buyer who ends the run holding `units` in `orders` orders could also have been
     /// sold a request for `quantity` more: holdings only grow, so a request that does not fit
     /// beside the final holdings never could have fitted beside the ones its buyer had when it
