@@ -111,7 +111,7 @@ impl TargetRules {
     /// was answered and still end where they did.
     fn room_for(&self, units: u64, orders: u64, quantity: u32) -> bool {
         self.per_buyer_units
-            .is_none_or(|limit| units + u64::from(quantity) <= limit)
+            .is_none_or(|limit| units.saturating_add(u64::from(quantity)) <= limit)
             && self.per_buyer_orders.is_none_or(|limit| orders < limit)
     }
 }
