@@ -5,11 +5,14 @@
 //!
 //! Run in release (`scripts/bench.sh` does): `cargo run --release --example checker_million`.
 //! Prints one JSON line: `{"attempts":…,"build_s":…,"check_s":…,"peak_rss_mb":…,"all_held":…}`.
-//! Optional argument: the number of attempts (default 1,000,000).
+//! Optional arguments: the number of attempts (default 1,000,000), then `keyless` to check the
+//! same run as a target that takes no idempotency keys would record it (orders without keys, two
+//! requests per buyer) under a limit of two units per buyer, the costliest matching the checker
+//! does.
 
 use std::time::Instant;
 
-use flashsale_harness::checker::{self, CheckInput};
+use flashsale_harness::checker::{self, CheckInput, TargetRules};
 use flashsale_harness::ground_truth::{InventoryView, Ledger, LedgerOrder};
 use flashsale_harness::history::{Attempt, Outcome, SOLD_OUT};
 
@@ -18,20 +21,35 @@ fn main() {
         .nth(1)
         .map(|a| a.parse().expect("the number of attempts"))
         .unwrap_or(1_000_000);
+    let keyless = std::env::args().nth(2).is_some_and(|a| a == "keyless");
     let cap = (attempts / 100).max(1);
 
     let started = Instant::now();
-    let (history, ledger) = synthetic(attempts, cap);
+    let (mut history, mut ledger) = synthetic(attempts, cap);
+    let rules = if keyless {
+        as_keyless(&mut history, &mut ledger);
+        TargetRules {
+            keys_sent: false,
+            per_buyer_units: Some(2),
+            per_buyer_orders: None,
+        }
+    } else {
+        TargetRules::default()
+    };
     let build_s = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let report = checker::check(&CheckInput::new(&history, &ledger, Some(cap)));
+    let report = checker::check(&CheckInput {
+        rules,
+        ..CheckInput::new(&history, &ledger, Some(cap))
+    });
     let check_s = started.elapsed().as_secs_f64();
 
     println!(
         "{}",
         serde_json::json!({
             "attempts": history.len(),
+            "keyless": keyless,
             "orders": ledger.orders.len(),
             "build_s": build_s,
             "check_s": check_s,
@@ -114,6 +132,22 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
         },
     };
     (history, ledger)
+}
+
+/// Rewrites the run as a keyless target records it: buyer `buyer-b` sent keys `2b` and `2b+1`
+/// (now only the harness's labels), and the orders carry no key.
+fn as_keyless(history: &mut [Attempt], ledger: &mut Ledger) {
+    let buyer_of = |key: &str| {
+        let i: u64 = key.trim_start_matches("k-").parse().expect("k-<n>");
+        format!("buyer-{:08}", i / 2)
+    };
+    for attempt in history {
+        attempt.buyer = buyer_of(&attempt.idempotency_key);
+    }
+    for order in &mut ledger.orders {
+        order.buyer_id = buyer_of(&order.idempotency_key);
+        order.idempotency_key.clear();
+    }
 }
 
 /// Peak resident set size of this process, from /proc/self/status (Linux only).

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::checker::{self, CheckInput, CheckReport};
+use crate::checker::{self, CheckInput, CheckReport, TargetRules};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, CounterKey, FaultEnvironment, TimelineContext, TimelineOutcome};
@@ -178,6 +178,10 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         samples: &measured.samples,
         settled: measured.settled.as_ref(),
         convergence_within: scenario.checks.convergence_within,
+        rules: TargetRules {
+            per_buyer_units: scenario.sale.per_buyer_limit.map(u64::from),
+            ..Default::default()
+        },
     });
     let info = RunInfo {
         scenario: scenario.clone(),

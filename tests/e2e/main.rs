@@ -4,5 +4,6 @@
 mod broken_strategies;
 mod faults;
 mod mutants;
+mod per_buyer_limit;
 mod reference_server;
 mod verify_mutants;

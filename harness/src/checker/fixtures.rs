@@ -1,10 +1,17 @@
 //! Test fixtures shared by the checker's tests: hand-made attempts, orders and ledgers, and
 //! one way to judge a single invariant on them.
 
-use super::{CheckInput, Index, InvariantResult};
+use super::{CheckInput, Index, InvariantResult, TargetRules};
 
 use crate::ground_truth::{InventoryView, Ledger, LedgerOrder};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+
+/// The rules of a target that takes no idempotency keys (and sets no per-buyer limit).
+pub const KEYLESS: TargetRules = TargetRules {
+    keys_sent: false,
+    per_buyer_units: None,
+    per_buyer_orders: None,
+};
 
 /// An attempt by buyer `b-<key>`; the tests then set the outcome they need.
 pub fn attempt(seq: u64, key: &str, quantity: u32, outcome: Outcome) -> Attempt {
@@ -59,6 +66,28 @@ pub fn order(order_id: &str, key: &str, quantity: u32, second: u32) -> LedgerOrd
     }
 }
 
+/// `attempt`, sent by `buyer` instead of `b-<key>`: a buyer with several requests, each with its
+/// own key (or, for a keyless target, the harness's own label).
+pub fn by(buyer: &str, attempt: Attempt) -> Attempt {
+    Attempt {
+        buyer: buyer.to_owned(),
+        ..attempt
+    }
+}
+
+/// An order of `buyer` made with `key`, committed `second` seconds into the hour.
+pub fn owned(order_id: &str, buyer: &str, key: &str, quantity: u32, second: u32) -> LedgerOrder {
+    LedgerOrder {
+        buyer_id: buyer.to_owned(),
+        ..order(order_id, key, quantity, second)
+    }
+}
+
+/// An order of `buyer` on a target that takes no idempotency keys: its key field is empty.
+pub fn keyless_order(order_id: &str, buyer: &str, quantity: u32, second: u32) -> LedgerOrder {
+    owned(order_id, buyer, "", quantity, second)
+}
+
 pub fn ledger(orders: Vec<LedgerOrder>, cap: Option<u64>) -> Ledger {
     let units: u32 = orders.iter().map(|o| o.quantity).sum();
     Ledger {
@@ -109,5 +138,8 @@ pub fn check_one(
     check: fn(&CheckInput, &Index) -> InvariantResult,
     input: &CheckInput,
 ) -> InvariantResult {
-    check(input, &Index::new(input.history, input.ledger))
+    check(
+        input,
+        &Index::new(input.history, input.ledger, input.rules.keys_sent),
+    )
 }

@@ -149,7 +149,7 @@ fn persisted_beyond_cap(
         .collect();
     let attempts: Vec<&Attempt> = beyond
         .iter()
-        .flat_map(|o| index.attempts_with_key(&o.idempotency_key).iter().copied())
+        .flat_map(|o| index.attempts_for(o).iter().copied())
         .collect();
     let first = beyond
         .first()
@@ -487,5 +487,33 @@ mod tests {
         let cx = result.counterexample.unwrap();
         let ids: Vec<&str> = cx.orders.iter().map(|o| o.order_id.as_str()).collect();
         assert_eq!(ids, ["o3", "o2"], "commit order");
+    }
+
+    #[test]
+    fn a_keyless_oversell_names_the_attempts_of_each_orders_buyer() {
+        // The orders carry no key: the attempts that sent them are found by buyer. b-x asked
+        // twice (labels x1 and x2), and both requests are listed with its order.
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-x", ok(1, "x1", 1, "o2")),
+            by("b-x", unknown(2, "x2", 1)),
+            by("b-c", rejected(3, "c1", 1, SOLD_OUT)),
+        ];
+        let ledger = ledger(
+            vec![
+                keyless_order("o1", "b-a", 1, 1),
+                keyless_order("o2", "b-x", 1, 2),
+            ],
+            Some(1),
+        );
+        let input = CheckInput {
+            rules: KEYLESS,
+            ..CheckInput::new(&history, &ledger, Some(1))
+        };
+        let result = check_one(check, &input);
+        assert!(result.is_violated(), "{result:?}");
+        let cx = result.counterexample.unwrap();
+        assert_eq!(order_ids(&cx), ["o2"]);
+        assert_eq!(attempt_seqs(&cx), [1, 2]);
     }
 }

@@ -3,11 +3,13 @@
 //! An `ok` attempt's order id must be in the ledger with the same buyer, quantity and
 //! idempotency key. A missing order means the server told a shopper "bought" and then forgot; a
 //! mismatched one means it recorded someone else's purchase under that id. An `ok` answer
-//! without an order id cannot be backed by anything, so it is reported too.
+//! without an order id cannot be backed by anything, so it is reported too. For a target that
+//! takes no idempotency keys the order carries none, so only its buyer and quantity must match:
+//! the order id alone still names the acknowledged order.
 
 use std::collections::HashSet;
 
-use super::{CheckInput, Counterexample, Index, InvariantResult};
+use super::{CheckInput, Counterexample, Index, InvariantResult, MatchBy};
 use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
 
@@ -30,26 +32,36 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
         acknowledged_orders.insert(order_id);
         match index.orders_by_id.get(order_id) {
             None => missing.push(attempt),
-            Some(order) if !matches(attempt, order) => mismatched.push((attempt, order)),
+            Some(order) if !matches(index.by, attempt, order) => {
+                mismatched.push((attempt, order));
+            }
             Some(_) => {}
         }
     }
 
+    let fields = match index.by {
+        MatchBy::Key => "buyer, quantity and key",
+        MatchBy::Buyer => "buyer and quantity (the target takes no idempotency keys)",
+    };
     let bad = without_id.len() + missing.len() + mismatched.len();
     if bad == 0 {
         return InvariantResult::held(
             NAME,
             format!(
                 "{ok_attempts} ok attempts: all {} acknowledged orders are in the ledger with the \
-                 same buyer, quantity and key",
+                 same {fields}",
                 acknowledged_orders.len()
             ),
         );
     }
 
+    let differing = match index.by {
+        MatchBy::Key => "buyer, quantity or key",
+        MatchBy::Buyer => "buyer or quantity",
+    };
     let summary = format!(
         "{bad} of {ok_attempts} ok attempts are not backed by the ledger: {} order(s) missing, {} \
-         differing in buyer, quantity or key, {} ok answer(s) without an order id",
+         differing in {differing}, {} ok answer(s) without an order id",
         missing.len(),
         mismatched.len(),
         without_id.len()
@@ -72,10 +84,12 @@ pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
     )
 }
 
-fn matches(attempt: &Attempt, order: &LedgerOrder) -> bool {
+/// Whether `order` is the one `attempt` was told about. The key is compared only when the target
+/// takes keys: a keyless target's orders carry none.
+fn matches(by: MatchBy, attempt: &Attempt, order: &LedgerOrder) -> bool {
     order.buyer_id == attempt.buyer
         && order.quantity == attempt.quantity
-        && order.idempotency_key == attempt.idempotency_key
+        && (by == MatchBy::Buyer || order.idempotency_key == attempt.idempotency_key)
 }
 
 /// A one-line account of the earliest problem, so the explanation reads without the listing.
@@ -228,5 +242,72 @@ mod tests {
         let cx = result.counterexample.unwrap();
         assert_eq!(attempt_seqs(&cx), [0]);
         assert!(cx.explanation.contains("without an order id"));
+    }
+
+    fn run_keyless(history: &[Attempt], ledger: &Ledger) -> InvariantResult {
+        let input = CheckInput {
+            rules: super::super::fixtures::KEYLESS,
+            ..CheckInput::new(history, ledger, Some(10))
+        };
+        check_one(check, &input)
+    }
+
+    #[test]
+    fn a_keyless_target_is_matched_by_order_id_buyer_and_quantity() {
+        // The orders carry no key, and two requests of one buyer each got their own order.
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", ok(1, "a2", 2, "o2")),
+        ];
+        let ledger = ledger(
+            vec![
+                keyless_order("o1", "b-a", 1, 1),
+                keyless_order("o2", "b-a", 2, 2),
+            ],
+            Some(10),
+        );
+        let result = run_keyless(&history, &ledger);
+        assert!(result.is_held(), "{result:?}");
+        assert!(
+            result
+                .summary
+                .ends_with("same buyer and quantity (the target takes no idempotency keys)"),
+            "{}",
+            result.summary
+        );
+        // Judged as a target that takes keys, the empty keys would not match.
+        assert!(run(&history, &ledger).is_violated());
+    }
+
+    #[test]
+    fn a_keyless_target_that_loses_an_acknowledged_order_is_caught_by_its_id() {
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", ok(1, "a2", 1, "o2")),
+            by("b-b", ok(2, "b1", 1, "o3")),
+        ];
+        let mut other_buyer = keyless_order("o3", "b-a", 1, 3);
+        other_buyer.buyer_id = "b-z".to_owned();
+        let ledger = ledger(
+            vec![keyless_order("o1", "b-a", 1, 1), other_buyer],
+            Some(10),
+        );
+        let result = run_keyless(&history, &ledger);
+        assert!(result.is_violated(), "{result:?}");
+        assert!(
+            result.summary.contains(
+                "1 order(s) missing, 1 differing in buyer or quantity, 0 ok answer(s) without"
+            ),
+            "{}",
+            result.summary
+        );
+        let cx = result.counterexample.unwrap();
+        assert_eq!(attempt_seqs(&cx), [1, 2]);
+        assert!(
+            cx.explanation
+                .contains("attempt #1 (buyer b-a, quantity 1, key a2) was told order o2"),
+            "{}",
+            cx.explanation
+        );
     }
 }

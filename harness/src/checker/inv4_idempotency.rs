@@ -3,17 +3,33 @@
 //! In the ledger, a key has at most one order; in the history, every `ok` answer for a key names
 //! the same order id. The second half catches a server that creates an order, loses it, and
 //! creates another on retry: the ledger alone could look clean while the shopper saw two orders.
+//!
+//! A target that takes no idempotency keys makes no such promise, and its orders carry no key to
+//! judge: the verdict is "not checked", never held. (INV-3 still holds each of its orders to an
+//! attempt of its own.)
 
 use std::collections::HashSet;
 
-use super::{CheckInput, Counterexample, Index, InvariantResult};
+use super::{CheckInput, Counterexample, Index, InvariantResult, MatchBy};
 use crate::ground_truth::LedgerOrder;
 use crate::history::{Attempt, Outcome};
 
 pub(super) const ID: &str = "INV-4";
 const NAME: &str = "idempotency";
 
-pub(super) fn check(_input: &CheckInput, index: &Index) -> InvariantResult {
+pub(super) fn check(input: &CheckInput, index: &Index) -> InvariantResult {
+    if index.by == MatchBy::Buyer {
+        return InvariantResult::not_checked(
+            NAME,
+            format!(
+                "not checked: the target takes no idempotency keys, so no key can be held to one \
+                 purchase ({} attempts, {} orders; INV-3 holds each order to an attempt of its \
+                 own)",
+                input.history.len(),
+                input.ledger.orders.len()
+            ),
+        );
+    }
     // Sorted so the counterexample is the same on every run, whatever the hash order.
     let mut duplicated: Vec<&str> = index
         .orders_by_key
@@ -198,6 +214,29 @@ mod tests {
             cx.explanation.contains("answered with orders o1, o2"),
             "{}",
             cx.explanation
+        );
+    }
+
+    #[test]
+    fn a_keyless_target_is_not_checked_never_held() {
+        // Two orders for one request would be a violation with keys; without them there is no
+        // key to hold to one purchase.
+        let history = vec![unknown(0, "a", 1), retry(ok(1, "a", 1, "o2"))];
+        let ledger = ledger(vec![order("o1", "a", 1, 1), order("o2", "a", 1, 2)], None);
+        assert!(run(&history, &ledger).is_violated());
+        let input = CheckInput {
+            rules: KEYLESS,
+            ..CheckInput::new(&history, &ledger, None)
+        };
+        let result = check_one(check, &input);
+        assert_eq!(result.verdict, super::super::Verdict::NotChecked);
+        assert!(result.counterexample.is_none());
+        assert!(
+            result
+                .summary
+                .starts_with("not checked: the target takes no idempotency keys"),
+            "{}",
+            result.summary
         );
     }
 }

@@ -1,10 +1,37 @@
 //! INV-5 Exactly the cap: a limited sale strands no units.
 //!
 //! Let `left` be the cap minus the units in persisted orders (0 if the sale oversold; that is
-//! INV-1's business). Call a key *eligible* when none of its attempts was rejected for a reason
-//! other than `sold_out` (a key refused as invalid, over the per-buyer limit, rate limited, …
-//! never competed for units); the *eligible demand* is the quantity of each eligible key counted
-//! once (its first attempt's).
+//! INV-1's business). A *request* is one idempotency key and its retries; for a target that takes
+//! no keys, one of the harness's labels (which its retries share). Call a request *eligible* when
+//! none of its attempts was rejected for a reason other than `sold_out` (a request refused as
+//! invalid, over the per-buyer limit, rate limited, … never competed for units); the *eligible
+//! demand* is the quantity of each eligible request counted once (its first attempt's). A request
+//! *holds an order* when its key holds one in the ledger; for a keyless target, whose orders
+//! carry no key, when one of its `ok` answers names an order in the ledger. An order that a
+//! timed-out attempt made without any answer naming it is then missed; that can only excuse the
+//! sale: such a request has an attempt in doubt, and no rule holds a request in doubt against
+//! the sale.
+//!
+//! # Per-buyer limits
+//!
+//! With a per-buyer limit ([`super::TargetRules`]: units and/or orders per buyer), a buyer cannot
+//! buy everything they ask for, and units left over beside such a buyer are not stranded. Each
+//! rule below is judged against what each buyer holds at the end (from the ledger). A buyer's
+//! holdings only grow, so a request that does not fit beside the final holdings (`held + q >`
+//! the units limit, or as many orders as the orders limit) was not one the sale could still
+//! have sold them:
+//!
+//! - its refusal, `sold_out` or any other, is not a false sold-out;
+//! - it is not demand: a request without an order counts only while it still fits, the buyer's
+//!   such requests taken in the order they were sent from their final holdings, so a buyer's
+//!   demand is what they hold plus what the limit still lets them buy;
+//! - it is not waiting, and it does not make the sale unfinished (rule 2's "every eligible
+//!   request holds an order" passes over it).
+//!
+//! Conversely a buyer below their limit is owed what fits: a `sold_out` to their third request
+//! while enough units stay unsold is a false sold-out (underselling), as it is without a limit.
+//! Whether the limit itself was kept is INV-9's business. A sale without a per-buyer limit is
+//! judged exactly as before limits existed.
 //!
 //! # No-fault form (no fault was applied)
 //!
@@ -17,8 +44,8 @@
 //!    example claimed in Redis by an order that never landed).
 //! 2. **The sale sells out when demand allows.** When no attempt ended `unknown` (nothing is in
 //!    doubt) and the eligible demand is at least the cap, then `left` must be smaller than the
-//!    smallest eligible request that holds no order, or zero when every eligible request holds
-//!    one. For quantity 1 this is "units sold = cap"; for larger quantities it allows the
+//!    smallest eligible request that holds no order (and fits its buyer's limit), or zero when
+//!    every eligible request holds one. For quantity 1 this is "units sold = cap"; for larger quantities it allows the
 //!    remainder that no waiting request fits into.
 //!
 //! # Fault-aware form (at least one fault was applied)
@@ -35,14 +62,14 @@
 //! 1. **No false sold-out after healing.** Rule 1 above, for the sold-out answers to attempts
 //!    sent after healing. It assumes that a healed server hands back whatever a fault stranded
 //!    before it answers again, so that after healing units only decrease.
-//! 2. **Sells out when demand continues after healing.** Required when some eligible key sent
-//!    an attempt after healing (demand continued), no attempt sent after healing ended
+//! 2. **Sells out when demand continues after healing.** Required when some eligible request
+//!    sent an attempt after healing (demand continued), no attempt sent after healing ended
 //!    `unknown`, and the eligible demand over the whole run is at least the cap. The *waiting*
-//!    requests are the eligible keys that sent an attempt after healing and hold no order (for
-//!    each, its first attempt after healing is shown). Then `left` must be smaller than the
-//!    smallest waiting request; when no request waits and every eligible key holds an order,
-//!    `left` must be zero (the no-fault rule 2 again). When no request waits but some key from
-//!    before healing holds no order (it ended `unknown` or was turned away during the fault and
+//!    requests are the eligible requests that sent an attempt after healing and hold no order
+//!    (for each, its first attempt after healing is shown). Then `left` must be smaller than the
+//!    smallest waiting request; when no request waits and every eligible request holds an order,
+//!    `left` must be zero (the no-fault rule 2 again). When no request waits but some request
+//!    from before healing holds no order (it ended `unknown` or was turned away during the fault and
 //!    never asked again), the units left were denied to no one once the faults healed: the
 //!    demand stopped, it did not continue, and the sell-out is not required. This keeps the
 //!    form sound for a server that, correctly, did not create the order of a timed-out attempt.
@@ -50,7 +77,11 @@
 //! With `healed_at = 0` the fault-aware rules are exactly the no-fault ones, and both forms are
 //! computed by the same code. An unlimited sale holds trivially.
 
-use super::{CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, seconds};
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    CheckInput, Counterexample, Index, InvariantResult, MAX_SHOWN, MatchBy, TargetRules, seconds,
+};
 use crate::history::{Attempt, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-5";
@@ -146,23 +177,35 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
             unknown_judged += 1;
         }
     }
-    let false_sold_out: Vec<&Attempt> = sold_out_judged
+    let limits = Limits::of(input);
+    // A sold-out answer to a buyer whose limit left no room for the request refused nothing the
+    // buyer could have bought: whatever its code, it is not a false sold-out.
+    let (false_sold_out, at_limit): (Vec<&Attempt>, Vec<&Attempt>) = sold_out_judged
         .iter()
         .copied()
         .filter(|a| u64::from(a.quantity) <= left)
-        .collect();
-    let demand = EligibleDemand::of(index, from);
+        .partition(|a| limits.room(&a.buyer, a.quantity));
+    let demand = EligibleDemand::of(index, from, &limits);
 
+    let per_buyer = match limits.rules.described_limits() {
+        Some(limit) => format!(
+            " within the per-buyer limit of {limit} ({} requests beyond it; {} sold-out answers \
+             to buyers it left no room)",
+            demand.beyond_limit,
+            at_limit.len()
+        ),
+        None => String::new(),
+    };
     let figures = match form {
         Form::NoFault => format!(
             "cap {cap}, {persisted} units sold, {left} left; {sold_out_total} sold-out answers; \
-             eligible demand {} units",
+             eligible demand {} units{per_buyer}",
             demand.units
         ),
         Form::Healed { faults, healed_at } => format!(
             "fault-aware: {faults} faults, healed at {}; {attempts_judged} attempts after \
              healing; cap {cap}, {persisted} units sold, {left} left; {} sold-out answers after \
-             healing ({sold_out_total} in all); eligible demand {} units",
+             healing ({sold_out_total} in all); eligible demand {} units{per_buyer}",
             seconds(*healed_at),
             sold_out_judged.len(),
             demand.units
@@ -272,16 +315,17 @@ fn judge(input: &CheckInput, index: &Index, cap: u64, form: &Form) -> InvariantR
     )
 }
 
-/// The attempts that could have stranded units: those that ended `unknown` and whose key holds
-/// no order (a claim the server may have counted without writing its order), in `seq` order,
-/// as a clause for the explanation ("; 2 attempts ended unknown with no order and could have
-/// stranded them: seq 4 (key k4, 2 units), …"); empty when there are none.
+/// The attempts that could have stranded units: those that ended `unknown` and whose request
+/// holds no order (a claim the server may have counted without writing its order), in `seq`
+/// order, as a clause for the explanation ("; 2 attempts ended unknown with no order and could
+/// have stranded them: seq 4 (key k4, 2 units), …"); empty when there are none.
 fn possible_stranders(input: &CheckInput, index: &Index) -> String {
+    let served = Served::of(input, index);
     let mut unknown: Vec<&Attempt> = input
         .history
         .iter()
         .filter(|a| a.outcome == Outcome::Unknown)
-        .filter(|a| !index.orders_by_key.contains_key(a.idempotency_key.as_str()))
+        .filter(|a| !served.label(&a.idempotency_key))
         .collect();
     if unknown.is_empty() {
         return String::new();
@@ -313,54 +357,195 @@ fn possible_stranders(input: &CheckInput, index: &Index) -> String {
     )
 }
 
+/// Which requests (the history's keys; for a keyless target, the harness's labels) hold an order.
+enum Served<'i, 'a> {
+    /// A target that takes keys: the key holds an order in the ledger.
+    ByKey(&'i Index<'a>),
+    /// A keyless target's orders carry no key: a request holds an order when one of its `ok`
+    /// answers names an order in the ledger. An order made by a timed-out attempt and never
+    /// named is not seen, which only ever spares the sale a rule (see the module documentation).
+    ByAnswer(HashSet<&'a str>),
+}
+
+impl<'i, 'a> Served<'i, 'a> {
+    fn of(input: &CheckInput<'a>, index: &'i Index<'a>) -> Self {
+        match index.by {
+            MatchBy::Key => Served::ByKey(index),
+            MatchBy::Buyer => Served::ByAnswer(
+                input
+                    .history
+                    .iter()
+                    .filter(|a| a.outcome == Outcome::Ok)
+                    .filter(|a| {
+                        a.order_id
+                            .as_deref()
+                            .is_some_and(|id| index.orders_by_id.contains_key(id))
+                    })
+                    .map(|a| a.idempotency_key.as_str())
+                    .collect(),
+            ),
+        }
+    }
+
+    fn label(&self, label: &str) -> bool {
+        match self {
+            Served::ByKey(index) => index.orders_by_key.contains_key(label),
+            Served::ByAnswer(labels) => labels.contains(label),
+        }
+    }
+}
+
+/// The per-buyer limits and what each buyer holds at the end, from the ledger.
+struct Limits<'a> {
+    rules: TargetRules,
+    /// Units and orders per buyer; empty when the sale has no per-buyer limit.
+    held: HashMap<&'a str, (u64, u64)>,
+}
+
+impl<'a> Limits<'a> {
+    fn of(input: &CheckInput<'a>) -> Self {
+        let mut held: HashMap<&str, (u64, u64)> = HashMap::new();
+        if input.rules.limits_buyers() {
+            for order in &input.ledger.orders {
+                let (units, orders) = held.entry(order.buyer_id.as_str()).or_default();
+                *units += u64::from(order.quantity);
+                *orders += 1;
+            }
+        }
+        Limits {
+            rules: input.rules,
+            held,
+        }
+    }
+
+    /// Whether `buyer`, holding what the ledger gives them at the end, could also have been sold
+    /// `quantity` more; always true on a sale without a per-buyer limit.
+    fn room(&self, buyer: &str, quantity: u32) -> bool {
+        let (units, orders) = self.held.get(buyer).copied().unwrap_or_default();
+        self.rules.room_for(units, orders, quantity)
+    }
+}
+
 fn is_sold_out(attempt: &Attempt) -> bool {
     attempt.outcome == Outcome::Rejected && attempt.code.as_deref() == Some(SOLD_OUT)
 }
 
 /// The demand that competed for units, and the part of it that got nothing.
 struct EligibleDemand<'a> {
-    /// Sum of the quantity of each eligible key (its first attempt's). Wide enough that a
-    /// million keys asking for `u32::MAX` units cannot overflow.
+    /// Sum of the quantity of each eligible request (its first attempt's), as far as its buyer's
+    /// limit still let them buy it. Wide enough that a million keys asking for `u32::MAX` units
+    /// cannot overflow.
     units: u128,
-    /// Whether any eligible key sent an attempt at or after the judged instant.
+    /// Whether any eligible request sent an attempt at or after the judged instant.
     continued: bool,
-    /// For every eligible key that sent an attempt at or after the judged instant and holds no
-    /// order in the ledger: its first such attempt.
+    /// For every eligible request that sent an attempt at or after the judged instant, holds no
+    /// order in the ledger and fits its buyer's limit: its first such attempt.
     waiting: Vec<&'a Attempt>,
-    /// Whether every eligible key, whenever it asked, holds an order.
+    /// Whether every eligible request that fits its buyer's limit, whenever it asked, holds an
+    /// order.
     all_served: bool,
+    /// Eligible requests that hold no order and that their buyer's limit left no room for.
+    beyond_limit: usize,
 }
 
 impl<'a> EligibleDemand<'a> {
     /// The demand as seen from `from_us` on (0: the whole run).
-    fn of(index: &Index<'a>, from_us: u64) -> Self {
+    ///
+    /// A request holding an order counts in full. One holding none counts only when its buyer
+    /// could still buy it: without a per-buyer limit always; with one, the buyer's requests
+    /// without an order are taken in the order they were sent, starting from what the buyer
+    /// holds at the end, each counted while it still fits. A request beyond the limit is not
+    /// demand, and it is neither waiting nor a reason to call the sale unfinished.
+    fn of(index: &Index<'a>, from_us: u64, limits: &Limits) -> Self {
         let mut demand = EligibleDemand {
             units: 0,
             continued: false,
             waiting: Vec::new(),
             all_served: true,
+            beyond_limit: 0,
         };
-        for (key, attempts) in index.attempts_by_key() {
+        // A keyless target may answer two requests with one order (a repeat of "one order per
+        // customer"): that order is demand once.
+        let mut orders_counted: HashSet<&str> = HashSet::new();
+        // With a per-buyer limit: (buyer, first seq, quantity) of the requests that fit it.
+        let mut unserved: Vec<(&str, u64, u32)> = Vec::new();
+        let limited = limits.rules.limits_buyers();
+        for_each_request(index, |attempts| {
+            let Some(first) = attempts.first() else {
+                return;
+            };
             let refused_otherwise = attempts
                 .iter()
                 .any(|a| a.outcome == Outcome::Rejected && a.code.as_deref() != Some(SOLD_OUT));
-            let Some(first) = attempts.first() else {
-                continue;
-            };
             if refused_otherwise {
-                continue;
+                return;
             }
-            demand.units += u128::from(first.quantity);
-            let served = index.orders_by_key.contains_key(key);
-            demand.all_served &= served;
+            let served = match index.by {
+                MatchBy::Key => index
+                    .orders_by_key
+                    .contains_key(first.idempotency_key.as_str())
+                    .then_some(None),
+                MatchBy::Buyer => attempts
+                    .iter()
+                    .filter(|a| a.outcome == Outcome::Ok)
+                    .filter_map(|a| a.order_id.as_deref())
+                    .find(|id| index.orders_by_id.contains_key(id))
+                    .map(Some),
+            };
+            let room = served.is_some() || limits.room(&first.buyer, first.quantity);
+            if !room {
+                demand.beyond_limit += 1;
+                return;
+            }
+            match served {
+                Some(Some(order_id)) if !orders_counted.insert(order_id) => {}
+                Some(_) => demand.units += u128::from(first.quantity),
+                None if limited => unserved.push((&first.buyer, first.seq, first.quantity)),
+                None => demand.units += u128::from(first.quantity),
+            }
+            demand.all_served &= served.is_some();
             if let Some(asked) = attempts.iter().find(|a| a.sent_us >= from_us) {
                 demand.continued = true;
-                if !served {
+                if served.is_none() {
                     demand.waiting.push(*asked);
+                }
+            }
+        });
+        unserved.sort_unstable();
+        for buyer_requests in unserved.chunk_by(|a, b| a.0 == b.0) {
+            let (mut units, mut orders) = limits
+                .held
+                .get(buyer_requests[0].0)
+                .copied()
+                .unwrap_or_default();
+            for &(_, _, quantity) in buyer_requests {
+                if limits.rules.room_for(units, orders, quantity) {
+                    demand.units += u128::from(quantity);
+                    units += u64::from(quantity);
+                    orders += 1;
                 }
             }
         }
         demand
+    }
+}
+
+/// Calls `f` with each request's attempts in history order. A request is one key of a target
+/// that takes keys (an index group); a keyless target's index groups by buyer, so each group is
+/// split by the harness's labels, which a request's retries share.
+fn for_each_request<'a>(index: &Index<'a>, mut f: impl FnMut(&[&'a Attempt])) {
+    for (_, attempts) in index.attempts_by_key() {
+        let label = attempts[0].idempotency_key.as_str();
+        if index.by == MatchBy::Key || attempts.iter().all(|a| a.idempotency_key == label) {
+            f(attempts);
+            continue;
+        }
+        let mut by_label = attempts.to_vec();
+        // Stable: each label's attempts stay in history order.
+        by_label.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+        for request in by_label.chunk_by(|a, b| a.idempotency_key == b.idempotency_key) {
+            f(request);
+        }
     }
 }
 
@@ -369,6 +554,7 @@ mod tests {
     use super::super::CheckInput;
     use super::super::fixtures::*;
     use super::*;
+    use crate::checker::TargetRules;
     use crate::ground_truth::{Ledger, LedgerOrder};
     use crate::history::FaultRecord;
     use crate::history::SOLD_OUT;
@@ -828,6 +1014,293 @@ mod tests {
             text.ends_with(
                 "units were stranded; 1 attempts ended unknown with no order and could have \
                  stranded them: seq 3 (key k3, 2 units, sent at 0.001 s)"
+            ),
+            "{text}"
+        );
+    }
+
+    fn run_rules(
+        history: &[Attempt],
+        ledger: &Ledger,
+        cap: Option<u64>,
+        rules: TargetRules,
+    ) -> InvariantResult {
+        let input = CheckInput {
+            rules,
+            ..CheckInput::new(history, ledger, cap)
+        };
+        check_one(check, &input)
+    }
+
+    fn limit(units: Option<u64>, orders: Option<u64>) -> TargetRules {
+        TargetRules {
+            per_buyer_units: units,
+            per_buyer_orders: orders,
+            ..TargetRules::default()
+        }
+    }
+
+    /// Buyer `b-a`'s three requests of one unit each: two bought, the third told sold out, on a
+    /// cap of 10 (8 units left).
+    fn third_request_sold_out() -> (Vec<Attempt>, Ledger) {
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", ok(1, "a2", 1, "o2")),
+            by("b-a", rejected(2, "a3", 1, SOLD_OUT)),
+        ];
+        let orders = vec![
+            owned("o1", "b-a", "a1", 1, 1),
+            owned("o2", "b-a", "a2", 1, 2),
+        ];
+        (history, ledger(orders, Some(10)))
+    }
+
+    #[test]
+    fn a_service_that_tells_a_buyers_third_request_sold_out_while_units_stay_unsold_is_underselling()
+     {
+        // The buyer may hold 5 units (or 3 orders): the third unit was theirs to buy.
+        let (history, ledger) = third_request_sold_out();
+        for rules in [
+            limit(Some(5), None),
+            limit(None, Some(3)),
+            limit(Some(3), None),
+        ] {
+            let result = run_rules(&history, &ledger, Some(10), rules);
+            assert!(result.is_violated(), "{rules:?}: {result:?}");
+            assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [2]);
+        }
+    }
+
+    #[test]
+    fn a_buyer_at_their_limit_refused_sold_out_is_not_a_false_sold_out() {
+        // The buyer may hold 2 units (or 2 orders) and holds them: the refusal, however worded,
+        // refused nothing they could buy.
+        let (history, ledger) = third_request_sold_out();
+        for rules in [limit(Some(2), None), limit(None, Some(2))] {
+            let result = run_rules(&history, &ledger, Some(10), rules);
+            assert!(result.is_held(), "{rules:?}: {result:?}");
+            assert!(
+                result.summary.contains(
+                    "(1 requests beyond it; 1 sold-out answers to buyers it left no room)"
+                ),
+                "{}",
+                result.summary
+            );
+        }
+        // Without the rule the same answer is a false sold-out.
+        assert!(run(&history, &ledger, Some(10)).is_violated());
+    }
+
+    #[test]
+    fn requests_beyond_each_buyers_limit_are_not_demand() {
+        // Cap 6, one order per customer: three buyers send three requests each; each gets one
+        // and is told sold out for the rest. Demand within the limit is 3 units, below the cap.
+        let mut history = Vec::new();
+        let mut orders = Vec::new();
+        for b in 0..3u32 {
+            let buyer = format!("buyer-{b}");
+            for r in 0..3u32 {
+                let seq = u64::from(b * 3 + r);
+                let key = format!("k{b}-{r}");
+                if r == 0 {
+                    let id = format!("o{b}");
+                    history.push(by(&buyer, ok(seq, &key, 1, &id)));
+                    orders.push(owned(&id, &buyer, &key, 1, b));
+                } else {
+                    history.push(by(&buyer, rejected(seq, &key, 1, SOLD_OUT)));
+                }
+            }
+        }
+        let ledger = ledger(orders, Some(6));
+        let result = run_rules(&history, &ledger, Some(6), limit(None, Some(1)));
+        assert!(result.is_held(), "{result:?}");
+        assert_eq!(
+            result.summary,
+            "cap 6, 3 units sold, 3 left; 6 sold-out answers; eligible demand 3 units within the \
+             per-buyer limit of 1 order (6 requests beyond it; 6 sold-out answers to buyers it \
+             left no room); no false sold-out; demand below the cap, so no sell-out required"
+        );
+        // Counted without the rule, the demand of 9 units would meet the cap, and the refusals
+        // would be false sold-outs.
+        let result = run(&history, &ledger, Some(6));
+        assert!(result.is_violated());
+        assert!(
+            result.summary.ends_with("eligible demand 9 units"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn a_buyer_held_to_one_order_who_got_their_small_request_is_not_owed_their_large_one() {
+        // Cap 4: the buyer asked for 3 and for 1 at once, and the 1 won. Their limit of one
+        // order leaves no room for the 3, so the 3 units left were denied to no one.
+        let history = vec![
+            by("b-a", rejected(0, "a1", 3, SOLD_OUT)),
+            by("b-a", ok(1, "a2", 1, "o1")),
+        ];
+        let ledger = ledger(vec![owned("o1", "b-a", "a2", 1, 1)], Some(4));
+        let result = run_rules(&history, &ledger, Some(4), limit(None, Some(1)));
+        assert!(result.is_held(), "{result:?}");
+        assert!(
+            result.summary.contains("eligible demand 1 units"),
+            "{}",
+            result.summary
+        );
+        assert!(run(&history, &ledger, Some(4)).is_violated());
+    }
+
+    #[test]
+    fn demand_counts_only_what_the_limit_still_lets_a_buyer_buy() {
+        // Limit 4 units: b-a holds 1 and has two requests of 2 in doubt; only one of them fits
+        // beside what they hold, so their demand is 3 (not 5, nor the 4 of the limit).
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", unknown(1, "a2", 2)),
+            by("b-a", unknown(2, "a3", 2)),
+            by("b-b", ok(3, "b1", 1, "o2")),
+        ];
+        let ledger = ledger(
+            vec![
+                owned("o1", "b-a", "a1", 1, 1),
+                owned("o2", "b-b", "b1", 1, 2),
+            ],
+            Some(10),
+        );
+        let result = run_rules(&history, &ledger, Some(10), limit(Some(4), None));
+        assert!(result.is_held(), "{result:?}");
+        assert!(
+            result.summary.contains(
+                "eligible demand 4 units within the per-buyer limit of 4 units (0 requests \
+                 beyond it;"
+            ),
+            "{}",
+            result.summary
+        );
+        assert!(run(&history, &ledger, Some(10)).summary.ends_with(
+            "eligible demand 6 units; no false sold-out; sell-out not required \
+                            because 2 attempts ended unknown"
+        ),);
+    }
+
+    #[test]
+    fn a_lost_acknowledgement_under_a_limit_still_leaves_the_sale_unsold() {
+        // Limit 2 units: b-a holds 1, and their second request was answered ok with an order
+        // that never landed. Demand 10 meets the cap, yet a unit is left while they had room.
+        let (mut history, orders) = sale(9, 0);
+        history.push(by("b-k0", ok(9, "k9", 1, "o-lost")));
+        let result = run_rules(
+            &history,
+            &ledger(orders, Some(10)),
+            Some(10),
+            limit(Some(2), None),
+        );
+        assert!(result.is_violated(), "{result:?}");
+        assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [9]);
+    }
+
+    fn keyless(rules: TargetRules) -> TargetRules {
+        TargetRules {
+            keys_sent: false,
+            ..rules
+        }
+    }
+
+    #[test]
+    fn a_keyless_target_is_judged_request_by_request() {
+        // Cap 3: b-a sends three requests (labels a1..a3), b-b one. b-a gets two units, b-b one:
+        // sold out exactly, and b-a's third request was rightly refused.
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", ok(1, "a2", 1, "o2")),
+            by("b-b", ok(2, "b1", 1, "o3")),
+            by("b-a", rejected(3, "a3", 1, SOLD_OUT)),
+        ];
+        let orders = vec![
+            keyless_order("o1", "b-a", 1, 1),
+            keyless_order("o2", "b-a", 1, 2),
+            keyless_order("o3", "b-b", 1, 3),
+        ];
+        let result = run_rules(&history, &ledger(orders, Some(3)), Some(3), KEYLESS);
+        assert!(result.is_held(), "{result:?}");
+        assert!(
+            result.summary.contains("eligible demand 4 units"),
+            "{}",
+            result.summary
+        );
+
+        // On a cap of 4 the third request was a false sold-out...
+        let orders = vec![
+            keyless_order("o1", "b-a", 1, 1),
+            keyless_order("o2", "b-a", 1, 2),
+            keyless_order("o3", "b-b", 1, 3),
+        ];
+        let result = run_rules(&history, &ledger(orders.clone(), Some(4)), Some(4), KEYLESS);
+        assert!(result.is_violated(), "{result:?}");
+        assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [3]);
+
+        // ...unless b-a could hold only two.
+        let rules = keyless(limit(Some(2), None));
+        assert!(run_rules(&history, &ledger(orders, Some(4)), Some(4), rules).is_held());
+    }
+
+    #[test]
+    fn a_keyless_ok_whose_order_never_landed_leaves_the_sale_unsold() {
+        let history = vec![
+            by("b-a", ok(0, "a1", 1, "o1")),
+            by("b-a", ok(1, "a2", 1, "o-lost")),
+        ];
+        let orders = vec![keyless_order("o1", "b-a", 1, 1)];
+        let result = run_rules(&history, &ledger(orders, Some(2)), Some(2), KEYLESS);
+        assert!(result.is_violated(), "{result:?}");
+        assert_eq!(attempt_seqs(&result.counterexample.unwrap()), [1]);
+    }
+
+    #[test]
+    fn a_keyless_repeat_answered_with_the_buyers_one_order_is_demand_once() {
+        // One order per customer, the repeat answered with the order the buyer already has:
+        // three buyers, two requests each, three units sold of a cap of 5. The demand is 3.
+        let mut history = Vec::new();
+        let mut orders = Vec::new();
+        for b in 0..3u32 {
+            let buyer = format!("buyer-{b}");
+            let id = format!("o{b}");
+            for r in 0..2u32 {
+                let seq = u64::from(b * 2 + r);
+                history.push(by(&buyer, ok(seq, &format!("k{b}-{r}"), 1, &id)));
+            }
+            orders.push(keyless_order(&id, &buyer, 1, b));
+        }
+        let rules = keyless(limit(None, Some(1)));
+        let result = run_rules(&history, &ledger(orders, Some(5)), Some(5), rules);
+        assert!(result.is_held(), "{result:?}");
+        assert!(
+            result.summary.contains("eligible demand 3 units"),
+            "{}",
+            result.summary
+        );
+    }
+
+    #[test]
+    fn a_keyless_unknown_attempt_is_named_as_a_possible_strander_unless_its_request_was_served() {
+        let mut retried = by("b-a", unknown(0, "a1", 1));
+        retried.sent_us = 900;
+        let mut retry = by("b-a", ok(1, "a1", 1, "o1"));
+        retry.try_number = 1;
+        let history = vec![
+            retried,
+            retry,
+            by("b-a", unknown(2, "a2", 2)),
+            by("b-b", rejected(3, "b1", 1, SOLD_OUT)),
+        ];
+        let orders = vec![keyless_order("o1", "b-a", 1, 1)];
+        let result = run_rules(&history, &ledger(orders, Some(3)), Some(3), KEYLESS);
+        assert!(result.is_violated(), "{result:?}");
+        let text = &result.counterexample.as_ref().unwrap().explanation;
+        assert!(
+            text.ends_with(
+                "1 attempts ended unknown with no order and could have stranded them: seq 2 (key \
+                 a2, 2 units, sent at 0.001 s)"
             ),
             "{text}"
         );

@@ -12,6 +12,12 @@
 //! INV-5 switches to its fault-aware form when faults were applied (see that module), INV-1
 //! also judges every inventory sample, and INV-6 compares the settled view's figures.
 //! Holds (expiring reservations hand units back) are not modelled here.
+//!
+//! The target's rules are part of the input too ([`TargetRules`]). A target that takes no
+//! idempotency keys is matched by buyer instead of by key (its orders carry no key), and INV-4,
+//! which needs keys, is "not checked". A per-buyer limit adds INV-9 to the report and tells
+//! INV-5 which requests a buyer could still have been sold; without one, INV-9 is not in the
+//! report at all, because the sale has no such rule.
 
 #[cfg(test)]
 mod fixtures;
@@ -21,6 +27,7 @@ mod inv3_no_phantom;
 mod inv4_idempotency;
 mod inv5_exactly_cap;
 mod inv6_convergence;
+mod inv9_per_buyer_limit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -52,6 +59,61 @@ pub struct CheckInput<'a> {
     /// INV-6's deadline: how long after the last answer the figures must agree
     /// (`[checks] convergence_within`); only used to word the verdict.
     pub convergence_within: Duration,
+    /// What the target promises and enforces, beyond the sale's cap.
+    pub rules: TargetRules,
+}
+
+/// The target's rules that change what the checker can observe or must require: whether it
+/// takes idempotency keys, and the per-buyer limits of the sale. The default is the reference
+/// server's API on a sale without a per-buyer limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRules {
+    /// The target takes idempotency keys (false: the harness sends none; keys in the history are
+    /// the harness's own labels and the ledger's `idempotency_key` fields are empty).
+    pub keys_sent: bool,
+    /// Units one buyer may hold across all their orders in the sale (the sale's
+    /// per_buyer_limit, or a rule the target profile states).
+    pub per_buyer_units: Option<u64>,
+    /// Orders one buyer may hold in the sale (e.g. 1 for "one order per customer").
+    pub per_buyer_orders: Option<u64>,
+}
+
+impl Default for TargetRules {
+    fn default() -> Self {
+        TargetRules {
+            keys_sent: true,
+            per_buyer_units: None,
+            per_buyer_orders: None,
+        }
+    }
+}
+
+impl TargetRules {
+    /// Whether the sale limits what one buyer may hold (INV-9 is then judged).
+    pub fn limits_buyers(&self) -> bool {
+        self.per_buyer_units.is_some() || self.per_buyer_orders.is_some()
+    }
+
+    /// The limits in words, for the summaries: "3 units", "1 order", "3 units and 2 orders";
+    /// `None` when the sale sets none.
+    fn described_limits(&self) -> Option<String> {
+        let units = self.per_buyer_units.map(|u| format!("{u} units"));
+        let orders = self
+            .per_buyer_orders
+            .map(|n| format!("{n} order{}", if n == 1 { "" } else { "s" }));
+        let parts: Vec<String> = units.into_iter().chain(orders).collect();
+        (!parts.is_empty()).then(|| parts.join(" and "))
+    }
+
+    /// Whether a buyer who ends the run holding `units` in `orders` orders could also have been
+    /// sold a request for `quantity` more: holdings only grow, so a request that does not fit
+    /// beside the final holdings never could have fitted beside the ones its buyer had when it
+    /// was answered and still end where they did.
+    fn room_for(&self, units: u64, orders: u64, quantity: u32) -> bool {
+        self.per_buyer_units
+            .is_none_or(|limit| units.saturating_add(u64::from(quantity)) <= limit)
+            && self.per_buyer_orders.is_none_or(|limit| orders < limit)
+    }
 }
 
 impl<'a> CheckInput<'a> {
@@ -66,11 +128,13 @@ impl<'a> CheckInput<'a> {
             samples: &[],
             settled: None,
             convergence_within: crate::scenario::DEFAULT_CONVERGENCE_WITHIN,
+            rules: TargetRules::default(),
         }
     }
 }
 
-/// The verdict on every invariant, keyed `"INV-1"`..`"INV-6"` so reports sort in the order of docs/invariants.md.
+/// The verdict on every invariant, keyed `"INV-1"`..`"INV-6"` (and `"INV-9"` when the sale has a
+/// per-buyer limit) so reports sort in the order of docs/invariants.md.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CheckReport {
     pub invariants: BTreeMap<String, InvariantResult>,
@@ -231,9 +295,9 @@ impl Counterexample {
     }
 }
 
-/// Checks INV-1..INV-6 against one run.
+/// Checks INV-1..INV-6 against one run, and INV-9 when the sale limits what one buyer may hold.
 pub fn check(input: &CheckInput) -> CheckReport {
-    let index = Index::new(input.history, input.ledger);
+    let index = Index::new(input.history, input.ledger, input.rules.keys_sent);
     let results = [
         (inv1_no_oversell::ID, inv1_no_oversell::check(input, &index)),
         (inv2_no_lost_ack::ID, inv2_no_lost_ack::check(input, &index)),
@@ -242,9 +306,13 @@ pub fn check(input: &CheckInput) -> CheckReport {
         (inv5_exactly_cap::ID, inv5_exactly_cap::check(input, &index)),
         (inv6_convergence::ID, inv6_convergence::check(input)),
     ];
+    // A sale without a per-buyer rule has nothing INV-9 could judge or hold: it is left out of
+    // the report rather than printed as held or as "not checked" on every run.
+    let per_buyer = inv9_per_buyer_limit::check(input).map(|r| (inv9_per_buyer_limit::ID, r));
     CheckReport {
         invariants: results
             .into_iter()
+            .chain(per_buyer)
             .map(|(id, result)| (id.to_owned(), result))
             .collect(),
     }
@@ -270,33 +338,68 @@ fn seconds(us: u64) -> String {
     format!("{:.3} s", us as f64 / 1e6)
 }
 
+/// What attempts and orders are matched by: the idempotency key, or the buyer when the target
+/// takes no keys (its orders carry none, and the history's keys are only the harness's labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchBy {
+    Key,
+    Buyer,
+}
+
+impl MatchBy {
+    fn attempt(self, attempt: &Attempt) -> &str {
+        match self {
+            MatchBy::Key => &attempt.idempotency_key,
+            MatchBy::Buyer => &attempt.buyer,
+        }
+    }
+
+    fn order(self, order: &LedgerOrder) -> &str {
+        match self {
+            MatchBy::Key => &order.idempotency_key,
+            MatchBy::Buyer => &order.buyer_id,
+        }
+    }
+}
+
 /// Lookups shared by the invariants, built in one pass over each input.
 ///
-/// The attempts are grouped by idempotency key in one sorted vector of references rather than a
-/// hash map of vectors: a million attempts with a million keys cost 8 bytes each here (plus 4 per
-/// key), where a map of vectors cost ~130 bytes per key (G7, the harness's memory for a million
-/// recorded attempts). Lookups are binary searches; the ledger side is small and stays hashed.
+/// The attempts are grouped by their *match key* — the idempotency key, or the buyer for a target
+/// that takes no keys ([`MatchBy`]) — in one sorted vector of references rather than a hash map
+/// of vectors: a million attempts with a million keys cost 8 bytes each here (plus 4 per key),
+/// where a map of vectors cost ~130 bytes per key (G7, the harness's memory for a million
+/// recorded attempts). Grouping by reference rather than by rewritten copies keeps a keyless run
+/// as cheap as a keyed one, and its counterexamples show the attempts as recorded. Lookups are
+/// binary searches; the ledger side is small and stays hashed.
 struct Index<'a> {
-    /// Every attempt, sorted by idempotency key; within a key in history order (a stable sort),
-    /// so a group's first attempt is its key's first try.
+    by: MatchBy,
+    /// Every attempt, sorted by match key; within a key in history order (a stable sort), so a
+    /// group's first attempt is its key's first try.
     by_key: Vec<&'a Attempt>,
     /// Where each key's group starts in `by_key`, ascending, with `by_key.len()` at the end.
     group_starts: Vec<u32>,
+    /// The orders under each match key.
     orders_by_key: HashMap<&'a str, Vec<&'a LedgerOrder>>,
     /// The first order listed with each id.
     orders_by_id: HashMap<&'a str, &'a LedgerOrder>,
 }
 
 impl<'a> Index<'a> {
-    fn new(history: &'a [Attempt], ledger: &'a Ledger) -> Self {
+    /// `keys_sent` is [`TargetRules::keys_sent`]: false matches by buyer.
+    fn new(history: &'a [Attempt], ledger: &'a Ledger, keys_sent: bool) -> Self {
         assert!(
             u32::try_from(history.len()).is_ok(),
             "a history holds fewer than 2^32 attempts"
         );
+        let by = if keys_sent {
+            MatchBy::Key
+        } else {
+            MatchBy::Buyer
+        };
         let mut by_key: Vec<&Attempt> = history.iter().collect();
-        by_key.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+        by_key.sort_by(|a, b| by.attempt(a).cmp(by.attempt(b)));
         let mut group_starts: Vec<u32> = (0..by_key.len())
-            .filter(|&i| i == 0 || by_key[i - 1].idempotency_key != by_key[i].idempotency_key)
+            .filter(|&i| i == 0 || by.attempt(by_key[i - 1]) != by.attempt(by_key[i]))
             .map(|i| i as u32)
             .collect();
         group_starts.push(by_key.len() as u32);
@@ -306,12 +409,13 @@ impl<'a> Index<'a> {
         let mut orders_by_id = HashMap::with_capacity(ledger.orders.len());
         for order in &ledger.orders {
             orders_by_key
-                .entry(order.idempotency_key.as_str())
+                .entry(by.order(order))
                 .or_default()
                 .push(order);
             orders_by_id.entry(order.order_id.as_str()).or_insert(order);
         }
         Index {
+            by,
             by_key,
             group_starts,
             orders_by_key,
@@ -319,20 +423,25 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// The attempts sent with `key`, in history order; empty when no attempt sent it.
+    /// The attempts with match key `key`, in history order; empty when no attempt has it.
     fn attempts_with_key(&self, key: &str) -> &[&'a Attempt] {
         let groups = self.group_starts.len() - 1;
         let group = self.group_starts[..groups]
-            .partition_point(|&start| self.by_key[start as usize].idempotency_key.as_str() < key);
+            .partition_point(|&start| self.by.attempt(self.by_key[start as usize]) < key);
         if group == groups {
             return &[];
         }
         let attempts = self.group(group);
-        if attempts[0].idempotency_key == key {
+        if self.by.attempt(attempts[0]) == key {
             attempts
         } else {
             &[]
         }
+    }
+
+    /// The attempts that share `order`'s match key: those that could have made it.
+    fn attempts_for(&self, order: &LedgerOrder) -> &[&'a Attempt] {
+        self.attempts_with_key(self.by.order(order))
     }
 
     fn group(&self, group: usize) -> &[&'a Attempt] {
@@ -340,15 +449,15 @@ impl<'a> Index<'a> {
         &self.by_key[start as usize..end as usize]
     }
 
-    /// Every idempotency key sent, in key order, with its attempts in history order.
+    /// Every match key sent, in key order, with its attempts in history order.
     fn attempts_by_key(&self) -> impl Iterator<Item = (&'a str, &[&'a Attempt])> + '_ {
         (0..self.key_count()).map(|group| {
             let attempts = self.group(group);
-            (attempts[0].idempotency_key.as_str(), attempts)
+            (self.by.attempt(attempts[0]), attempts)
         })
     }
 
-    /// How many distinct idempotency keys were sent.
+    /// How many distinct match keys were sent.
     fn key_count(&self) -> usize {
         self.group_starts.len() - 1
     }
@@ -566,5 +675,97 @@ mod tests {
             ..CheckInput::new(&history, &ledger, Some(1))
         });
         assert_eq!(report.violated(), ["INV-1", "INV-6"]);
+    }
+
+    #[test]
+    fn a_per_buyer_limit_adds_inv9_to_the_report() {
+        let history = vec![ok(0, "a", 2, "o1"), rejected(1, "b", 1, SOLD_OUT)];
+        let ledger = ledger(vec![order("o1", "a", 2, 1)], Some(2));
+        let limited = CheckInput {
+            rules: TargetRules {
+                per_buyer_units: Some(2),
+                ..TargetRules::default()
+            },
+            ..CheckInput::new(&history, &ledger, Some(2))
+        };
+        let report = check(&limited);
+        let ids: Vec<&str> = report.invariants.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "INV-1", "INV-2", "INV-3", "INV-4", "INV-5", "INV-6", "INV-9"
+            ]
+        );
+        assert!(report.invariants["INV-9"].is_held());
+        assert_eq!(report.invariants["INV-9"].name, "per-buyer limit");
+
+        // A limit of 1 unit is broken by the same ledger, and the report says so in spec order.
+        let report = check(&CheckInput {
+            rules: TargetRules {
+                per_buyer_units: Some(1),
+                ..TargetRules::default()
+            },
+            ..limited
+        });
+        assert_eq!(report.violated(), ["INV-9"]);
+    }
+
+    /// `big_correct_sale(n)` as a keyless target would record it: its orders carry no key, and
+    /// each buyer sent two of the requests (`key-2b` and `key-2b+1` are buyer `buyer-b`'s).
+    fn big_keyless_sale(n: u64) -> (Vec<Attempt>, Ledger, u64) {
+        let (mut history, mut ledger, cap) = big_correct_sale(n);
+        let buyer_of = |key: &str| {
+            let i: u64 = key.trim_start_matches("key-").parse().unwrap();
+            format!("buyer-{}", i / 2)
+        };
+        for attempt in &mut history {
+            attempt.buyer = buyer_of(&attempt.idempotency_key);
+        }
+        for order in &mut ledger.orders {
+            order.buyer_id = buyer_of(&order.idempotency_key);
+            order.idempotency_key.clear();
+        }
+        (history, ledger, cap)
+    }
+
+    #[test]
+    fn checks_two_hundred_thousand_attempts_of_a_keyless_target_with_a_limit() {
+        let (history, ledger, cap) = big_keyless_sale(200_000);
+        let rules = TargetRules {
+            keys_sent: false,
+            per_buyer_units: Some(2),
+            per_buyer_orders: Some(2),
+        };
+        let report = check(&CheckInput {
+            rules,
+            ..CheckInput::new(&history, &ledger, Some(cap))
+        });
+        assert!(report.none_violated(), "{:#?}", report.violated());
+        assert_eq!(report.not_checked(), ["INV-4", "INV-6"]);
+        assert!(report.invariants["INV-9"].is_held());
+        assert!(
+            report.invariants["INV-3"]
+                .summary
+                .starts_with("all 100000 persisted orders belong to an ok or unknown attempt"),
+            "{}",
+            report.invariants["INV-3"].summary
+        );
+
+        // A limit of one order per buyer: every buyer who got both their requests broke it.
+        let report = check(&CheckInput {
+            rules: TargetRules {
+                per_buyer_orders: Some(1),
+                ..rules
+            },
+            ..CheckInput::new(&history, &ledger, Some(cap))
+        });
+        assert_eq!(report.violated(), ["INV-9"]);
+        assert!(
+            report.invariants["INV-9"]
+                .summary
+                .starts_with("50000 buyers exceed the limit of 2 units and 1 order per buyer"),
+            "{}",
+            report.invariants["INV-9"].summary
+        );
     }
 }

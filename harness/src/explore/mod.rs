@@ -18,8 +18,9 @@
 //!   oversell) cannot fail on an unlimited sale; INV-2 (no lost acknowledgement) needs at least
 //!   one buyer, since it judges `ok` answers; INV-5 (exactly the cap) cannot fail on an unlimited
 //!   sale, on a cap of 0 (no unit is ever left to strand) or with no buyers (no sold-out answer
-//!   and no demand). INV-3, INV-4 and INV-6 judge what the server stores and reports, which a
-//!   broken server can get wrong with any scenario, so they never make a candidate skippable.
+//!   and no demand); INV-9 (per-buyer limit) is only judged on a sale with a `per_buyer_limit`.
+//!   INV-3, INV-4 and INV-6 judge what the server stores and reports, which a broken server can
+//!   get wrong with any scenario, so they never make a candidate skippable.
 //!   A skipped candidate counts as passing and is not counted as a run.
 
 pub mod generate;
@@ -95,6 +96,8 @@ pub fn cannot_violate(scenario: &Scenario, violated: &[String]) -> bool {
             "INV-1" => unlimited,
             "INV-2" => no_buyers,
             "INV-5" => unlimited || cap_zero || no_buyers,
+            // Without a limit the report has no INV-9 at all.
+            "INV-9" => scenario.sale.per_buyer_limit.is_none(),
             _ => false,
         })
 }
@@ -412,6 +415,12 @@ mod tests {
         }
         assert!(!cannot_violate(&scenario("3", 4), &ids(&["INV-5"])));
         assert!(!cannot_violate(&scenario("0", 0), &[]));
+        // A per-buyer limit is judged only where the sale has one, and there even without buyers
+        // (a broken server can store orders nobody asked for).
+        assert!(cannot_violate(&scenario("3", 4), &ids(&["INV-9"])));
+        let mut limited = scenario("3", 0);
+        limited.sale.per_buyer_limit = Some(2);
+        assert!(!cannot_violate(&limited, &ids(&["INV-9"])));
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
     let mut rng = StdRng::seed_from_u64(seed);
     let mut buyers: Vec<Buyer> = (0..scenario.buyers.count)
         .map(|i| Buyer {
-            buyer_id: format!("buyer-{i:05}"),
+            buyer_id: format!("buyer-{:05}", i % scenario.buyers.distinct_buyers().max(1)),
             product_id: (scenario.sale.products.len() > 1).then(|| {
                 scenario.sale.products[i as usize % scenario.sale.products.len()]
                     .id
@@ -447,5 +447,41 @@ mod tests {
         let keys: std::collections::HashSet<_> =
             a.iter().chain(&b).map(|b| &b.idempotency_key).collect();
         assert_eq!(keys.len(), 100);
+    }
+
+    #[test]
+    fn fewer_distinct_buyers_than_requests_send_several_requests_each_with_its_own_key() {
+        let text = |distinct: &str| {
+            format!(
+                "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+                 [buyers]\ncount = 7\nquantity = 1\n{distinct}"
+            )
+        };
+        let scenario = Scenario::from_toml_str(&text("distinct = 3\n"), "t").unwrap();
+        let buyers = plan_buyers(&scenario, 7, "run");
+        let ids: Vec<&str> = buyers.iter().map(|b| b.buyer_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "buyer-00000",
+                "buyer-00001",
+                "buyer-00002",
+                "buyer-00000",
+                "buyer-00001",
+                "buyer-00002",
+                "buyer-00000"
+            ]
+        );
+        let keys: std::collections::HashSet<_> =
+            buyers.iter().map(|b| &b.idempotency_key).collect();
+        assert_eq!(keys.len(), 7, "each request has its own key");
+
+        // Without `distinct`, every request has a buyer of its own, as before.
+        let scenario = Scenario::from_toml_str(&text(""), "t").unwrap();
+        let ids: std::collections::HashSet<_> = plan_buyers(&scenario, 7, "run")
+            .into_iter()
+            .map(|b| b.buyer_id)
+            .collect();
+        assert_eq!(ids.len(), 7);
     }
 }

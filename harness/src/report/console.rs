@@ -387,4 +387,33 @@ mod tests {
         );
         assert!(!text.contains("all invariants held"), "{text}");
     }
+
+    #[test]
+    fn a_per_buyer_limit_is_printed_as_inv9_held_or_violated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = console_summary(&write(&limited_run(false), &tmp.path().join("held")));
+        assert!(
+            held.contains(
+                "INV-9 per-buyer limit          HELD     limit 1 units per buyer: 2 buyers hold \
+                 orders"
+            ),
+            "{held}"
+        );
+        let broken = console_summary(&write(&limited_run(true), &tmp.path().join("broken")));
+        assert!(
+            broken.contains("INV-9 per-buyer limit          VIOLATED 1 buyers exceed the limit"),
+            "{broken}"
+        );
+        assert!(
+            broken.contains("\n    a buyer may hold at most 1 units in this sale"),
+            "{broken}"
+        );
+        assert!(
+            broken.contains("\nVIOLATED: INV-9; NOT CHECKED: INV-6"),
+            "{broken}"
+        );
+        // Without a limit the sale has no such rule, and no line says otherwise.
+        let plain = console_summary(&write(&run(false), &tmp.path().join("plain")));
+        assert!(!plain.contains("INV-9"), "{plain}");
+    }
 }

@@ -2,7 +2,7 @@
 //! faulty and measured variants, and the run directory written from them.
 
 use super::*;
-use crate::checker::{self, CheckInput};
+use crate::checker::{self, CheckInput, TargetRules};
 use crate::ground_truth::{InventoryView, LedgerOrder};
 use crate::history::Outcome;
 use crate::history::SOLD_OUT;
@@ -56,12 +56,17 @@ pub struct Run {
 }
 
 impl Run {
-    /// Runs the checker on what the run holds now.
+    /// Runs the checker on what the run holds now, with the scenario's per-buyer limit as
+    /// `flashsale run` passes it.
     pub fn checked(mut self) -> Self {
         self.check = checker::check(&CheckInput {
             faults: &self.faults,
             samples: &self.samples,
             settled: self.settled.as_ref(),
+            rules: TargetRules {
+                per_buyer_units: self.info.scenario.sale.per_buyer_limit.map(u64::from),
+                ..TargetRules::default()
+            },
             ..CheckInput::new(&self.history, &self.ledger, Some(2))
         });
         self
@@ -116,6 +121,18 @@ pub fn run(extra_order: bool) -> Run {
         },
     }
     .checked()
+}
+
+/// The run of [`run`] on a sale with a per-buyer limit of one unit; with `over`, buyer `b0` made
+/// the second ok purchase too (attempt 1 and order o1 are theirs), which breaks it.
+pub fn limited_run(over: bool) -> Run {
+    let mut r = run(false);
+    r.info.scenario.sale.per_buyer_limit = Some(1);
+    if over {
+        r.history[1].buyer = "b0".into();
+        r.ledger.orders[1].buyer_id = "b0".into();
+    }
+    r.checked()
 }
 
 /// The run of [`run`] under faults: a Redis kill that healed, added latency overlapping it,

@@ -83,7 +83,7 @@ pub struct Summary {
     /// The invariants the run could not judge (their summaries say why), in id order.
     #[serde(default)]
     pub invariants_not_checked: Vec<String>,
-    /// Keyed `"INV-1"`..`"INV-6"`.
+    /// Keyed `"INV-1"`..`"INV-6"`, and `"INV-9"` when the sale has a per-buyer limit.
     pub invariants: BTreeMap<String, InvariantSummary>,
     pub latency: LatencyReport,
     /// For the burst: how far each first try's real send fell behind the "doors open" instant.
@@ -571,6 +571,8 @@ mod tests {
             ("violated", run(true)),
             ("faulty", faulty_run()),
             ("measured", measured_run()),
+            ("per-buyer limit", limited_run(false)),
+            ("per-buyer limit broken", limited_run(true)),
         ] {
             let json = written_json(&run, &tmp.path().join(name));
             assert_eq!(schema_errors(&json), Vec::<String>::new(), "{name}");

@@ -140,6 +140,19 @@ pub struct BuyerSpec {
     /// (HAZ-12). Default 1.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub copies: u32,
+    /// How many distinct buyer ids send the `count` requests: request `i` is sent by buyer
+    /// `i % distinct`, each request with its own idempotency key, so one buyer has several
+    /// requests in flight at once (what a per-buyer limit must withstand, INV-9). `None`: one
+    /// buyer per request (see [`BuyerSpec::distinct_buyers`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<u32>,
+}
+
+impl BuyerSpec {
+    /// The number of distinct buyer ids: `distinct`, or `count` when it is not set.
+    pub fn distinct_buyers(&self) -> u32 {
+        self.distinct.unwrap_or(self.count)
+    }
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -638,6 +651,25 @@ mod tests {
             "quantity = { min = 1, sequence = [1] }",
         ));
         assert!(mixed.contains("sequence"), "{mixed}");
+    }
+
+    #[test]
+    fn distinct_buyers_default_to_one_per_request_and_round_trip() {
+        let default = Scenario::from_toml_str(MINIMAL, "t").unwrap();
+        assert_eq!(default.buyers.distinct, None);
+        assert_eq!(default.buyers.distinct_buyers(), 5);
+        assert!(
+            serde_json::to_value(&default).unwrap()["buyers"]
+                .get("distinct")
+                .is_none()
+        );
+
+        let s = Scenario::from_toml_str(&minimal_with("count = 5", "count = 5\ndistinct = 2"), "t")
+            .unwrap();
+        assert_eq!(s.buyers.distinct, Some(2));
+        assert_eq!(s.buyers.distinct_buyers(), 2);
+        let back = Scenario::from_toml_str(&toml::to_string(&s).unwrap(), "t").unwrap();
+        assert_eq!(back, s);
     }
 
     #[test]

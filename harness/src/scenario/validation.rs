@@ -91,6 +91,15 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
     if s.buyers.copies == 0 {
         out.push("buyers.copies must be at least 1 (got 0); 1 sends each request once".to_owned());
     }
+    if let Some(distinct) = s.buyers.distinct {
+        if distinct == 0 || distinct > s.buyers.count {
+            out.push(format!(
+                "buyers.distinct must be between 1 and buyers.count ({}) (got {distinct}); remove \
+                 it to give every request a buyer of its own",
+                s.buyers.count
+            ));
+        }
+    }
     if let Some(opens_after) = s.sale.opens_after {
         if s.redis.mode == RedisMode::Container || !s.faults.is_empty() {
             out.push(
@@ -243,6 +252,30 @@ timeout = "0s"
             "quantity = { min = 0, max = 2 }",
         ));
         assert_eq!(range, ["buyers.quantity.min must be at least 1 (got 0)"]);
+    }
+
+    #[test]
+    fn distinct_buyers_must_be_between_one_and_the_count() {
+        for bad in [0, 6] {
+            let problems = problems_of(&minimal_with(
+                "count = 5",
+                &format!("count = 5\ndistinct = {bad}"),
+            ));
+            assert_eq!(
+                problems,
+                [format!(
+                    "buyers.distinct must be between 1 and buyers.count (5) (got {bad}); remove \
+                     it to give every request a buyer of its own"
+                )]
+            );
+        }
+        for good in [1, 5] {
+            let text = minimal_with("count = 5", &format!("count = 5\ndistinct = {good}"));
+            assert_eq!(
+                Scenario::from_toml_str(&text, "t").unwrap().buyers.distinct,
+                Some(good)
+            );
+        }
     }
 
     #[test]
