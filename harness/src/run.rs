@@ -160,6 +160,20 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         started.env,
     );
     let env = Arc::new(env);
+    // What the checker may assume: keys only if the profile sends them, and the tighter of the
+    // scenario's per-buyer limit and the one the profile says the service enforces.
+    let stated = &driver.profile().rules;
+    let target_rules = TargetRules {
+        keys_sent: driver.profile().keys_sent(),
+        per_buyer_units: match (
+            scenario.sale.per_buyer_limit.map(u64::from),
+            stated.per_buyer_units,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        per_buyer_orders: stated.per_buyer_orders,
+    };
     let outcome = run_against(&scenario, seed, &driver, env.clone()).await;
     match server {
         Some(Running::InProcess(server)) => server.shutdown().await,
@@ -178,10 +192,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         samples: &measured.samples,
         settled: measured.settled.as_ref(),
         convergence_within: scenario.checks.convergence_within,
-        rules: TargetRules {
-            per_buyer_units: scenario.sale.per_buyer_limit.map(u64::from),
-            ..Default::default()
-        },
+        rules: target_rules,
     });
     let info = RunInfo {
         scenario: scenario.clone(),

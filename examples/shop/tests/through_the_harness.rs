@@ -237,3 +237,43 @@ async fn the_broken_shop_the_harness_started_is_caught() {
         result.check
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keys_and_with_a_limit_per_customer_the_shop_is_judged_by_buyer() {
+    let shop = RunningShop::start(Variant::Correct).await;
+    // The same profile with the key header taken out: the shop then sees no keys at all.
+    let text = std::fs::read_to_string(repo().join("targets/example-shop.toml")).unwrap();
+    let keyless = text.replace("headers = { X-Request-Key = \"{idempotency_key}\" }\n", "");
+    assert_ne!(keyless, text, "the key header was in the profile");
+    let database_url = shop.database_url.clone();
+    let vars = move |name: &str| (name == "SHOP_DATABASE_URL").then(|| database_url.clone());
+    let profile = Profile::parse(&keyless, "keyless-shop.toml", &vars).unwrap();
+    assert!(!profile.keys_sent());
+    // 1,000 requests from 250 customers (four each, at one instant), one unit per customer.
+    let mut scenario = scenario("last-ten-units");
+    scenario.buyers.distinct = Some(250);
+    scenario.sale.per_buyer_limit = Some(1);
+    let result = run_on(
+        TargetChoice::Url {
+            base_url: shop.base_url.clone(),
+            profile: TargetProfile::File(Arc::new(profile)),
+        },
+        scenario,
+    )
+    .await;
+    assert!(
+        result.check.none_violated(),
+        "{:?}",
+        result.check.violated()
+    );
+    assert_eq!(
+        result.check.not_checked(),
+        ["INV-4"],
+        "no keys: INV-4 cannot be judged"
+    );
+    assert!(result.check.invariants["INV-9"].is_held());
+    let buyers: std::collections::HashSet<_> =
+        result.ledger.orders.iter().map(|o| &o.buyer_id).collect();
+    assert_eq!((result.ledger.persisted_units(), buyers.len()), (10, 10));
+    shop.stop().await;
+}
