@@ -175,6 +175,9 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
         None => options.target.clone(),
     };
 
+    let unlimited_sales = case_target
+        .profile()
+        .is_none_or(|profile| profile.rules.unlimited_sales);
     let outcome = runner.run(&strategy, |scenario| {
         if setup_error.borrow().is_some() {
             return Ok(());
@@ -199,6 +202,9 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             known
         } else if budget_spent {
             // The budget is spent: the smallest failure so far is the answer.
+            Vec::new()
+        } else if scenario.sale.cap == Cap::Unlimited && !unlimited_sales {
+            // The target's profile says it has no unlimited sales: nothing to run.
             Vec::new()
         } else if shrinking.get() && cannot_violate(&scenario, &target_failure.borrow()) {
             if options.verbose {

@@ -132,6 +132,7 @@ pub async fn checkout(
         purchase: Purchase {
             reference,
             units: request.units,
+            customer: request.customer.clone(),
         },
         replayed: false,
     })

@@ -71,18 +71,23 @@ async fn room_for(
     drop_id: i64,
     request: &CheckoutRequest,
 ) -> Result<Room, sqlx::Error> {
-    let (left, reference, units): (i64, Option<String>, Option<i32>) = sqlx::query_as(
-        "SELECT (d.stock - d.sold)::bigint, p.ref, p.units
+    let (left, reference, units, customer): (i64, Option<String>, Option<i32>, Option<String>) =
+        sqlx::query_as(
+            "SELECT (d.stock - d.sold)::bigint, p.ref, p.units, p.customer
            FROM shop_drops d
            LEFT JOIN shop_purchases p ON p.drop_id = d.id AND p.request_key = $2
           WHERE d.id = $1",
-    )
-    .bind(drop_id)
-    .bind(request.key.as_deref())
-    .fetch_one(pool)
-    .await?;
-    Ok(match (reference, units) {
-        (Some(reference), Some(units)) => Room::Replay(Purchase { reference, units }),
+        )
+        .bind(drop_id)
+        .bind(request.key.as_deref())
+        .fetch_one(pool)
+        .await?;
+    Ok(match (reference, units, customer) {
+        (Some(reference), Some(units), Some(customer)) => Room::Replay(Purchase {
+            reference,
+            units,
+            customer,
+        }),
         _ if left < i64::from(request.units) => Room::None,
         _ => Room::Some,
     })
@@ -191,6 +196,7 @@ async fn sell(
         purchase: Purchase {
             reference,
             units: request.units,
+            customer: request.customer.clone(),
         },
         replayed: false,
     })

@@ -11,14 +11,18 @@ pub async fn find_by_key<'e>(
     drop_id: i64,
     key: &str,
 ) -> Result<Option<Purchase>, sqlx::Error> {
-    let row: Option<(String, i32)> = sqlx::query_as(
-        "SELECT ref, units FROM shop_purchases WHERE drop_id = $1 AND request_key = $2",
+    let row: Option<(String, i32, String)> = sqlx::query_as(
+        "SELECT ref, units, customer FROM shop_purchases WHERE drop_id = $1 AND request_key = $2",
     )
     .bind(drop_id)
     .bind(key)
     .fetch_optional(executor)
     .await?;
-    Ok(row.map(|(reference, units)| Purchase { reference, units }))
+    Ok(row.map(|(reference, units, customer)| Purchase {
+        reference,
+        units,
+        customer,
+    }))
 }
 
 /// A fresh purchase reference: `P-` and 32 hex digits, unique without asking the database.

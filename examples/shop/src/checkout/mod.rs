@@ -32,6 +32,8 @@ pub struct CheckoutRequest {
 pub struct Purchase {
     pub reference: String,
     pub units: i32,
+    /// Whose purchase it is: a key replays only for the request it was made for.
+    pub customer: String,
 }
 
 /// A business outcome: each is answered with HTTP 200 and its `result`.
@@ -46,6 +48,9 @@ pub enum Outcome {
     LimitReached,
     Closed,
     WrongSku,
+    /// The key was used on this drop for another customer or another quantity: refused, never
+    /// answered with someone else's purchase.
+    KeyReused,
 }
 
 impl Outcome {
@@ -73,10 +78,19 @@ pub async fn run(
     drop: &KnownDrop,
     request: &CheckoutRequest,
 ) -> Result<Outcome, CheckoutError> {
-    match shop.variant {
+    let outcome = match shop.variant {
         Variant::Correct => correct::checkout(shop, drop, request).await,
         Variant::Broken => broken::checkout(shop, drop, request).await,
-    }
+    }?;
+    Ok(match outcome {
+        Outcome::Confirmed {
+            purchase,
+            replayed: true,
+        } if purchase.customer != request.customer || purchase.units != request.units => {
+            Outcome::KeyReused
+        }
+        outcome => outcome,
+    })
 }
 
 /// `step` bounded by [`DATABASE_DEADLINE`].

@@ -92,6 +92,7 @@ pub fn outcome_body(outcome: &Outcome) -> Value {
         Outcome::LimitReached => json!({"result": "limit_reached"}),
         Outcome::Closed => json!({"result": "closed"}),
         Outcome::WrongSku => json!({"result": "wrong_sku"}),
+        Outcome::KeyReused => json!({"result": "key_reused"}),
     }
 }
 
@@ -287,6 +288,7 @@ mod tests {
         let purchase = Purchase {
             reference: "P-1".into(),
             units: 2,
+            customer: "alice".into(),
         };
         assert_eq!(
             outcome_body(&Outcome::Confirmed {
