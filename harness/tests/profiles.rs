@@ -238,3 +238,39 @@ async fn the_dry_run_reads_everything_and_sends_no_buy() {
     );
     server.shutdown().await;
 }
+
+/// A fault scenario against a service the profile starts is refused, before anything starts,
+/// when the profile lacks the entry the fault needs; the message names the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_the_profile_gives_no_way_to_apply_is_refused_naming_the_entry() {
+    let service =
+        "\n[service]\nstart = [\"/bin/false\"]\nredis_url = \"redis://127.0.0.1:6379/\"\n";
+    let text = format!("{OPENAPI_PROFILE}{service}");
+    let vars = |name: &str| (name == "FLASHSALE_ADMIN_TOKEN").then(|| "t".to_owned());
+    let profile = Arc::new(Profile::parse(&text, "no-counter-key.toml", &vars).unwrap());
+    let scenarios = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/");
+    for (scenario, entry) in [
+        ("redis-failover.toml", "counter_key"),
+        ("postgres-blip.toml", "database_url"),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let err = run::run(RunOptions {
+            scenario: Scenario::from_path(&PathBuf::from(scenarios).join(scenario)).unwrap(),
+            target: TargetChoice::Service {
+                profile: profile.clone(),
+                keep_database: false,
+            },
+            seed: None,
+            out_dir: Some(out.path().join("run")),
+            results_root: out.path().to_owned(),
+        })
+        .await
+        .expect_err("refused before anything starts");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("[service] {entry}"))
+                && message.contains("no-counter-key.toml"),
+            "{scenario}: {message}"
+        );
+    }
+}
