@@ -107,6 +107,33 @@ pub struct RunResult {
     pub out_dir: PathBuf,
 }
 
+impl RunResult {
+    /// Why this run exercised no claim at all, if so: every request was refused for its input
+    /// (HTTP 400 or 422: malformed, over a limit, unknown product…). Such a run shows no
+    /// violation because nothing was tried; it must not read as a pass.
+    pub fn tested_nothing(&self) -> Option<String> {
+        let refused_for_input = |a: &Attempt| {
+            a.outcome == Outcome::Rejected && matches!(a.status, Some(400) | Some(422))
+        };
+        if self.history.is_empty() || !self.history.iter().all(refused_for_input) {
+            return None;
+        }
+        let mut codes: std::collections::BTreeMap<&str, u64> = Default::default();
+        for attempt in &self.history {
+            *codes
+                .entry(attempt.code.as_deref().unwrap_or("no code"))
+                .or_default() += 1;
+        }
+        let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        Some(format!(
+            "every one of the {} requests was refused for its input ({}): no claim could \
+             succeed, so no invariant was exercised; fix the scenario (or the profile's [buy])",
+            self.history.len(),
+            codes.join(", ")
+        ))
+    }
+}
+
 /// The sale's window in microseconds from the run's clock origin, like every time of a history
 /// (negative: before the origin; the usual sale opens a second before it is created).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +178,14 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     let started_at = OffsetDateTime::now_utc();
     let wall = std::time::Instant::now();
+    // The outputs' directory is checked before anything starts: a run whose results cannot be
+    // written should not cost its load first.
+    let out_dir = out_dir
+        .unwrap_or_else(|| report::default_out_dir(&results_root, &scenario.name, started_at));
+    writable(&out_dir).map_err(|source| RunError::Output {
+        dir: out_dir.clone(),
+        source,
+    })?;
     let started = start_target(&scenario, target).await?;
     let (server, driver, strategy, target_label, env) = (
         started.running,
@@ -204,8 +239,6 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         wall_time: wall.elapsed(),
         sale_id: measured.sale_id,
     };
-    let out_dir = out_dir
-        .unwrap_or_else(|| report::default_out_dir(&results_root, &scenario.name, started_at));
     let summary = report::write_all(
         &out_dir,
         &RunOutputs {
@@ -429,6 +462,14 @@ pub async fn dry_run(scenario: &Scenario, target: TargetChoice) -> Result<DryRun
     .await;
     started.stop().await;
     Ok(result?)
+}
+
+/// Creates `dir` if needed and proves a file can be written in it.
+fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".flashsale-write-probe");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
 }
 
 /// A server the run started, to stop at its end.

@@ -426,3 +426,70 @@ fn verify_refuses_an_unknown_check_with_exit_2_listing_the_known_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hostile_scenario_values_exit_2_before_any_load_and_never_panic() {
+    let base =
+        "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n[buyers]\nquantity = 1\n";
+    for (extra, named) in [
+        (
+            "count = 5\n[arrival]\nmodel = \"burst\"\nopen_after = \"10000y\"\n",
+            "arrival.open_after",
+        ),
+        ("count = 100000000\n", "attempts"),
+    ] {
+        let file = scenario(&format!("{base}{extra}"));
+        let output = flashsale().arg("run").arg(file.path()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+    }
+    let file = scenario(&format!(
+        "{}count = 5\n",
+        base.replace("[sale]\ncap = 5", "[sale]\ncap = 5\nwindow = \"10000y\"")
+    ));
+    let output = flashsale().arg("run").arg(file.path()).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sale.window"));
+}
+
+#[test]
+fn an_unwritable_out_dir_exits_2_before_the_load() {
+    let started = std::time::Instant::now();
+    let output = flashsale()
+        .args([
+            "run",
+            "scenarios/big-drop.toml",
+            "--out",
+            "/proc/flashsale-cannot-write-here",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/proc/flashsale-cannot-write-here"));
+    // big-drop's load alone takes seconds; refused before it, the command ends at once.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_run_in_which_every_request_was_refused_for_its_input_exits_3() {
+    let file = scenario(
+        "name = \"nothing\"\n[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+         [buyers]\ncount = 20\nquantity = 100000\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .arg("run")
+        .arg(file.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("NOTHING TESTED") && stdout.contains("quantity_above_limit 20"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("all invariants held"), "{stdout}");
+}

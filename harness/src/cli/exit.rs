@@ -18,10 +18,12 @@ pub const THRESHOLD_FAILED: i32 = 3;
 impl RunResult {
     /// An invariant violation wins over a failed threshold: a wrong answer matters more than a
     /// slow one.
+    /// A run that tested nothing (every request refused for its input) is status 3, like a
+    /// failed threshold: nothing was violated, and nothing passed either.
     pub fn exit_status(&self) -> i32 {
         exit_status(
             self.check.none_violated(),
-            self.summary.all_thresholds_passed,
+            self.summary.all_thresholds_passed && self.tested_nothing().is_none(),
         )
     }
 }

@@ -49,13 +49,23 @@ pub async fn run(args: RunArgs) -> i32 {
     };
     match run::run(options).await {
         Ok(result) => {
-            println!("{}", report::console_summary(&result.summary));
+            let mut console = report::console_summary(&result.summary);
+            if result.tested_nothing().is_some() {
+                console = console.replace(
+                    "all invariants held",
+                    "no invariant violated, and none exercised",
+                );
+            }
+            println!("{console}");
             if let Some(generator) = result.summary.generator.as_ref().filter(|g| g.bound) {
                 eprintln!(
                     "WARNING: generator-bound run: {}. Its latencies describe the load \
                      generator as much as the server.",
                     generator.reasons.join("; ")
                 );
+            }
+            if let Some(reason) = result.tested_nothing() {
+                println!("NOTHING TESTED: {reason}");
             }
             for reason in &result.faults_not_applied {
                 println!("WARNING: a planned fault did not take effect: {reason}");
@@ -100,6 +110,9 @@ async fn run_series(
         };
         match run::run(options).await {
             Ok(result) => {
+                if let Some(reason) = result.tested_nothing() {
+                    println!("NOTHING TESTED: {reason}");
+                }
                 for reason in &result.faults_not_applied {
                     println!("WARNING: run {k}: a planned fault did not take effect: {reason}");
                 }

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use super::{FaultKind, QuantitySpec, RedisMode, Scenario};
+use std::time::Duration;
+
+use super::{Arrival, FaultKind, QuantitySpec, RedisMode, Scenario};
 
 /// Every semantic problem of a parsed scenario, in file order.
 pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
@@ -169,8 +171,85 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
     if s.postgres.proxy && s.faults.iter().all(|f| f.kind != FaultKind::PgDown) {
         out.push("[postgres] proxy = true is only useful with a pg-down fault".to_owned());
     }
+    for (key, value, limit) in durations(s) {
+        if value > limit {
+            out.push(format!(
+                "{key} = \"{}\" is longer than the {} a run allows; a flash-sale run lasts \
+                 seconds to hours",
+                humantime::format_duration(value),
+                humantime::format_duration(limit)
+            ));
+        }
+    }
+    let attempts = u64::from(s.buyers.count)
+        * u64::from(s.buyers.copies.max(1))
+        * (u64::from(s.requests.retries) + 1);
+    if attempts > MAX_ATTEMPTS_PER_RUN {
+        out.push(format!(
+            "buyers.count × buyers.copies × (requests.retries + 1) = {attempts} attempts at most, \
+             about {:.1} GiB of memory at ~{BYTES_PER_ATTEMPT} bytes each (history, checker index, \
+             one task per buyer); a run holds at most {MAX_ATTEMPTS_PER_RUN} (4 GiB): split the \
+             load over several runs",
+            (attempts * BYTES_PER_ATTEMPT) as f64 / f64::from(1u32 << 30)
+        ));
+    }
 
     out
+}
+
+/// What one attempt costs a run in memory, an estimate from `checker_million` (236 MB for a
+/// million attempts in the checker) plus the buyer's task and its request while it waits.
+const BYTES_PER_ATTEMPT: u64 = 1024;
+/// The memory budget of one run (4 GiB) in attempts: a scenario that could make more is refused
+/// before it starts, instead of growing until the machine swaps.
+pub(crate) const MAX_ATTEMPTS_PER_RUN: u64 = 4 * 1024 * 1024 * 1024 / BYTES_PER_ATTEMPT;
+
+/// Every duration of a scenario with the longest a run accepts: a sale window up to a year (a
+/// time past year 9999 cannot be written in RFC 3339), everything else up to a day. Longer
+/// values are typos ("10000y") that would overflow the clock arithmetic.
+fn durations(s: &Scenario) -> Vec<(String, Duration, Duration)> {
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const YEAR: Duration = Duration::from_secs(31_557_600); // 365.25 days
+    let mut all = vec![
+        ("sale.window".to_owned(), s.sale.window, YEAR),
+        ("arrival.open_after".to_owned(), s.arrival.open_after(), DAY),
+        ("requests.timeout".to_owned(), s.requests.timeout, DAY),
+        (
+            "requests.retry_backoff".to_owned(),
+            s.requests.retry_backoff,
+            DAY,
+        ),
+        (
+            "checks.convergence_within".to_owned(),
+            s.checks.convergence_within,
+            DAY,
+        ),
+    ];
+    if let Some(after) = s.sale.opens_after {
+        all.push(("sale.opens_after".to_owned(), after, DAY));
+    }
+    if let Some(timeout) = s.redis.timeout {
+        all.push(("redis.timeout".to_owned(), timeout, DAY));
+    }
+    match s.arrival {
+        Arrival::Ramp { over, .. } => all.push(("arrival.over".to_owned(), over, DAY)),
+        Arrival::Closed { think_time, .. } => {
+            all.push(("arrival.think_time".to_owned(), think_time, DAY));
+        }
+        _ => {}
+    }
+    for (i, fault) in s.faults.iter().enumerate() {
+        for (name, value) in [
+            ("at", fault.at),
+            ("duration", fault.duration),
+            ("latency", fault.latency),
+        ] {
+            if let Some(value) = value {
+                all.push((format!("faults[{i}].{name}"), value, DAY));
+            }
+        }
+    }
+    all
 }
 
 /// Why `name` cannot be used as a directory name, if it cannot.
@@ -241,6 +320,34 @@ timeout = "0s"
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(problems[0].contains("\"mug\" is listed more than once"));
         assert!(problems[1].contains("sale.products[1].price_cents must be >= 0 (got -5)"));
+    }
+
+    #[test]
+    fn durations_that_would_overflow_the_clock_are_refused_naming_the_key() {
+        let problems = problems_of(&minimal_with(
+            "cap = \"unlimited\"",
+            "cap = 5\nwindow = \"10000y\"",
+        ));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].starts_with("sale.window = "), "{problems:#?}");
+        let problems = problems_of(&minimal_with(
+            "quantity = 2",
+            "quantity = 2\n[requests]\ntimeout = \"400d\"",
+        ));
+        assert!(problems[0].starts_with("requests.timeout"), "{problems:#?}");
+    }
+
+    #[test]
+    fn a_scenario_past_the_memory_budget_is_refused_with_the_figure() {
+        let problems = problems_of(&minimal_with("count = 5", "count = 100000000"));
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].contains("100000000 attempts") && problems[0].contains("GiB"),
+            "{problems:#?}"
+        );
+        assert!(
+            Scenario::from_toml_str(&minimal_with("count = 5", "count = 1000000"), "t").is_ok()
+        );
     }
 
     #[test]

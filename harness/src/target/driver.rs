@@ -102,17 +102,25 @@ impl Driver {
             }
             None => now - time::Duration::seconds(1),
         };
+        // Scenario validation bounds every duration; checked all the same, because a time past
+        // year 9999 panics in `time` rather than failing.
         let ends_at = match scenario.sale.opens_after {
-            Some(_) => starts_at + window,
-            None => now + window,
-        };
+            Some(_) => starts_at.checked_add(window),
+            None => now.checked_add(window),
+        }
+        .ok_or_else(|| {
+            TargetError::Setup(format!(
+                "sale.window {} ends past what a timestamp can hold",
+                humantime::format_duration(scenario.sale.window)
+            ))
+        })?;
         let cap = scenario.sale.cap.as_option();
         if let Setup::Existing { sale_id, cap } = &self.profile.setup {
             return Ok(PreparedSale {
                 sale: CreatedSale {
                     id: sale_id.clone(),
                     starts_at: now - time::Duration::seconds(1),
-                    ends_at: now + window,
+                    ends_at,
                 },
                 cap: *cap,
             });
