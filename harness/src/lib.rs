@@ -30,6 +30,7 @@ pub mod ground_truth;
 pub mod history;
 pub mod latency;
 pub mod load;
+pub mod memory;
 pub mod profile;
 pub mod repeat;
 pub mod report;

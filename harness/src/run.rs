@@ -250,6 +250,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
             samples: &measured.samples,
             settled: measured.settled.as_ref(),
             generator: &measured.generator,
+            memory: &measured.memory,
         },
     )
     .map_err(|source| RunError::Output {
@@ -629,6 +630,7 @@ struct Measured {
     samples: Vec<InventorySample>,
     settled: Option<SettledInventory>,
     generator: GeneratorStats,
+    memory: Vec<crate::memory::MemorySample>,
     clock_origin_at: OffsetDateTime,
     sale_window: SaleWindow,
 }
@@ -654,6 +656,11 @@ async fn run_against(
     let progress = Progress::start(scenario, probe.clone(), doors_open);
     let (end_tx, end_rx) = watch::channel(false);
 
+    let memory = tokio::spawn(crate::memory::sample(
+        origin,
+        env.service.clone(),
+        end_rx.clone(),
+    ));
     let timeline = tokio::spawn(faults::run_timeline(
         scenario.faults.clone(),
         env,
@@ -694,6 +701,7 @@ async fn run_against(
     let _ = end_tx.send(true);
     let timeline = timeline.await.unwrap_or_default();
     let samples = sampler.await.unwrap_or_default();
+    let memory = memory.await.unwrap_or_default();
 
     if history.iter().any(|a| a.outcome == Outcome::Unknown) {
         // A request the harness gave up on may still be running on the server; let it land
@@ -723,6 +731,7 @@ async fn run_against(
         samples,
         settled,
         generator,
+        memory,
         clock_origin_at,
     })
 }

@@ -7,6 +7,8 @@
 //! "unknown.rate" = "< 0.01"  # <class>.rate: that class's share of all attempts
 //! "throughput" = ">= 500"    # answers per second, doors open to the last answer
 //! "sellout_time" = "< 2s"    # doors open to the last ok answer before the final sold-out
+//! "service_memory_growth" = "< 10"   # percent, resident memory from the end of warm-up to the
+//! "harness_memory_growth" = "< 50"   # end (a service the harness started; the harness itself)
 //! ```
 //!
 //! Classes are `ok`, `sold_out`, `other_rejection`, `unknown` and `all`; comparators `<`, `<=`,
@@ -63,6 +65,10 @@ pub enum Metric {
     Throughput,
     /// From doors open to the last ok answer before the final sold-out.
     SelloutTime,
+    /// Resident memory growth after warm-up, in percent, of a service the harness started.
+    ServiceMemoryGrowth,
+    /// The same for the harness's own process (with the in-process server when there is one).
+    HarnessMemoryGrowth,
 }
 
 impl Metric {
@@ -70,13 +76,15 @@ impl Metric {
         match name {
             "throughput" => return Ok(Metric::Throughput),
             "sellout_time" => return Ok(Metric::SelloutTime),
+            "service_memory_growth" => return Ok(Metric::ServiceMemoryGrowth),
+            "harness_memory_growth" => return Ok(Metric::HarnessMemoryGrowth),
             _ => {}
         }
         let known = || {
             let classes: Vec<&str> = LatencyClass::ALL.iter().map(|c| c.as_str()).collect();
             format!(
                 "known metrics: <class>.p50|p90|p99|p999|max|rate with <class> one of {}, \
-                 throughput, sellout_time",
+                 throughput, sellout_time, service_memory_growth, harness_memory_growth",
                 classes.join(", ")
             )
         };
@@ -226,6 +234,9 @@ pub struct Measurements<'a> {
     pub attempts: u64,
     pub throughput_per_s: f64,
     pub sellout_time_ms: Option<f64>,
+    /// Percent growth of resident memory after warm-up, when it was sampled.
+    pub service_memory_growth_pct: Option<f64>,
+    pub harness_memory_growth_pct: Option<f64>,
 }
 
 /// One threshold's verdict, as `summary.json` and the console show it.
@@ -263,6 +274,7 @@ impl fmt::Display for ThresholdResult {
 fn format_measured(value: f64, unit: &str) -> String {
     match unit {
         "ms" => format!("{value:.3} ms"),
+        "percent" => format!("{value:.1} %"),
         "per_s" => format!("{value:.1}/s"),
         _ => format!("{value:.4}"),
     }
@@ -294,6 +306,8 @@ pub fn evaluate(thresholds: &Thresholds, m: &Measurements) -> Vec<ThresholdResul
                 }
                 Metric::Throughput => (Some(m.throughput_per_s), "per_s"),
                 Metric::SelloutTime => (m.sellout_time_ms.map(|ms| ms * 1e3), "ms"),
+                Metric::ServiceMemoryGrowth => (m.service_memory_growth_pct, "percent"),
+                Metric::HarnessMemoryGrowth => (m.harness_memory_growth_pct, "percent"),
             };
             let passed = measured_us_or_plain.is_some_and(|v| t.comparator.holds(v, t.limit));
             let measured = if t.metric.is_duration() {
@@ -373,6 +387,8 @@ mod tests {
             attempts: 100,
             throughput_per_s: 480.0,
             sellout_time_ms: None,
+            service_memory_growth_pct: None,
+            harness_memory_growth_pct: Some(4.0),
         };
         let thresholds = Thresholds(vec![
             parse("ok.p99", "< 50ms"),

@@ -6,4 +6,5 @@ mod faults;
 mod mutants;
 mod per_buyer_limit;
 mod reference_server;
+mod soak;
 mod verify_mutants;

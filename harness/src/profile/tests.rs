@@ -205,3 +205,23 @@ fn the_shipped_example_shop_profile_reads() {
     let service = profile.service.expect("a [service] section");
     assert!(service.fresh_database && service.counter_counts_remaining);
 }
+
+#[test]
+fn the_reference_server_profile_is_the_openapi_contract_plus_a_service() {
+    let text = include_str!("../../../targets/reference-server.toml");
+    let profile = Profile::parse(text, "targets/reference-server.toml", &no_vars).unwrap();
+    assert!(profile.service.is_some());
+    // Everything from [setup] up to [service] is the openapi profile's, the token default aside.
+    let contract = |t: &str| {
+        let start = t.find("[setup]").unwrap();
+        let end = t.find("\n# The server binary").unwrap_or(t.len());
+        t[start..end]
+            .replace(
+                "${FLASHSALE_ADMIN_TOKEN:-harness-started-reference}",
+                "${FLASHSALE_ADMIN_TOKEN}",
+            )
+            .trim_end()
+            .to_owned()
+    };
+    assert_eq!(contract(text), contract(OPENAPI_PROFILE));
+}

@@ -150,6 +150,21 @@ pub fn console_summary(summary: &Summary) -> String {
             ),
         );
     }
+    if let Some(memory) = &summary.memory {
+        let describe = |who: &str, g: &crate::memory::Growth| {
+            format!(
+                "{who} {:.0} → {:.0} MB (peak {:.0}, {:+.1} % after warm-up)",
+                g.start_mb, g.end_mb, g.peak_mb, g.growth_after_warm_up_pct
+            )
+        };
+        let parts: Vec<String> = [("harness", &memory.harness), ("service", &memory.service)]
+            .into_iter()
+            .filter_map(|(who, g)| g.as_ref().map(|g| describe(who, g)))
+            .collect();
+        if !parts.is_empty() {
+            line(&mut s, format!("memory (resident): {}", parts.join("; ")));
+        }
+    }
     for threshold in &summary.thresholds {
         line(&mut s, threshold.to_string());
     }

@@ -186,6 +186,7 @@ pub fn write(run: &Run, dir: &Path) -> Summary {
     write_all(
         dir,
         &RunOutputs {
+            memory: &[],
             info: &run.info,
             history: &run.history,
             ledger: &run.ledger,

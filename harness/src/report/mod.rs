@@ -77,6 +77,8 @@ pub struct RunOutputs<'a> {
     pub settled: Option<&'a SettledInventory>,
     /// How well the load generator kept its schedule, and its CPU.
     pub generator: &'a GeneratorStats,
+    /// Resident memory sampled during the run.
+    pub memory: &'a [crate::memory::MemorySample],
 }
 
 /// `results_root/<scenario>/<UTC start, e.g. 20261126T101500Z>/`: one directory per run that

@@ -114,6 +114,9 @@ pub struct Summary {
     /// True when every threshold passed (also when there were none).
     #[serde(default = "passed")]
     pub all_thresholds_passed: bool,
+    /// Resident memory over the run (harness, and a service it started); absent when not sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<crate::memory::MemoryReport>,
 }
 
 impl Summary {
@@ -379,6 +382,8 @@ pub(super) fn build(
             .entry(LatencyClass::of(attempt).as_str().to_owned())
             .or_default() += 1;
     }
+    let memory = crate::memory::MemoryReport::of(out.memory);
+    let growth = |g: Option<&crate::memory::Growth>| g.map(|g| g.growth_after_warm_up_pct);
     let thresholds = thresholds::evaluate(
         &info.scenario.thresholds,
         &Measurements {
@@ -387,6 +392,8 @@ pub(super) fn build(
             attempts: out.history.len() as u64,
             throughput_per_s: timeline.throughput.answers_per_s.all,
             sellout_time_ms: timeline.sellout.time_to_sell_out_ms,
+            service_memory_growth_pct: growth(memory.as_ref().and_then(|m| m.service.as_ref())),
+            harness_memory_growth_pct: growth(memory.as_ref().and_then(|m| m.harness.as_ref())),
         },
     );
     Summary {
@@ -434,6 +441,7 @@ pub(super) fn build(
         generator: Some(GeneratorReport::assess(out.generator, out.history)),
         all_thresholds_passed: thresholds.iter().all(|t| t.passed),
         thresholds,
+        memory,
     }
 }
 

@@ -197,6 +197,11 @@ impl StartedService {
         }
     }
 
+    /// The process id of the running service, if it runs.
+    pub async fn pid(&self) -> Option<u32> {
+        self.child.lock().await.as_ref().and_then(Child::id)
+    }
+
     /// SIGKILL, the way a crash ends a process.
     pub async fn kill(&self) -> Result<(), TargetError> {
         if let Some(mut child) = self.child.lock().await.take() {
