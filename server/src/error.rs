@@ -21,6 +21,7 @@ pub enum ErrorCode {
     InvalidIdempotencyKey,
     IdempotencyKeyReused,
     BodyTooLarge,
+    BodyTimeout,
     Unauthorized,
     SaleNotFound,
     NotFound,
@@ -32,11 +33,12 @@ pub enum ErrorCode {
     InvalidStateTransition,
     ValidationFailed,
     Unavailable,
+    TooManyConnections,
     Internal,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidField,
         ErrorCode::UnknownField,
@@ -46,6 +48,7 @@ impl ErrorCode {
         ErrorCode::InvalidIdempotencyKey,
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::BodyTooLarge,
+        ErrorCode::BodyTimeout,
         ErrorCode::Unauthorized,
         ErrorCode::SaleNotFound,
         ErrorCode::NotFound,
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::InvalidStateTransition,
         ErrorCode::ValidationFailed,
         ErrorCode::Unavailable,
+        ErrorCode::TooManyConnections,
         ErrorCode::Internal,
     ];
 
@@ -71,6 +75,7 @@ impl ErrorCode {
             ErrorCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::BodyTimeout => "body_timeout",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::SaleNotFound => "sale_not_found",
             ErrorCode::NotFound => "not_found",
@@ -82,6 +87,7 @@ impl ErrorCode {
             ErrorCode::InvalidStateTransition => "invalid_state_transition",
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Internal => "internal",
         }
     }
@@ -98,6 +104,7 @@ impl ErrorCode {
                 StatusCode::CONFLICT
             }
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::InvalidField
             | ErrorCode::UnknownField
             | ErrorCode::InvalidQuantity
@@ -106,7 +113,9 @@ impl ErrorCode {
             | ErrorCode::UnknownProduct
             | ErrorCode::ProductRequired
             | ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::TooManyConnections => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,7 +127,14 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
+    /// What went wrong inside, for the log only (never sent): every 5xx is logged with it and
+    /// the request's id (`http/request_id.rs`).
+    pub cause: Option<String>,
 }
+
+/// The cause of a 5xx, carried on the response to the middleware that logs it with the request id.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -126,7 +142,13 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            cause: None,
         }
+    }
+
+    pub fn with_cause(mut self, cause: impl std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string());
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -174,16 +196,32 @@ impl IntoResponse for ApiError {
                 details: self.details.as_ref(),
             },
         };
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if self.code.status().is_server_error() {
+            let cause = self.cause.unwrap_or_else(|| self.message.clone());
+            response.extensions_mut().insert(ErrorCause(cause));
+        }
+        if self.code == ErrorCode::BodyTimeout {
+            // The rest of the body may still come; the connection cannot carry another request.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
-/// Database failures become 503 (try again: nothing was acknowledged) and are logged with their
-/// cause; the client never sees SQL.
+/// Database failures become 503 (try again: nothing was acknowledged); the cause is logged with
+/// the request id (see [`ApiError::cause`]), and the client never sees SQL.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        tracing::debug!(error = %err, "database error");
-        ApiError::unavailable("the order database")
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the database is unavailable; nothing was changed, try again (a buy: with the same \
+             Idempotency-Key)",
+        )
+        .with_cause(format!("database error: {err}"))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod ledger;
 pub mod sales;
+mod serve;
 pub mod settings;
 
 use std::future::Future;
@@ -35,6 +36,8 @@ use sqlx::PgPool;
 /// Why the server could not start; each names the dependency and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
     #[error(
         "cannot reach PostgreSQL at {url}: {source}. Start it (e.g. `pg_ctlcluster 15 main start`) \
          or point DATABASE_URL / --database-url at a running server"
@@ -93,6 +96,13 @@ pub async fn build_with(
     settings: Settings,
     strategy: impl FnOnce(StrategyParts) -> Arc<dyn ClaimStrategy>,
 ) -> Result<Server, StartError> {
+    settings.validate()?;
+    if settings.uses_development_token() {
+        tracing::warn!(
+            "the admin routes use the built-in development token, which is public: set your own \
+             with --admin-token or FLASHSALE_ADMIN_TOKEN outside development"
+        );
+    }
     let pool = db::connect_and_migrate(
         &settings.database_url,
         settings.db_pool_size,
@@ -156,7 +166,8 @@ impl Server {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then stops the background jobs and drains connections.
+    /// Serves until `shutdown` resolves, then stops the background jobs and drains connections
+    /// (see `serve.rs` for the connection limit and the header and idle timeouts).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -168,10 +179,9 @@ impl Server {
             self.state.settings.units_sync_interval,
             jobs_stopped,
         ));
+        let limits = serve::Limits::from(&*self.state.settings);
         let app = router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = serve::serve(self.listener, app, limits, shutdown).await;
         let _ = stop_jobs.send(true);
         let _ = sync.await;
         served

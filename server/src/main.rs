@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use flashsale_server::{AdminToken, InventoryStrategy, Settings};
 
@@ -47,6 +47,44 @@ struct Args {
     /// PostgreSQL connections.
     #[arg(long, env = "FLASHSALE_DB_POOL_SIZE", default_value_t = 32)]
     db_pool_size: u32,
+    /// How long a client may take to send a request's head (also how long a kept-alive
+    /// connection may wait for its next one).
+    #[arg(long, env = "FLASHSALE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// How long a client may take to send a request's whole body (then 408 body_timeout).
+    #[arg(long, env = "FLASHSALE_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
+    /// How long a connection may sit with nothing in flight before it is closed.
+    #[arg(long, env = "FLASHSALE_IDLE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Connections served at once; beyond it new ones get 503 too_many_connections. Default: as
+    /// many as the open-file limit leaves room for.
+    #[arg(long, env = "FLASHSALE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+}
+
+impl Args {
+    fn settings(self) -> Settings {
+        Settings {
+            listen: self.listen,
+            database_url: self.database_url,
+            redis_url: self.redis_url,
+            admin_token: AdminToken::new(self.admin_token),
+            inventory: match self.inventory {
+                DeployableStrategy::Redis => InventoryStrategy::Redis,
+                DeployableStrategy::Postgres => InventoryStrategy::Postgres,
+            },
+            redis_timeout: self.redis_timeout,
+            units_sync_interval: self.units_sync_interval,
+            max_quantity_per_order: self.max_quantity_per_order,
+            db_pool_size: self.db_pool_size,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            ..Settings::default()
+        }
+    }
 }
 
 #[tokio::main]
@@ -57,22 +95,14 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
-    let args = Args::parse();
-    let settings = Settings {
-        listen: args.listen,
-        database_url: args.database_url,
-        redis_url: args.redis_url,
-        admin_token: AdminToken::new(args.admin_token),
-        inventory: match args.inventory {
-            DeployableStrategy::Redis => InventoryStrategy::Redis,
-            DeployableStrategy::Postgres => InventoryStrategy::Postgres,
-        },
-        redis_timeout: args.redis_timeout,
-        units_sync_interval: args.units_sync_interval,
-        max_quantity_per_order: args.max_quantity_per_order,
-        db_pool_size: args.db_pool_size,
-        ..Settings::default()
-    };
+    let settings = Args::parse().settings();
+    // A setting the server cannot run with is a usage error, like a malformed flag: clap's
+    // format and exit status 2, before any connection is made.
+    if let Err(problem) = settings.validate() {
+        Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, problem)
+            .exit();
+    }
     let server = flashsale_server::build(settings)
         .await
         .context("starting the server")?;
@@ -96,5 +126,24 @@ mod tests {
         assert!(Args::try_parse_from(["flashsale-server", "--inventory", "broken-seed"]).is_err());
         let args = Args::try_parse_from(["flashsale-server", "--inventory", "postgres"]).unwrap();
         assert!(matches!(args.inventory, DeployableStrategy::Postgres));
+    }
+
+    #[test]
+    fn flags_reach_the_settings_and_are_validated_there() {
+        let settings = Args::try_parse_from([
+            "flashsale-server",
+            "--header-read-timeout",
+            "300ms",
+            "--max-connections",
+            "20",
+            "--max-quantity-per-order",
+            "4294967295",
+        ])
+        .unwrap()
+        .settings();
+        assert_eq!(settings.header_read_timeout, Duration::from_millis(300));
+        assert_eq!(settings.max_connections, Some(20));
+        let problem = settings.validate().unwrap_err().to_string();
+        assert!(problem.contains("--max-quantity-per-order"), "{problem}");
     }
 }

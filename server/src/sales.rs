@@ -144,8 +144,13 @@ impl NewSale {
         let mut problem = |field: &str, text: &str| {
             problems.push(json!({ "field": field, "problem": text }));
         };
+        // PostgreSQL text cannot hold U+0000: refused here, it would otherwise fail the insert
+        // and look like an outage.
+        const NUL: &str = "must not contain a NUL character (U+0000)";
         if self.name.trim().is_empty() || self.name.len() > 200 {
             problem("name", "must be 1 to 200 characters");
+        } else if self.name.contains('\0') {
+            problem("name", NUL);
         }
         if self.ends_at <= self.starts_at {
             problem("ends_at", "must be after starts_at");
@@ -171,6 +176,8 @@ impl NewSale {
                     &format!("{field}.product_id"),
                     "must be 1 to 100 characters",
                 );
+            } else if p.product_id.contains('\0') {
+                problem(&format!("{field}.product_id"), NUL);
             }
             if !seen.insert(p.product_id.as_str()) {
                 problem(&format!("{field}.product_id"), "is listed twice");
@@ -404,6 +411,19 @@ mod tests {
                 "products[1].sale_price_cents"
             ]
         );
+    }
+
+    #[test]
+    fn strings_postgresql_cannot_store_are_problems_naming_the_field() {
+        let mut sale = new_sale();
+        sale.name = "drop\0".into();
+        sale.products[0].product_id = "t\0ee".into();
+        let fields: Vec<String> = sale
+            .problems()
+            .iter()
+            .map(|p| p["field"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(fields, ["name", "products[0].product_id"]);
     }
 
     #[test]

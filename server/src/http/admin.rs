@@ -3,9 +3,7 @@
 //! server whose database it cannot see.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde_json::{Value, json};
@@ -43,9 +41,10 @@ impl FromRequestParts<AppState> for Admin {
 pub async fn create_sale(
     _admin: Admin,
     State(state): State<AppState>,
-    raw_body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let value = body::json_value(raw_body)?;
+    let raw_body = body::read(request, state.settings.body_read_timeout).await?;
+    let value = body::value_from_slice(&raw_body)?;
     let new: NewSale = serde_json::from_value(value)
         .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
     let sale = sales::create(&state.pool, &new, state.inventory.ledger_kind()).await?;

@@ -1,8 +1,11 @@
 //! Reading request bodies and path ids into clear, stable errors instead of axum's plain-text
 //! rejections.
 
+use std::time::Duration;
+
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -10,6 +13,25 @@ use uuid::Uuid;
 use crate::error::{ApiError, ErrorCode};
 
 use super::MAX_BODY_BYTES;
+
+/// The whole body within `within` of starting to read it: 408 `body_timeout` after that (the
+/// connection is then closed), 413 when too large, 400 when it could not be read.
+///
+/// A deadline on the whole body, not on each chunk (tower-http's `RequestBodyTimeoutLayer`
+/// restarts its clock at every frame, so a client trickling a byte at a time could hold a
+/// handler for hours).
+pub async fn read(request: Request, within: Duration) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(within, Bytes::from_request(request, &())).await {
+        Ok(body) => bytes(body),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::BodyTimeout,
+            format!(
+                "the body did not arrive within {}; nothing was done",
+                humantime::format_duration(within)
+            ),
+        )),
+    }
+}
 
 /// The body's bytes: 413 when too large, 400 when it could not be read.
 pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -28,12 +50,8 @@ pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-/// The body as a JSON value: 413 when too large, 400 when it is not JSON at all.
-pub fn json_value(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    value_from_slice(&bytes(body)?)
-}
-
-fn value_from_slice(bytes: &[u8]) -> Result<Value, ApiError> {
+/// Bytes already read, as a JSON value (400 when not JSON at all).
+pub fn value_from_slice(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|err| {
         ApiError::new(
             ErrorCode::MalformedJson,

@@ -9,9 +9,7 @@
 use std::borrow::Cow;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -211,14 +209,12 @@ pub async fn buy(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
-    raw_body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let sale_id = body::sale_id(&raw_id)?;
     let key = idempotency_key(&headers)?;
-    let buy = read_buy_body(
-        &body::bytes(raw_body)?,
-        state.settings.max_quantity_per_order,
-    )?;
+    let raw_body = body::read(request, state.settings.body_read_timeout).await?;
+    let buy = read_buy_body(&raw_body, state.settings.max_quantity_per_order)?;
     let sale = state
         .sales
         .get(&state.pool, sale_id)
@@ -241,7 +237,8 @@ pub async fn buy(
         product_id: product.product_id.clone(),
         unit_price_cents: product.sale_price_cents,
         buyer_id: buy.buyer_id,
-        quantity: i32::try_from(buy.quantity).expect("bounded by max_quantity_per_order"),
+        quantity: i32::try_from(buy.quantity)
+            .map_err(|_| quantity_above(buy.quantity, i32::MAX.into()))?,
         idempotency_key: key,
     };
     if let Some(frozen) = state.inventory.sold_out_orders(sale_id) {
@@ -263,13 +260,13 @@ pub async fn buy(
             // A concurrent request with the same key won the race; answer with its order.
             match state.inventory.find_by_key(&req.idempotency_key).await? {
                 Some(first) => replay(&req, first),
-                None => Err(ApiError::unavailable("the order database")),
+                None => Err(ApiError::unavailable("the order database").with_cause(
+                    "the key's insert conflicted, but no order with that key was found",
+                )),
             }
         }
-        Err(ClaimError::Unavailable(err)) => {
-            tracing::debug!(sale = %sale_id, error = %err, "order not made durable; answering 503");
-            Err(ApiError::unavailable("the order database"))
-        }
+        Err(ClaimError::Unavailable(err)) => Err(ApiError::unavailable("the order database")
+            .with_cause(format!("order for sale {sale_id} not made durable: {err}"))),
     }
 }
 

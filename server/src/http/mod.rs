@@ -4,6 +4,7 @@
 mod admin;
 mod body;
 mod buyer;
+mod request_id;
 
 use std::sync::Arc;
 
@@ -46,11 +47,28 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(request_id::tag_and_log))
         .with_state(state)
+}
+
+/// What a connection beyond the limit is served (see `serve.rs`): `/health` answers, so a probe
+/// still learns the process is up, and everything else is refused without touching a database.
+pub(crate) fn refusal_router() -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .fallback(too_many_connections)
 }
 
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok" }))
+}
+
+async fn too_many_connections() -> ApiError {
+    // Logged once per saturation by the accept loop, not once per refused request.
+    ApiError::new(
+        ErrorCode::TooManyConnections,
+        "the server is at its connection limit; nothing was done, try again shortly",
+    )
 }
 
 async fn not_found() -> ApiError {

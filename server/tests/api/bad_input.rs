@@ -300,3 +300,54 @@ async fn admin_routes_need_the_right_token_and_validate_sales() {
     assert_eq!(error_code(wrong_method).await.1, "method_not_allowed");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn strings_postgresql_cannot_store_are_422_naming_the_field_not_503() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    for (body, field) in [
+        (
+            json!({"name": "drop\u{0}", "starts_at": "2026-01-01T00:00:00Z",
+                   "ends_at": "2026-01-02T00:00:00Z", "cap": 1,
+                   "products": [{"product_id": "p", "sale_price_cents": 1}]}),
+            "name",
+        ),
+        (
+            json!({"name": "drop", "starts_at": "2026-01-01T00:00:00Z",
+                   "ends_at": "2026-01-02T00:00:00Z", "cap": 1,
+                   "products": [{"product_id": "p\u{0}", "sale_price_cents": 1}]}),
+            "products[0].product_id",
+        ),
+    ] {
+        let response = app.admin_post("/admin/sales", &body).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "validation_failed", "{answer}");
+        assert_eq!(
+            answer["error"]["details"]["problems"][0]["field"], field,
+            "{answer}"
+        );
+    }
+    let sales: i64 = sqlx::query_scalar("SELECT count(*) FROM flash_sales")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(sales, 0);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_a_client_one_is_kept() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let made = app.client.get(app.url("/health")).send().await.unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    let kept = app
+        .client
+        .get(app.url("/nowhere"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "trace-42");
+    app.finish().await;
+}

@@ -3,7 +3,9 @@
 
 mod bad_input;
 mod claims;
+mod connections;
 mod contract;
 mod helpers;
 mod idempotency;
 mod ledger;
+mod startup;
