@@ -374,14 +374,7 @@ impl Driver {
             } => {
                 let pool = self.pool(origin, &database_url.render(&values)).await?;
                 let sql = query.render_sql(&values);
-                let described = pool.describe(&sql).await.map_err(|e| {
-                    TargetError::Profile(origin.error(format!("the query fails: {e}")))
-                })?;
-                let names: Vec<String> = described
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_owned())
-                    .collect();
+                let names = column_names(&pool, &sql, origin).await?;
                 for required in ["order_id", "buyer_id", "quantity"] {
                     if !names.iter().any(|n| n == required) {
                         return Err(TargetError::Profile(origin.error(format!(
@@ -419,6 +412,16 @@ impl Driver {
         &self,
         sale_id: &str,
         cap: Option<u64>,
+    ) -> Result<InventoryView, TargetError> {
+        self.view_with(sale_id, cap, None).await
+    }
+
+    /// [`Self::view`], summing `orders` when they were just read instead of reading them again.
+    async fn view_with(
+        &self,
+        sale_id: &str,
+        cap: Option<u64>,
+        orders: Option<&[LedgerOrder]>,
     ) -> Result<InventoryView, TargetError> {
         let values = self.values(&[
             ("sale_id", Value::from(sale_id.to_owned())),
@@ -473,14 +476,7 @@ impl Driver {
                 } => {
                     let pool = self.pool(origin, &database_url.render(&values)).await?;
                     let sql = query.render_sql(&values);
-                    let described = pool.describe(&sql).await.map_err(|e| {
-                        TargetError::Profile(origin.error(format!("the query fails: {e}")))
-                    })?;
-                    let names: Vec<String> = described
-                        .columns()
-                        .iter()
-                        .map(|c| c.name().to_owned())
-                        .collect();
+                    let names = column_names(&pool, &sql, origin).await?;
                     let figures = ["quantity_sold", "counter", "units_in_orders"];
                     if !names.iter().any(|n| figures.contains(&n.as_str())) {
                         return Err(TargetError::Profile(origin.error(format!(
@@ -529,14 +525,11 @@ impl Driver {
                 (value, _, _) => value,
             };
         }
-        view.units_in_orders = match units_reported {
-            Some(units) => units,
-            None => self
-                .orders(sale_id)
-                .await?
-                .iter()
-                .map(|o| i64::from(o.quantity))
-                .sum(),
+        let units_of = |orders: &[LedgerOrder]| orders.iter().map(|o| i64::from(o.quantity)).sum();
+        view.units_in_orders = match (units_reported, orders) {
+            (Some(units), _) => units,
+            (None, Some(orders)) => units_of(orders),
+            (None, None) => units_of(&self.orders(sale_id).await?),
         };
         Ok(view)
     }
@@ -544,7 +537,7 @@ impl Driver {
     /// The ground truth after a run: orders and the inventory view.
     pub async fn ledger(&self, sale_id: &str, cap: Option<u64>) -> Result<Ledger, TargetError> {
         let orders = self.orders(sale_id).await?;
-        let inventory = self.view(sale_id, cap).await?;
+        let inventory = self.view_with(sale_id, cap, Some(&orders)).await?;
         Ok(Ledger { orders, inventory })
     }
 
@@ -552,6 +545,23 @@ impl Driver {
     pub fn has_counters(&self) -> bool {
         self.profile.counters.is_some()
     }
+}
+
+/// The columns a query returns, as PostgreSQL describes it (without running it).
+async fn column_names(
+    pool: &PgPool,
+    sql: &str,
+    origin: &Origin,
+) -> Result<Vec<String>, TargetError> {
+    let described = pool
+        .describe(sql)
+        .await
+        .map_err(|e| TargetError::Profile(origin.error(format!("the query fails: {e}"))))?;
+    Ok(described
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect())
 }
 
 fn sql_error(what: &str, call: &SqlCall, error: sqlx::Error) -> TargetError {
