@@ -92,6 +92,7 @@ impl Code {
     /// harness's own failure kinds (see `load::classify`).
     const KNOWN: &[&str] = &[
         "sold_out",
+        "buyer_limit_reached",
         "timeout",
         "connect",
         "transport",

@@ -350,8 +350,8 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
         ])
         .args([
             "--checks",
-            "contract,boundary,last-unit,same-key-at-once,retries-after-unknown,window-edges,\
-             unlimited-and-cap-0,generated",
+            "contract,boundary,last-unit,same-key-at-once,same-buyer-at-once,\
+             retries-after-unknown,window-edges,unlimited-and-cap-0,generated",
         ])
         .arg("--out")
         .arg(out.path())
@@ -365,6 +365,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
         "boundary",
         "last-unit",
         "same-key-at-once",
+        "same-buyer-at-once",
         "retries-after-unknown",
         "volume",
         "window-edges",
@@ -390,7 +391,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(report["verdict"], "held");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 9);
+    assert_eq!(checks.len(), 10);
     assert!(
         checks
             .iter()

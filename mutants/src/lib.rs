@@ -16,10 +16,11 @@
 //! - [`ack_without_order`]: every 500th claim answered 201 with an order never stored (INV-2).
 //! - [`order_answered_sold_out`]: every 500th claim stored but answered sold out (INV-3).
 //! - [`racy_idempotency`]: two requests with one key at once both make an order (INV-4).
+//! - [`racy_buyer_limit`]: one buyer's orders sent together all pass a per-buyer limit (INV-9).
 //! - [`unit_without_order`]: every 500th claim consumes its units, writes no order, answers 503
 //!   (HAZ-5 unhandled; INV-5).
 //! - [`seed_model`]: what the first two share: orders without slots, one query per key lookup.
-//! - [`serial_model`]: what the boundary, idempotency and stranding mutants share: claims
+//! - [`serial_model`]: what the boundary, idempotency, buyer-limit and stranding mutants share: claims
 //!   serialized per sale in process, orders without slots, one rule to break.
 //! - [`wrapped`] and [`claim_count`]: what the 1-in-500 wrappers share: the correct inventory,
 //!   the N-th claim's answer replaced.
@@ -30,6 +31,7 @@ pub mod broken_seed;
 pub mod claim_count;
 pub mod order_answered_sold_out;
 pub mod oversell_at_boundary;
+pub mod racy_buyer_limit;
 pub mod racy_idempotency;
 pub mod seed_model;
 pub mod serial_model;
@@ -64,6 +66,8 @@ pub enum InventoryStrategy {
     OrderAnsweredSoldOut,
     /// Two requests with one key at the same time both make an order (INV-4).
     RacyIdempotency,
+    /// One buyer's orders sent together all pass the per-buyer limit (INV-9).
+    RacyBuyerLimit,
     /// Every 500th claim consumes its units without an order and answers 503 (INV-5).
     UnitWithoutOrder,
 }
@@ -79,6 +83,7 @@ impl InventoryStrategy {
             InventoryStrategy::AckWithoutOrder => ack_without_order::NAME,
             InventoryStrategy::OrderAnsweredSoldOut => order_answered_sold_out::NAME,
             InventoryStrategy::RacyIdempotency => racy_idempotency::NAME,
+            InventoryStrategy::RacyBuyerLimit => racy_buyer_limit::NAME,
             InventoryStrategy::UnitWithoutOrder => unit_without_order::NAME,
         }
     }
@@ -94,6 +99,7 @@ impl InventoryStrategy {
             InventoryStrategy::AckWithoutOrder,
             InventoryStrategy::OrderAnsweredSoldOut,
             InventoryStrategy::RacyIdempotency,
+            InventoryStrategy::RacyBuyerLimit,
             InventoryStrategy::UnitWithoutOrder,
         ]
     }
@@ -123,6 +129,7 @@ impl InventoryStrategy {
             InventoryStrategy::BrokenNaive | InventoryStrategy::BrokenSeed => seed_model::LEDGER,
             InventoryStrategy::OversellAtBoundary
             | InventoryStrategy::RacyIdempotency
+            | InventoryStrategy::RacyBuyerLimit
             | InventoryStrategy::UnitWithoutOrder => serial_model::LEDGER,
         }
     }
@@ -141,6 +148,7 @@ impl InventoryStrategy {
                 Arc::new(order_answered_sold_out::strategy(parts))
             }
             InventoryStrategy::RacyIdempotency => Arc::new(racy_idempotency::strategy(parts)),
+            InventoryStrategy::RacyBuyerLimit => Arc::new(racy_buyer_limit::strategy(parts)),
             InventoryStrategy::UnitWithoutOrder => Arc::new(unit_without_order::strategy(parts)),
         }
     }
@@ -210,6 +218,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 7);
+        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 8);
     }
 }

@@ -76,9 +76,10 @@ impl ClaimStrategy for SeedModel {
     /// than they are.
     fn find_by_key<'a>(
         &'a self,
+        buyer_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
-        Box::pin(orders::find_by_key(&self.pool, key))
+        Box::pin(orders::find_by_key(&self.pool, buyer_id, key))
     }
 
     fn buy<'a>(

@@ -3,13 +3,17 @@
 //! slots (an `unguarded` sale), so that one flaw in the decision, and nothing else, breaks an
 //! invariant the slot ledger would otherwise protect.
 //!
-//! [`SerialModel`] is the [`ClaimStrategy`] of `oversell-at-boundary`, `racy-idempotency` and
-//! `unit-without-order`; each supplies its [`Decide`] rule (and `racy-idempotency` a one-off
-//! [`Prepare`] of the database). The model is correct only while one server process sells each
-//! sale, which is how the harness runs it. Unlimited sales go to the correct inventory.
+//! [`SerialModel`] is the [`ClaimStrategy`] of `oversell-at-boundary`, `racy-idempotency`,
+//! `racy-buyer-limit` and `unit-without-order`; each supplies its [`Decide`] rule (and
+//! `racy-idempotency` a one-off [`Prepare`] of the database and a slow key lookup,
+//! `racy-buyer-limit` its [`BuyerCheck`]). The model is correct only while one server process
+//! sells each sale, which is how the harness runs it. A sale's `per_buyer_limit` is checked under
+//! the sale's lock (the unguarded ledger does not enforce it). Unlimited sales take the same path,
+//! granted without a rule, so a key or buyer race shows on them too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use flashsale_server::inventory::FrozenOrders;
 use flashsale_server::inventory::breaker::BreakerState;
@@ -73,6 +77,16 @@ pub enum Verdict {
 /// A mutant's decision on a claim of a capped sale.
 pub type Decide = fn(&ClaimView) -> Verdict;
 
+/// Where the model checks a sale's `per_buyer_limit` against the buyer's units in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuyerCheck {
+    /// Under the sale's lock, with the claim: correct.
+    WithTheClaim,
+    /// Before taking the lock, then `window` later the claim without a second look: two orders of
+    /// one buyer checked in that window both pass, whatever they add up to.
+    BeforeTheLock { window: Duration },
+}
+
 /// Work on the database done once, before the first claim.
 pub type Prepare = for<'a> fn(&'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Error>>;
 
@@ -93,6 +107,9 @@ pub struct SerialModel {
     decide: Decide,
     prepare: Option<Prepare>,
     prepared: tokio::sync::OnceCell<()>,
+    buyer_check: BuyerCheck,
+    /// How long a key lookup that found nothing waits before answering (see `racy-idempotency`).
+    slow_lookup_miss: Option<Duration>,
     pool: PgPool,
     /// Records unlimited sales' orders and reports the breaker, which this model never uses.
     correct: Inventory,
@@ -107,6 +124,8 @@ impl SerialModel {
             decide,
             prepare: None,
             prepared: tokio::sync::OnceCell::new(),
+            buyer_check: BuyerCheck::WithTheClaim,
+            slow_lookup_miss: None,
             pool: parts.pool,
             correct: parts.correct,
             books: Mutex::new(HashMap::new()),
@@ -121,6 +140,38 @@ impl SerialModel {
         self
     }
 
+    /// Checks `per_buyer_limit` at `check` instead of with the claim.
+    pub fn with_buyer_check(mut self, check: BuyerCheck) -> Self {
+        self.buyer_check = check;
+        self
+    }
+
+    /// Makes a key lookup that found no order wait `delay` before answering.
+    pub fn with_slow_lookup_miss(mut self, delay: Duration) -> Self {
+        self.slow_lookup_miss = Some(delay);
+        self
+    }
+
+    /// Refuses the claim when the buyer's units and this one would pass the sale's limit.
+    async fn check_buyer(&self, sale: &Sale, req: &OrderRequest) -> Result<(), ClaimError> {
+        let Some(limit) = sale.per_buyer_limit else {
+            return Ok(());
+        };
+        let held = orders::units_of_buyer(&self.pool, sale.id, &req.buyer_id).await?;
+        if held + i64::from(req.quantity) > i64::from(limit) {
+            return Err(ClaimError::BuyerLimit);
+        }
+        Ok(())
+    }
+
+    async fn find_by_key(&self, buyer_id: &str, key: &str) -> Result<Option<Order>, sqlx::Error> {
+        let found = orders::find_by_key(&self.pool, buyer_id, key).await?;
+        if let (None, Some(delay)) = (&found, self.slow_lookup_miss) {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(found)
+    }
+
     fn book(&self, sale_id: Uuid) -> Arc<tokio::sync::Mutex<Book>> {
         self.books
             .lock()
@@ -130,14 +181,34 @@ impl SerialModel {
             .clone()
     }
 
-    async fn claim(&self, sale: &Sale, cap: i64, req: &OrderRequest) -> Result<Order, ClaimError> {
+    /// Decides a claim under the sale's lock: `decide` rules capped sales; an unlimited sale's
+    /// claim is granted (after the buyer check, like any other).
+    async fn claim(
+        &self,
+        sale: &Sale,
+        cap: Option<i64>,
+        req: &OrderRequest,
+    ) -> Result<Order, ClaimError> {
         if let Some(prepare) = self.prepare {
             self.prepared
                 .get_or_try_init(|| prepare(&self.pool))
                 .await?;
         }
+        if let BuyerCheck::BeforeTheLock { window } = self.buyer_check {
+            self.check_buyer(sale, req).await?;
+            tokio::time::sleep(window).await;
+        }
         let book = self.book(sale.id);
         let mut book = book.lock().await;
+        if self.buyer_check == BuyerCheck::WithTheClaim {
+            self.check_buyer(sale, req).await?;
+        }
+        let Some(cap) = cap else {
+            return match orders::insert(&self.pool, req, None, &[], self.name).await {
+                Err(InsertError::DuplicateKey) => Err(ClaimError::DuplicateKey),
+                other => Ok(other?),
+            };
+        };
         let sold = match book.sold {
             Some(sold) => sold,
             None => {
@@ -197,9 +268,10 @@ impl ClaimStrategy for SerialModel {
     /// steps, as in the correct strategies, where the ledger's UNIQUE key makes the pair atomic.
     fn find_by_key<'a>(
         &'a self,
+        buyer_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
-        Box::pin(orders::find_by_key(&self.pool, key))
+        Box::pin(SerialModel::find_by_key(self, buyer_id, key))
     }
 
     fn buy<'a>(
@@ -207,10 +279,7 @@ impl ClaimStrategy for SerialModel {
         sale: &'a Sale,
         req: &'a OrderRequest,
     ) -> BoxFuture<'a, Result<Order, ClaimError>> {
-        match sale.cap {
-            Some(cap) => Box::pin(self.claim(sale, cap, req)),
-            None => Box::pin(self.correct.buy(sale, req)),
-        }
+        Box::pin(self.claim(sale, sale.cap, req))
     }
 
     /// None: the model keeps its counts in memory, and its sales have no Redis counter.

@@ -59,9 +59,10 @@ impl ClaimStrategy for OneInN {
 
     fn find_by_key<'a>(
         &'a self,
+        buyer_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
-        Box::pin(self.correct.find_by_key(key))
+        Box::pin(self.correct.find_by_key(buyer_id, key))
     }
 
     fn buy<'a>(

@@ -28,6 +28,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     SaleNotLive,
     SoldOut,
+    BuyerLimitReached,
     UnknownProduct,
     ProductRequired,
     InvalidStateTransition,
@@ -38,7 +39,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidField,
         ErrorCode::UnknownField,
@@ -55,6 +56,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::SaleNotLive,
         ErrorCode::SoldOut,
+        ErrorCode::BuyerLimitReached,
         ErrorCode::UnknownProduct,
         ErrorCode::ProductRequired,
         ErrorCode::InvalidStateTransition,
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::SaleNotLive => "sale_not_live",
             ErrorCode::SoldOut => "sold_out",
+            ErrorCode::BuyerLimitReached => "buyer_limit_reached",
             ErrorCode::UnknownProduct => "unknown_product",
             ErrorCode::ProductRequired => "product_required",
             ErrorCode::InvalidStateTransition => "invalid_state_transition",
@@ -100,9 +103,10 @@ impl ErrorCode {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::SaleNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::SaleNotLive | ErrorCode::SoldOut | ErrorCode::InvalidStateTransition => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::SaleNotLive
+            | ErrorCode::SoldOut
+            | ErrorCode::BuyerLimitReached
+            | ErrorCode::InvalidStateTransition => StatusCode::CONFLICT,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::InvalidField

@@ -104,7 +104,8 @@ model = "burst"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racy_idempotency_is_caught_breaking_idempotency() {
-    // A third of the buyers send an earlier buyer's key with their own body, all at once.
+    // A third of the requests resend an earlier request's key, as its buyer, with their own
+    // body, all at once.
     let result = run(
         InventoryStrategy::RacyIdempotency,
         r#"

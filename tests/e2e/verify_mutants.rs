@@ -122,3 +122,8 @@ async fn verify_catches_racy_idempotency_as_inv4() {
 async fn verify_catches_unit_without_order_as_inv5() {
     caught_and_replayed(InventoryStrategy::UnitWithoutOrder, "INV-5").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_racy_buyer_limit_as_inv9() {
+    caught_and_replayed(InventoryStrategy::RacyBuyerLimit, "INV-9").await;
+}

@@ -20,6 +20,7 @@ const INVALID_QUANTITY: Expected = Expected::new(422, "invalid_quantity");
 const QUANTITY_ABOVE_LIMIT: Expected = Expected::new(422, "quantity_above_limit");
 const UNKNOWN_PRODUCT: Expected = Expected::new(422, "unknown_product");
 const KEY_REUSED: Expected = Expected::new(422, "idempotency_key_reused");
+const BUYER_LIMIT_REACHED: Expected = Expected::new(409, "buyer_limit_reached");
 
 /// The per-order limit `BuyRequest.quantity` documents ("100 by default"). A server configured
 /// with a higher one will fail `buy/quantity-above-per-order-limit`: the contract names no other
@@ -192,8 +193,8 @@ pub(super) async fn bad_bodies(run: &mut Run, sales: &Sales) {
     }
 }
 
-/// Missing and invalid keys; a key reused with another body, replayed with the same body, and
-/// reused on another sale.
+/// Missing and invalid keys; a key reused with another body, replayed with the same body, sent by
+/// another buyer, and reused on another sale.
 pub(super) async fn keys(run: &mut Run, sales: &Sales) {
     let Ok(main) = sales.main.clone() else {
         let reason = sales.main.clone().unwrap_err();
@@ -203,6 +204,7 @@ pub(super) async fn keys(run: &mut Run, sales: &Sales) {
             "key/too-long",
             "key/reused-with-another-body",
             "key/replayed-with-the-same-body",
+            "key/another-buyers-key",
         ] {
             run.not_checked(
                 name,
@@ -278,6 +280,12 @@ pub(super) async fn keys(run: &mut Run, sales: &Sales) {
             KEY_REUSED.to_string(),
             &reason,
         );
+        run.not_checked(
+            "key/another-buyers-key",
+            "POST /sales/{main}/orders".into(),
+            ANOTHER_BUYERS_KEY.into(),
+            &reason,
+        );
         return;
     };
     let second_body = json!({"buyer_id": buyer, "quantity": 2}).to_string();
@@ -330,8 +338,41 @@ pub(super) async fn keys(run: &mut Run, sales: &Sales) {
             _ => None,
         };
     }
-    // Kept for `limited_sale`: "Keys are global: reusing one for another sale is a conflict."
+    another_buyers_key(run, &main, &key, &first_order).await;
+    // Kept for `limited_sale`: a buyer's key is the buyer's across sales, so reusing it for
+    // another sale is a conflict.
     run.used_key = Some((key, first_body));
+}
+
+const ANOTHER_BUYERS_KEY: &str =
+    "201 with an order of its own (keys are scoped to the buyer), not the first buyer's order";
+
+/// Another buyer sending a key one buyer already used: a request of its own, answered with an
+/// order of its own, never with the first buyer's order id (which would leak it) and never
+/// refused (which would let one buyer block another's key).
+async fn another_buyers_key(run: &mut Run, main: &str, key: &str, first_order: &str) {
+    let request =
+        format!("POST /sales/{main}/orders: the key of another buyer's order, sent by a new buyer");
+    let answer = probe::send(run.buy(main, Some(key), good_body(1))).await;
+    let order = answer
+        .json
+        .as_ref()
+        .and_then(|j| j["order_id"].as_str())
+        .map(str::to_owned);
+    let got = answer.to_string();
+    let held = answer.status == Some(201)
+        && order.as_deref().is_some_and(|id| id != first_order)
+        && answer.replayed.is_none();
+    run.judged(
+        "key/another-buyers-key",
+        request,
+        ANOTHER_BUYERS_KEY.into(),
+        if held {
+            Judged::Held(got)
+        } else {
+            Judged::Violated(got)
+        },
+    );
 }
 
 /// Sales that cannot be bought from: unknown, malformed id, not activated, window not started.
@@ -372,8 +413,8 @@ pub(super) async fn unbuyable_sales(run: &mut Run, sales: &Sales) {
     .await;
 }
 
-/// On the `limited` sale (activated by the lifecycle cases): above its per-buyer limit, and a
-/// key of the `main` sale's order reused here.
+/// On the `limited` sale (activated by the lifecycle cases): above its per-buyer limit in one
+/// order and across two, and a key of the `main` sale's order reused here.
 pub(super) async fn limited_sale(run: &mut Run, sales: &Sales) {
     run.refused_buy(
         "buy/quantity-above-per-buyer-limit",
@@ -383,6 +424,7 @@ pub(super) async fn limited_sale(run: &mut Run, sales: &Sales) {
         QUANTITY_ABOVE_LIMIT,
     )
     .await;
+    buyer_limit_across_orders(run, sales).await;
     let name = "key/reused-on-another-sale";
     let request =
         "POST /sales/{limited}/orders: the key and body of an order of another sale".to_owned();
@@ -402,4 +444,52 @@ pub(super) async fn limited_sale(run: &mut Run, sales: &Sales) {
             run.refusal(name, request, KEY_REUSED, send).await;
         }
     }
+}
+
+/// A buyer who holds the limit already (one order of `PER_BUYER_LIMIT` units) asking for one
+/// more unit with a new key: the limit is on the buyer, not on one order.
+async fn buyer_limit_across_orders(run: &mut Run, sales: &Sales) {
+    let name = "buy/buyer-limit-across-orders";
+    let request = |sale: &str| {
+        format!(
+            "POST /sales/{sale}/orders: 1 more unit, new key, by a buyer who already bought \
+             {PER_BUYER_LIMIT} (the per_buyer_limit)"
+        )
+    };
+    let limited = match &sales.limited {
+        Ok(limited) => limited.clone(),
+        Err(reason) => {
+            return run.not_checked(
+                name,
+                request("{limited}"),
+                BUYER_LIMIT_REACHED.to_string(),
+                reason,
+            );
+        }
+    };
+    let buyer = fresh_buyer();
+    let first = probe::send(run.buy(
+        &limited,
+        Some(&fresh_key()),
+        json!({"buyer_id": buyer, "quantity": PER_BUYER_LIMIT}).to_string(),
+    ))
+    .await;
+    if first.status != Some(201) {
+        let reason = format!(
+            "the buyer's first order of {PER_BUYER_LIMIT} units was answered {first}, not 201"
+        );
+        return run.not_checked(
+            name,
+            request(&limited),
+            BUYER_LIMIT_REACHED.to_string(),
+            &reason,
+        );
+    }
+    let send = run.buy(
+        &limited,
+        Some(&fresh_key()),
+        json!({"buyer_id": buyer, "quantity": 1}).to_string(),
+    );
+    run.refusal(name, request(&limited), BUYER_LIMIT_REACHED, send)
+        .await;
 }

@@ -53,12 +53,15 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
             idempotency_key: format!("{run_nonce}-{i:05}"),
         })
         .collect();
-    // Some buyers send an earlier buyer's key with their own body (HAZ-12).
+    // Some requests reuse an earlier request's key with their own body (HAZ-12). A key names one
+    // buyer's request (the contract scopes keys to the buyer), so the reuse is sent as that
+    // buyer: the same key from another buyer would be a different request, not a reuse.
     if scenario.buyers.reused_keys > 0.0 {
         for i in 1..buyers.len() {
             if rng.random_bool(scenario.buyers.reused_keys) {
                 let earlier = rng.random_range(0..i);
                 buyers[i].idempotency_key = buyers[earlier].idempotency_key.clone();
+                buyers[i].buyer_id = buyers[earlier].buyer_id.clone();
             }
         }
     }

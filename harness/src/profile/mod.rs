@@ -444,6 +444,35 @@ impl Profile {
     pub fn keys_sent(&self) -> bool {
         self.buy.keys_sent
     }
+
+    /// Whether the set-up passes a scenario's `per_buyer_limit` to the service (the placeholder
+    /// appears in it), or the profile states a per-buyer limit of its own: otherwise a scenario
+    /// with a limit would judge INV-9 against a sale that has none.
+    pub fn sets_per_buyer_limit(&self) -> bool {
+        const NAME: &str = "per_buyer_limit";
+        let http = |call: &HttpCall| {
+            call.url.placeholders().any(|p| p == NAME)
+                || call
+                    .headers
+                    .iter()
+                    .any(|(_, h)| h.placeholders().any(|p| p == NAME))
+                || call
+                    .body
+                    .as_ref()
+                    .is_some_and(|b| b.placeholders().contains(&NAME))
+        };
+        let sql = |call: &SqlCall| {
+            call.statements
+                .iter()
+                .any(|s| s.placeholders().any(|p| p == NAME))
+        };
+        let in_setup = match &self.setup {
+            Setup::Http { call, .. } => http(call),
+            Setup::Sql { call, .. } => sql(call),
+            Setup::Existing { .. } => false,
+        };
+        in_setup || self.rules.per_buyer_units.is_some()
+    }
 }
 
 /// Turns the file as written into a checked profile, with line numbers for every message.

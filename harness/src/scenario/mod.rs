@@ -130,9 +130,9 @@ pub struct BuyerSpec {
     /// and any queueing for a permit shows up in the coordinated-omission-corrected latency.
     #[serde(default = "default_connections")]
     pub connections: u32,
-    /// Fraction (0 to 1) of buyers who send an earlier buyer's idempotency key with their own
-    /// body: a key reused for a different request, which must never become a second order
-    /// (HAZ-12). Default 0.
+    /// Fraction (0 to 1) of requests that reuse an earlier request's idempotency key, sent as
+    /// that request's buyer with their own body: a key reused for a different request, which
+    /// must never become a second order (HAZ-12). Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reused_keys: f64,
     /// Each buyer's request is sent this many times at the same instant, same key and same body,

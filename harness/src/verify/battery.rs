@@ -36,11 +36,12 @@ pub const CONTRACT: &str = "contract";
 pub const CONTRACT_PROVOKES: &str = "the contract's bad inputs, wrong tokens, closed sales, expire and activate; each refusal must change nothing";
 
 /// Every check name `--checks` accepts, in battery order, `generated` last.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     CONTRACT,
     "boundary",
     "last-unit",
     "same-key-at-once",
+    "same-buyer-at-once",
     "retries-after-unknown",
     "volume",
     "window-edges",
@@ -82,6 +83,7 @@ pub fn checks(only: &[String]) -> Vec<Check> {
         boundary(),
         last_unit(),
         same_key_at_once(),
+        same_buyer_at_once(),
         retries_after_unknown(),
         volume(),
         window_edges(),
@@ -197,6 +199,39 @@ fn same_key_at_once() -> Check {
         name: "same-key-at-once",
         provokes: "one idempotency key sent 8 times at once with one body, and reused with other bodies",
         scenarios: vec![same_body, limited, other_body],
+        judge: Judge::Invariants,
+    }
+}
+
+/// Buyers with a per-buyer limit sending several orders at one instant, each with its own key:
+/// a limit checked per order, or checked and then claimed without holding anything, lets a
+/// buyer's orders pass it together (INV-9).
+fn same_buyer_at_once() -> Check {
+    let limited = |name: &str, cap: Cap, limit: u32, count: u32, distinct: u32, max_q: u32| {
+        let mut s = base(name);
+        s.sale.cap = cap;
+        s.sale.per_buyer_limit = Some(limit);
+        s.buyers.count = count;
+        s.buyers.distinct = Some(distinct);
+        s.buyers.quantity = QuantitySpec::Range { min: 1, max: max_q };
+        s.arrival = burst();
+        s
+    };
+    Check {
+        name: "same-buyer-at-once",
+        provokes: "a per-buyer limit of 2 or 3 with each buyer sending 6 orders at one instant, under a cap and unlimited",
+        scenarios: vec![
+            limited("verify-same-buyer-cap", Cap::Limited(120), 2, 240, 40, 2),
+            limited("verify-same-buyer-unlimited", Cap::Unlimited, 3, 180, 30, 3),
+            limited(
+                "verify-same-buyer-sells-out",
+                Cap::Limited(25),
+                2,
+                300,
+                50,
+                1,
+            ),
+        ],
         judge: Judge::Invariants,
     }
 }

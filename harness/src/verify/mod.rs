@@ -439,15 +439,15 @@ impl Session<'_> {
     }
 
     /// Whether the target can run `scenario`: a service without unlimited sales (as its profile
-    /// states) cannot run an unlimited one, so such scenarios are left out rather than failing the
-    /// whole command at set-up.
+    /// states) cannot run an unlimited one, and a profile whose set-up does not pass
+    /// `{per_buyer_limit}` cannot run a sale with one, so such scenarios are left out rather than
+    /// failing the whole command at set-up or judging a limit the sale does not have.
     fn expressible(&self, scenario: &Scenario) -> bool {
-        scenario.sale.cap != crate::scenario::Cap::Unlimited
-            || self
-                .options
-                .target
-                .profile()
-                .is_none_or(|p| p.rules.unlimited_sales)
+        let Some(profile) = self.options.target.profile() else {
+            return true;
+        };
+        (scenario.sale.cap != crate::scenario::Cap::Unlimited || profile.rules.unlimited_sales)
+            && (scenario.sale.per_buyer_limit.is_none() || profile.sets_per_buyer_limit())
     }
 
     /// Repeats one check until it fails or its share ends (at least one run).
@@ -463,7 +463,8 @@ impl Session<'_> {
                 check.name,
                 check.provokes,
                 check.scenarios.len(),
-                "the target's profile has no unlimited sales ([rules] unlimited_sales = false)",
+                "the target's profile cannot express these sales (no unlimited sales, or no \
+                 {per_buyer_limit} in its set-up)",
             ));
         }
         let mut outcome = CheckOutcome::empty(check.name, check.provokes, check.scenarios.len());

@@ -1,9 +1,12 @@
 //! Buyer routes: read a sale, buy.
 //!
 //! A buy is validated completely (key, body, quantity, sale, window, product) before anything is
-//! claimed, so bad input changes nothing. The idempotency key is checked before the claim: a retry
-//! gets its first order back, even once the sale is sold out (HAZ-8); the same key with a
-//! different body is a conflict, never a second order (HAZ-12). Once PostgreSQL has confirmed a
+//! claimed, so bad input changes nothing. The idempotency key names one buyer's request (keys are
+//! unique per buyer, never across buyers) and is checked before the claim: a retry gets its first
+//! order back, even once the sale is sold out (HAZ-8); the same key with a different body is a
+//! conflict, never a second order (HAZ-12). A sale's `per_buyer_limit` bounds the units of all the
+//! buyer's orders together; the ledger enforces it (migration 0004), this route only names the
+//! refusal. Once PostgreSQL has confirmed a
 //! sale sold out, both checks are answered from memory (see `ClaimStrategy::sold_out_orders`).
 
 use std::borrow::Cow;
@@ -245,20 +248,33 @@ pub async fn buy(
         // Confirmed sold out: its orders are final and in memory, so neither a retry nor a new
         // buyer needs a round trip (see `Inventory::sold_out_orders` for the one answer this
         // changes).
-        return match frozen.get(&req.idempotency_key) {
+        return match frozen.get(&(req.buyer_id.clone(), req.idempotency_key.clone())) {
             Some(first) => replay(&req, first.clone()),
             None => Err(sold_out()),
         };
     }
-    if let Some(first) = state.inventory.find_by_key(&req.idempotency_key).await? {
+    if let Some(first) = state
+        .inventory
+        .find_by_key(&req.buyer_id, &req.idempotency_key)
+        .await?
+    {
         return replay(&req, first);
     }
     match state.inventory.buy(&sale, &req).await {
         Ok(order) => Ok(created(order, false)),
         Err(ClaimError::SoldOut) => Err(sold_out()),
+        Err(ClaimError::BuyerLimit) => Err(buyer_limit_reached(
+            &req.buyer_id,
+            req.quantity,
+            sale.per_buyer_limit,
+        )),
         Err(ClaimError::DuplicateKey) => {
             // A concurrent request with the same key won the race; answer with its order.
-            match state.inventory.find_by_key(&req.idempotency_key).await? {
+            match state
+                .inventory
+                .find_by_key(&req.buyer_id, &req.idempotency_key)
+                .await?
+            {
                 Some(first) => replay(&req, first),
                 None => Err(ApiError::unavailable("the order database").with_cause(
                     "the key's insert conflicted, but no order with that key was found",
@@ -275,6 +291,23 @@ fn sold_out() -> ApiError {
         ErrorCode::SoldOut,
         "the sale has no units left for this quantity",
     )
+}
+
+/// The buyer's orders in this sale and this one would pass `per_buyer_limit` together. (The
+/// limit is always set when the ledger refuses for it; `null` in the details otherwise.)
+fn buyer_limit_reached(buyer_id: &str, quantity: i32, limit: Option<i32>) -> ApiError {
+    let limit_text = limit.map_or_else(
+        || "the sale's limit".to_owned(),
+        |l| format!("the limit of {l}"),
+    );
+    ApiError::new(
+        ErrorCode::BuyerLimitReached,
+        format!(
+            "buyer {buyer_id:?} already holds units of this sale, and {quantity} more would pass \
+             {limit_text} per buyer; nothing was bought"
+        ),
+    )
+    .with_details(json!({ "limit": limit }))
 }
 
 fn replay(req: &OrderRequest, first: Order) -> Result<Response, ApiError> {

@@ -47,16 +47,20 @@ use crate::sales::{LedgerKind, Sale};
 ///   slot ledger would refuse them, and would stop a mutant from overselling).
 /// - [`sold_out_orders`](Self::sold_out_orders): `Some(orders)` only when the sale's set of orders
 ///   is final (nothing can join it); the buyer route then answers every buy of that sale from the
-///   set (a retry gets its order, any other key 409) and calls neither method below. `None` is
+///   set (a retry gets its order, any other (buyer, key) 409) and calls neither method below.
+///   `None` is
 ///   always allowed.
-/// - [`find_by_key`](Self::find_by_key): the order holding this idempotency key, of any sale.
+/// - [`find_by_key`](Self::find_by_key): the buyer's order holding this idempotency key, of any
+///   sale (keys are scoped to the buyer: another buyer's order is never an answer).
 ///   Asked before every `buy` (a hit is replayed, or refused as a reused key, and `buy` is not
 ///   called) and again after `buy` answers [`ClaimError::DuplicateKey`]. This is the whole
 ///   idempotency path: a strategy that controls it controls what a retry sees.
 /// - [`buy`](Self::buy): called with a validated request (quantity, window, product checked) whose
 ///   key held no order a moment ago. `Ok(order)` means the order is durable: the buyer gets a 201
-///   with it. [`ClaimError::SoldOut`] is a 409; [`ClaimError::DuplicateKey`] means a concurrent
-///   request with the same key stored its order first (the route answers with that one);
+///   with it. [`ClaimError::SoldOut`] and [`ClaimError::BuyerLimit`] (the sale's
+///   `per_buyer_limit` would be passed by the buyer's orders together) are 409s;
+///   [`ClaimError::DuplicateKey`] means a concurrent request of the buyer with the same key
+///   stored its order first (the route answers with that one);
 ///   [`ClaimError::Unavailable`] is a 503, an unknown outcome the buyer retries with the same key.
 /// - [`redis`](Self::redis): the Redis counter, if the strategy has one; the inventory view reads
 ///   it and the units-sync job reconciles it with the ledger.
@@ -78,8 +82,11 @@ pub trait ClaimStrategy: fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     fn ledger_kind(&self) -> LedgerKind;
     fn sold_out_orders(&self, sale_id: Uuid) -> Option<Arc<FrozenOrders>>;
-    fn find_by_key<'a>(&'a self, key: &'a str)
-    -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>>;
+    fn find_by_key<'a>(
+        &'a self,
+        buyer_id: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>>;
     fn buy<'a>(
         &'a self,
         sale: &'a Sale,
@@ -151,9 +158,9 @@ pub fn strategy_named<T: Copy>(
         })
 }
 
-/// The orders of a sale confirmed sold out, by idempotency key. Final: see
+/// The orders of a sale confirmed sold out, by (buyer id, idempotency key). Final: see
 /// [`Inventory::sold_out_orders`].
-pub type FrozenOrders = HashMap<String, Order>;
+pub type FrozenOrders = HashMap<(String, String), Order>;
 
 /// The largest sold-out sale whose orders are kept in memory (about 300 bytes each).
 const MAX_FROZEN_ORDERS: i64 = 100_000;
@@ -193,10 +200,14 @@ impl Inventory {
         }
     }
 
-    /// The order holding this idempotency key, if any, looked up through the group-committed
-    /// ledger.
-    pub async fn find_by_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
-        self.ledger.find_by_key(key).await
+    /// The buyer's order holding this idempotency key, if any, looked up through the
+    /// group-committed ledger.
+    pub async fn find_by_key(
+        &self,
+        buyer_id: &str,
+        key: &str,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        self.ledger.find_by_key(buyer_id, key).await
     }
 
     pub fn redis(&self) -> Option<&RedisCounter> {
@@ -401,7 +412,7 @@ impl Inventory {
                 Ok(orders) => Some(Arc::new(
                     orders
                         .into_iter()
-                        .map(|o| (o.idempotency_key.clone(), o))
+                        .map(|o| ((o.buyer_id.clone(), o.idempotency_key.clone()), o))
                         .collect(),
                 )),
                 Err(_) => None,
@@ -432,9 +443,10 @@ impl ClaimStrategy for Inventory {
 
     fn find_by_key<'a>(
         &'a self,
+        buyer_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Order>, sqlx::Error>> {
-        Box::pin(Inventory::find_by_key(self, key))
+        Box::pin(Inventory::find_by_key(self, buyer_id, key))
     }
 
     fn buy<'a>(

@@ -49,6 +49,9 @@ pub enum ClaimError {
     /// answers with that order (or a conflict if the bodies differ).
     #[error("idempotency key taken by a concurrent request")]
     DuplicateKey,
+    /// The order would take its buyer past the sale's `per_buyer_limit`; nothing was written.
+    #[error("per-buyer limit reached")]
+    BuyerLimit,
     /// The order could not be made durable; nothing was acknowledged (HAZ-10).
     #[error("order database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
@@ -64,6 +67,7 @@ impl From<InsertError> for ClaimError {
     fn from(err: InsertError) -> Self {
         match err {
             InsertError::DuplicateKey => ClaimError::DuplicateKey,
+            InsertError::BuyerLimit => ClaimError::BuyerLimit,
             InsertError::Database(e) => ClaimError::Unavailable(e),
             // Only reachable when a caller ignores the slot protocol; treat as a failed write.
             InsertError::SlotTaken => ClaimError::Unavailable(sqlx::Error::Protocol(
@@ -74,6 +78,7 @@ impl From<InsertError> for ClaimError {
 }
 
 struct KeyLookup {
+    buyer_id: String,
     key: String,
     reply: Reply<Result<Option<Order>, sqlx::Error>>,
 }
@@ -122,11 +127,19 @@ impl Ledger {
         }
     }
 
-    /// The order holding this idempotency key, if any.
-    pub async fn find_by_key(&self, key: &str) -> Result<Option<Order>, sqlx::Error> {
-        let key = key.to_owned();
+    /// The buyer's order holding this idempotency key, if any.
+    pub async fn find_by_key(
+        &self,
+        buyer_id: &str,
+        key: &str,
+    ) -> Result<Option<Order>, sqlx::Error> {
+        let (buyer_id, key) = (buyer_id.to_owned(), key.to_owned());
         self.lookups
-            .call(|reply| KeyLookup { key, reply })
+            .call(|reply| KeyLookup {
+                buyer_id,
+                key,
+                reply,
+            })
             .await
             .unwrap_or_else(|| Err(dropped("key lookup")))
     }
@@ -226,15 +239,16 @@ fn dropped(what: &str) -> sqlx::Error {
     sqlx::Error::Protocol(format!("the batched {what} ended without an answer"))
 }
 
-/// One `= ANY($1)` query for the whole batch.
+/// One query for the whole batch.
 async fn lookup_batch(pool: PgPool, batch: Vec<KeyLookup>) {
+    let buyers: Vec<String> = batch.iter().map(|l| l.buyer_id.clone()).collect();
     let keys: Vec<String> = batch.iter().map(|l| l.key.clone()).collect();
-    match orders::find_many_by_key(&pool, &keys).await {
+    match orders::find_many_by_key(&pool, &buyers, &keys).await {
         Ok(found) => {
             for lookup in batch {
                 let order = found
                     .iter()
-                    .find(|o| o.idempotency_key == lookup.key)
+                    .find(|o| o.idempotency_key == lookup.key && o.buyer_id == lookup.buyer_id)
                     .cloned();
                 let _ = lookup.reply.send(Ok(order));
             }
@@ -331,7 +345,7 @@ async fn claim_group(pool: &PgPool, group: Vec<QueuedClaim>) {
 /// Group commit's one rule, for every kind of batch: a batch of more than one job first runs as
 /// one statement (`together`, one answer per job in order). If the database itself failed (no
 /// answer from it: unreachable, pool exhausted), every job gets that failure: one by one would
-/// only fail again, slower. If a row conflicted (a taken slot, a reused key), nothing was written
+/// only fail again, slower. If a row conflicted (a taken slot, a reused key, a buyer's limit), nothing was written
 /// and every job runs `alone`, concurrently, so only the job that conflicts gets the error.
 async fn together_else_alone<J, T, Alone>(
     batch: Vec<J>,

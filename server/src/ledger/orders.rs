@@ -54,9 +54,14 @@ pub enum InsertError {
     /// truth. Nothing was written.
     #[error("slot already taken")]
     SlotTaken,
-    /// Another order already has this idempotency key (a concurrent retry won). Nothing written.
+    /// The buyer already has an order with this idempotency key (a concurrent retry won).
+    /// Nothing written.
     #[error("idempotency key already used")]
     DuplicateKey,
+    /// The order would take its buyer past the sale's `per_buyer_limit` (migration 0004's
+    /// `buyer_units`). Nothing written.
+    #[error("the buyer's limit for this sale would be passed")]
+    BuyerLimit,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -242,33 +247,46 @@ fn classify(err: sqlx::Error) -> InsertError {
     if let Some(db) = err.as_database_error() {
         match db.constraint() {
             Some("order_units_pkey") => return InsertError::SlotTaken,
-            Some("orders_idempotency_key_key") => return InsertError::DuplicateKey,
+            Some("orders_buyer_idempotency_key") => return InsertError::DuplicateKey,
+            Some("buyer_units_within_limit") => return InsertError::BuyerLimit,
             _ => {}
         }
     }
     InsertError::Database(err)
 }
 
-pub async fn find_by_key(pool: &PgPool, key: &str) -> Result<Option<Order>, sqlx::Error> {
+/// The buyer's order holding this idempotency key, if any (keys are unique per buyer).
+pub async fn find_by_key(
+    pool: &PgPool,
+    buyer_id: &str,
+    key: &str,
+) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = $1"
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 AND idempotency_key = $2"
     ))
+    .bind(buyer_id)
     .bind(key)
     .fetch_optional(pool)
     .await
 }
 
-/// The orders holding any of `keys` (keys are unique across the ledger), for batched lookups.
+/// The orders holding any of the (buyer, key) pairs, for batched lookups.
 ///
 /// Not a prepared statement: PostgreSQL would soon settle on one generic plan for it, and a plan
 /// made while `orders` was small is a sequential scan, kept as the table grows (seen here: 600
-/// scans reading 7 million rows in 8 s). Planned with the real array each time, it probes the
-/// unique index.
-pub async fn find_many_by_key(pool: &PgPool, keys: &[String]) -> Result<Vec<Order>, sqlx::Error> {
+/// scans reading 7 million rows in 8 s). Planned with the real arrays each time, it probes the
+/// unique (buyer_id, idempotency_key) index.
+pub async fn find_many_by_key(
+    pool: &PgPool,
+    buyer_ids: &[String],
+    keys: &[String],
+) -> Result<Vec<Order>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE idempotency_key = ANY($1)"
+        "SELECT {ORDER_COLUMNS} FROM orders
+         WHERE (buyer_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
     ))
     .persistent(false)
+    .bind(buyer_ids)
     .bind(keys)
     .fetch_all(pool)
     .await
@@ -294,5 +312,21 @@ pub async fn units_in_orders<'e>(
             .bind(sale_id)
             .fetch_one(db)
             .await?;
+    Ok(units)
+}
+
+/// Units in one buyer's persisted orders of a sale (the figure `per_buyer_limit` bounds).
+pub async fn units_of_buyer<'e>(
+    db: impl PgExecutor<'e>,
+    sale_id: Uuid,
+    buyer_id: &str,
+) -> Result<i64, sqlx::Error> {
+    let (units,): (i64,) = sqlx::query_as(
+        "SELECT coalesce(sum(quantity), 0)::bigint FROM orders WHERE sale_id = $1 AND buyer_id = $2",
+    )
+    .bind(sale_id)
+    .bind(buyer_id)
+    .fetch_one(db)
+    .await?;
     Ok(units)
 }

@@ -44,10 +44,35 @@ async fn the_same_key_with_a_different_body_is_a_conflict() {
             "idempotency_key_reused".into()
         )
     );
-    let other_buyer = app.buy(sale, "k", "mallory", 1).await;
-    assert_eq!(error_code(other_buyer).await.1, "idempotency_key_reused");
     assert_eq!(app.units_in_database(sale).await, 1);
     app.finish().await;
+}
+
+#[tokio::test]
+async fn a_key_names_one_buyers_request_so_another_buyer_with_it_gets_an_order_of_their_own() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let app = spawn_app(strategy).await;
+        let sale = app.live_sale(Some(10)).await;
+        let alice = app.buy(sale, "shared-key", "alice", 1).await;
+        assert_eq!(alice.status(), StatusCode::CREATED, "{strategy}");
+        let alice: Value = alice.json().await.unwrap();
+        // Another buyer, the same key, another body: a request of its own, never a conflict
+        // that would name alice's order, never a replay of it.
+        let mallory = app.buy(sale, "shared-key", "mallory", 2).await;
+        assert_eq!(mallory.status(), StatusCode::CREATED, "{strategy}");
+        assert!(mallory.headers().get("idempotent-replayed").is_none());
+        let mallory: Value = mallory.json().await.unwrap();
+        assert_ne!(mallory["order_id"], alice["order_id"], "{strategy}");
+        assert_eq!(mallory["buyer_id"], "mallory");
+        // ...and alice's key still works for alice: her retry is her order.
+        let retry = app.buy(sale, "shared-key", "alice", 1).await;
+        assert_eq!(retry.status(), StatusCode::CREATED);
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        let retry: Value = retry.json().await.unwrap();
+        assert_eq!(retry["order_id"], alice["order_id"]);
+        assert_eq!(app.units_in_database(sale).await, 3, "{strategy}");
+        app.finish().await;
+    }
 }
 
 #[tokio::test]
@@ -120,11 +145,16 @@ async fn a_sale_confirmed_sold_out_answers_retries_and_new_buyers_from_memory() 
     let retry: Value = retry.json().await.unwrap();
     assert_eq!(retry["order_id"], first["order_id"]);
     assert_eq!(
-        error_code(app.buy(sale, "first", "mallory", 2).await).await,
+        error_code(app.buy(sale, "first", "alice", 1).await).await,
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused".into()
         )
+    );
+    // Another buyer's key is not theirs: a new request, and the sale is sold out.
+    assert_eq!(
+        error_code(app.buy(sale, "first", "mallory", 2).await).await,
+        (StatusCode::CONFLICT, "sold_out".into())
     );
     assert_eq!(
         error_code(app.buy(sale, "late-2", "dave", 1).await).await,

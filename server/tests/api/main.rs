@@ -2,6 +2,7 @@
 //! per concern, each test with its own database and its own sales (so its own Redis keys).
 
 mod bad_input;
+mod buyer_limit;
 mod claims;
 mod connections;
 mod contract;
