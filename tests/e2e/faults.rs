@@ -1,7 +1,7 @@
 //! Redis and PostgreSQL failures (NEM-…): the reference server holds every invariant under each
 //! fault scenario, every planned fault is recorded as applied, and the seed document's design
-//! (`broken-seed`) is caught overselling. These runs need Docker (scripts/docker-setup.sh; `.ci/run`
-//! calls it): without it they fail loudly, never run without their faults.
+//! (`broken-seed`) is caught overselling. These runs need Docker (scripts/docker-setup.sh;
+//! scripts/test.sh, the README's test command, calls it): without it they fail loudly, never run without their faults.
 
 use flashsale_e2e::{load_scenario, run_in_process};
 use flashsale_harness::cli::exit;

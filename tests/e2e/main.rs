@@ -4,6 +4,7 @@
 mod broken_strategies;
 mod faults;
 mod mutants;
+mod own_services;
 mod per_buyer_limit;
 mod reference_server;
 mod soak;

@@ -1,15 +1,23 @@
 //! `flashsale explore`: generated scenarios until one breaks an invariant, then its minimal case.
 
 use super::exit;
-use super::{ExploreArgs, target_choice, target_label};
+use super::{ExploreArgs, provide_services, target_choice, target_label};
 use crate::explore;
 use crate::report;
 use crate::run::{self, RunOptions, TargetChoice};
 
 /// `flashsale explore`: searches generated scenarios for a violation, shrinks it, writes it.
 pub async fn explore(args: ExploreArgs) -> i32 {
-    let target = match target_choice(args.server, false) {
+    let mut target = match target_choice(args.server, false) {
         Ok(target) => target,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return exit::SETUP;
+        }
+    };
+    // Held to the end of the command: the containers started for it go when it returns.
+    let _services = match provide_services(&mut target).await {
+        Ok(services) => services,
         Err(problem) => {
             eprintln!("error: {problem}");
             return exit::SETUP;

@@ -17,6 +17,7 @@ use flashsale_mutants::InventoryStrategy;
 use crate::profile::Profile;
 use crate::run::{TargetChoice, TargetProfile};
 use crate::target::Dependencies;
+use crate::target::dependencies::{self, Provided, Source};
 
 /// Fires concurrent buyers at a flash-sale server, records every attempt, and proves that
 /// exactly the cap succeeded.
@@ -293,6 +294,46 @@ pub(crate) fn target_choice(
             keep_database,
         }),
     }
+}
+
+/// The containers started for one command (none when the services were given or running):
+/// held until the command returns, then removed, and the console says so.
+pub(crate) struct StartedServices(Option<Provided>);
+
+impl Drop for StartedServices {
+    fn drop(&mut self) {
+        if let Some(provided) = self.0.take()
+            && provided.started_any()
+        {
+            drop(provided);
+            eprintln!("flashsale: removed the containers started for this command");
+        }
+    }
+}
+
+/// For the in-process reference server: the PostgreSQL and Redis it runs on, found
+/// (`DATABASE_URL` / `REDIS_URL`, or answering on the default addresses) or started in containers,
+/// which `target` is pointed at. Other targets bring their own and need nothing here.
+pub(crate) async fn provide_services(target: &mut TargetChoice) -> Result<StartedServices, String> {
+    let TargetChoice::InProcess { deps, .. } = target else {
+        return Ok(StartedServices(None));
+    };
+    let provided = dependencies::provide(&|line| eprintln!("{line}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    for (name, source) in [
+        ("PostgreSQL", &provided.postgres),
+        ("Redis", &provided.redis),
+    ] {
+        if let Source::Container { id, .. } = source {
+            eprintln!(
+                "flashsale: {name} is up in container {}",
+                id.get(..12).unwrap_or(id)
+            );
+        }
+    }
+    *deps = provided.deps.clone();
+    Ok(StartedServices(Some(provided)))
 }
 
 /// How the console names the target, in `run`'s and `explore`'s first line and in the comment

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::exit;
-use super::{RunArgs, target_choice, target_label};
+use super::{RunArgs, provide_services, target_choice, target_label};
 use crate::repeat::{self, RepeatReport, RepeatRun};
 use crate::report;
 use crate::run::{self, RunOptions, TargetChoice};
@@ -21,8 +21,16 @@ pub async fn run(args: RunArgs) -> i32 {
             return exit::SETUP;
         }
     };
-    let target = match target_choice(args.server, args.keep_db) {
+    let mut target = match target_choice(args.server, args.keep_db) {
         Ok(target) => target,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return exit::SETUP;
+        }
+    };
+    // Held to the end of the command: the containers started for it go when it returns.
+    let _services = match provide_services(&mut target).await {
+        Ok(services) => services,
         Err(problem) => {
             eprintln!("error: {problem}");
             return exit::SETUP;

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::exit;
-use super::{VerifyArgs, target_choice, target_label};
+use super::{VerifyArgs, provide_services, target_choice, target_label};
 use crate::verify::{self, VerifyOptions, battery, report};
 
 /// `flashsale verify`: validates the arguments, runs the battery, prints the verdict.
@@ -22,8 +22,16 @@ pub async fn verify(args: VerifyArgs) -> i32 {
         eprintln!("error: --budget must be longer than zero (e.g. 3m, 90s)");
         return exit::SETUP;
     }
-    let target = match target_choice(args.server, false) {
+    let mut target = match target_choice(args.server, false) {
         Ok(target) => target,
+        Err(problem) => {
+            eprintln!("error: {problem}");
+            return exit::SETUP;
+        }
+    };
+    // Held to the end of the command: the containers started for it go when it returns.
+    let _services = match provide_services(&mut target).await {
+        Ok(services) => services,
         Err(problem) => {
             eprintln!("error: {problem}");
             return exit::SETUP;

@@ -3,8 +3,8 @@
 //!
 //! Host networking only: Redis listens on a free loopback port chosen here, and no traffic ever
 //! goes to a bridge address. The image is a setting (`FLASHSALE_REDIS_IMAGE`): by default the
-//! image `scripts/docker-setup.sh` builds from this machine's own `redis-server` when it exists
-//! (machines that cannot pull), otherwise the official `redis:7`. The container is removed when
+//! official `redis:7` when Docker has it, else the image `scripts/docker-setup.sh` builds from
+//! this machine's own `redis-server` when it exists (machines that cannot pull), else `redis:7`. The container is removed when
 //! this value is dropped, and on Ctrl-C by testcontainers' watchdog.
 
 use std::time::Duration;
@@ -14,9 +14,9 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 /// The image `scripts/docker-setup.sh` builds.
-pub const LOCAL_IMAGE: &str = "flashsale-redis-local:7";
+pub use crate::target::dependencies::LOCAL_REDIS_IMAGE as LOCAL_IMAGE;
 /// The official image, for ordinary Docker hosts.
-pub const OFFICIAL_IMAGE: &str = "redis:7";
+pub use crate::target::dependencies::OFFICIAL_REDIS_IMAGE as OFFICIAL_IMAGE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
@@ -37,20 +37,11 @@ pub enum ContainerError {
     },
 }
 
-/// Which image to run: `FLASHSALE_REDIS_IMAGE`, else the locally built one when Docker has it,
-/// else the official one.
+/// Which image to run: `FLASHSALE_REDIS_IMAGE`, else the official one when Docker has it, else
+/// the locally built one when Docker has it, else the official one (pulled); the same rule as
+/// the services the harness starts when none is running.
 pub fn choose_image() -> String {
-    if let Ok(image) = std::env::var("FLASHSALE_REDIS_IMAGE") {
-        return image;
-    }
-    let local = std::process::Command::new("docker")
-        .args(["image", "inspect", LOCAL_IMAGE])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false);
-    if local { LOCAL_IMAGE } else { OFFICIAL_IMAGE }.to_owned()
+    crate::target::dependencies::choose_image("FLASHSALE_REDIS_IMAGE", LOCAL_IMAGE, OFFICIAL_IMAGE)
 }
 
 pub struct RedisContainer {

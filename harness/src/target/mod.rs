@@ -5,6 +5,7 @@
 //! API spoken directly, for the conformance checks and the property tests.
 
 mod admin;
+pub mod dependencies;
 pub mod driver;
 mod in_process;
 pub mod service;
@@ -63,7 +64,8 @@ pub struct CreatedSale {
     pub ends_at: time::OffsetDateTime,
 }
 
-/// Where the in-process server's dependencies live.
+/// Where the in-process server's dependencies live ([`dependencies::provide`] finds or starts
+/// them).
 #[derive(Debug, Clone)]
 pub struct Dependencies {
     /// Any database URL on the PostgreSQL server to use; the run creates its own database there.
