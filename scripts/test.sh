@@ -9,7 +9,8 @@
 #  2. PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379, which the tests use, when nothing
 #     answers there: containers (host networking, left running for the next run), or, without
 #     Docker, the machine's installed services (scripts/ensure-services.sh).
-#  3. cargo test --workspace --locked "$@"; its summary lines are the last output.
+#  3. cargo test --workspace --locked "$@"; its summary lines are the last output (skipped when
+#     FLASHSALE_SETUP_ONLY is set: .ci/run sets up first, fuzzes, then runs this again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,12 @@ elif docker info >/dev/null 2>&1; then
       "docker rm -f flashsale-test-postgres flashsale-test-redis)"
 else
   scripts/ensure-services.sh
+fi
+
+# .ci/run sets this to get the services up for the API fuzzer before the test suite.
+if [ -n "${FLASHSALE_SETUP_ONLY:-}" ]; then
+  log "set-up done (FLASHSALE_SETUP_ONLY): not running the tests"
+  exit 0
 fi
 
 log "step 3/3: cargo test --workspace --locked $*"

@@ -80,11 +80,15 @@ pub struct Growth {
     pub growth_after_warm_up_pct: f64,
 }
 
+/// Which of `count` readings ends warm-up: growth is measured from it.
+pub fn warm_up_index(count: usize) -> usize {
+    ((count as f64 * WARM_UP_SHARE) as usize).min(count.saturating_sub(1))
+}
+
 impl Growth {
     fn of(readings: &[u64]) -> Option<Growth> {
         let (&first, &last) = (readings.first()?, readings.last()?);
-        let warm =
-            readings[((readings.len() as f64 * WARM_UP_SHARE) as usize).min(readings.len() - 1)];
+        let warm = readings[warm_up_index(readings.len())];
         let mb = |b: u64| b as f64 / 1_048_576.0;
         Some(Growth {
             start_mb: mb(first),

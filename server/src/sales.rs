@@ -147,7 +147,9 @@ impl NewSale {
         // PostgreSQL text cannot hold U+0000: refused here, it would otherwise fail the insert
         // and look like an outage.
         const NUL: &str = "must not contain a NUL character (U+0000)";
-        if self.name.trim().is_empty() || self.name.len() > 200 {
+        // Lengths are in characters, as the contract's maxLength and the table's CHECK
+        // (`length()`) count them, not in UTF-8 bytes.
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             problem("name", "must be 1 to 200 characters");
         } else if self.name.contains('\0') {
             problem("name", NUL);
@@ -171,7 +173,7 @@ impl NewSale {
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.products.iter().enumerate() {
             let field = format!("products[{i}]");
-            if p.product_id.is_empty() || p.product_id.len() > 100 {
+            if p.product_id.is_empty() || p.product_id.chars().count() > 100 {
                 problem(
                     &format!("{field}.product_id"),
                     "must be 1 to 100 characters",
@@ -424,6 +426,19 @@ mod tests {
             .map(|p| p["field"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(fields, ["name", "products[0].product_id"]);
+    }
+
+    /// Found by the API fuzzer: a 150-character name of two-byte characters fits the contract's
+    /// maxLength and the table's CHECK, and was refused for being over 200 bytes.
+    #[test]
+    fn lengths_are_counted_in_characters() {
+        let mut sale = new_sale();
+        sale.name = "ä".repeat(200);
+        sale.products[0].product_id = "é".repeat(100);
+        assert!(sale.problems().is_empty(), "{:?}", sale.problems());
+        sale.name.push('ä');
+        sale.products[0].product_id.push('é');
+        assert_eq!(sale.problems().len(), 2, "{:?}", sale.problems());
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Run {
     pub settled: Option<SettledInventory>,
     pub generator: GeneratorStats,
     pub check: CheckReport,
+    /// Resident memory samples; none unless a test adds them.
+    pub memory: Vec<crate::memory::MemorySample>,
 }
 
 impl Run {
@@ -119,6 +121,7 @@ pub fn run(extra_order: bool) -> Run {
         check: CheckReport {
             invariants: Default::default(),
         },
+        memory: Vec::new(),
     }
     .checked()
 }
@@ -186,7 +189,7 @@ pub fn write(run: &Run, dir: &Path) -> Summary {
     write_all(
         dir,
         &RunOutputs {
-            memory: &[],
+            memory: &run.memory,
             info: &run.info,
             history: &run.history,
             ledger: &run.ledger,

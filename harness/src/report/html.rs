@@ -1,6 +1,6 @@
 //! `report.html`: one self-contained page per run for the people who read latency to size
-//! hardware — the verdicts, then five charts, with nothing loaded from the network (inline CSS,
-//! inline SVG, no script).
+//! hardware — the verdicts, then five charts, and a sixth of resident memory when it was
+//! sampled, with nothing loaded from the network (inline CSS, inline SVG, no script).
 //!
 //! The markup is XHTML-compatible (every element closed, every attribute quoted, text escaped),
 //! so an XML parser can prove it well-formed; a test does.
@@ -24,6 +24,10 @@ pub const CHART_IDS: [&str; 5] = [
     "units-sold",
     "generator-lag",
 ];
+
+/// The id of the resident-memory chart. Not in [`CHART_IDS`]: it is drawn only when memory was
+/// sampled (a run shorter than the sampling interval, or a machine without `/proc`, has none).
+pub const MEMORY_CHART_ID: &str = "memory-over-time";
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px auto;\
 max-width:1000px;color:#222;line-height:1.4}h1{font-size:22px;margin-bottom:4px}\
@@ -445,7 +449,104 @@ fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, his
             y_tick: &ms_label,
             x_ticks: None,
             series: lag_series,
-            bands,
+            bands: bands.clone(),
+        },
+    );
+
+    memory(s, summary, &bands);
+}
+
+/// Resident memory of the harness and of the service it started, over the whole run (set-up
+/// and checking included, so x may start before doors open): what a soak reads for leaks. The
+/// end of warm-up is marked, because growth is measured from there.
+fn memory(s: &mut String, summary: &Summary, bands: &[Band]) {
+    let report = summary.memory.as_ref();
+    let samples = report.map_or(&[][..], |m| m.samples.as_slice());
+    let at = |at_ms: u64| (at_ms as f64 - summary.doors_open_ms) / 1e3;
+    let mb = |bytes: Option<u64>| bytes.map(|b| b as f64 / 1_048_576.0);
+    // The harness process holds the in-process reference server when there is one, so its line
+    // is named for what it measures.
+    let harness_name = if summary.target == "in-process" {
+        "harness + server"
+    } else {
+        "harness"
+    };
+    let mut lines = Vec::new();
+    if samples.iter().any(|m| m.harness_bytes.is_some()) {
+        lines.push(series(
+            harness_name,
+            "#6d4c41",
+            false,
+            samples.iter().map(|m| (at(m.at_ms), mb(m.harness_bytes))),
+        ));
+    }
+    if samples.iter().any(|m| m.service_bytes.is_some()) {
+        lines.push(series(
+            "service",
+            "#00897b",
+            false,
+            samples.iter().map(|m| (at(m.at_ms), mb(m.service_bytes))),
+        ));
+    }
+    if lines.is_empty() {
+        s.push_str(
+            "<h2>Resident memory</h2><p class=\"note\" id=\"memory-not-sampled\">Resident memory: \
+             not sampled in this run (it is read once a second from /proc, so a run shorter than \
+             a second, or a machine without /proc, has no sample).</p>",
+        );
+        return;
+    }
+    let first = samples.first().map_or(0.0, |m| at(m.at_ms));
+    let last = samples.last().map_or(0.0, |m| at(m.at_ms));
+    let x = Scale::Linear {
+        min: first.min(0.0).floor(),
+        max: last.max(summary.per_second.len() as f64).ceil().max(1.0),
+    };
+    let y = Scale::linear_to(values(&lines).fold(0.0, f64::max));
+    let growth: Vec<String> = report
+        .into_iter()
+        .flat_map(|m| [(harness_name, &m.harness), ("service", &m.service)])
+        .filter_map(|(who, g)| {
+            g.as_ref().map(|g| {
+                format!(
+                    "{who} {:.1} MB at start, {:.1} MB after warm-up, {:.1} MB at the end \
+                     ({:+.1} % after warm-up), peak {:.1} MB",
+                    g.start_mb, g.after_warm_up_mb, g.end_mb, g.growth_after_warm_up_pct, g.peak_mb
+                )
+            })
+        })
+        .collect();
+    // Warm-up ends at the same share of the samples that `memory::Growth` takes as its base.
+    let warm_up_end = samples
+        .get(crate::memory::warm_up_index(samples.len()))
+        .map(|m| Band {
+            from: at(m.at_ms),
+            to: at(m.at_ms),
+            label: "warm-up ends".to_owned(),
+        });
+    let second_label = |v: f64| format!("{} s", short_number(v));
+    let mb_label = |v: f64| format!("{} MB", short_number(v));
+    section(
+        s,
+        "Resident memory",
+        &format!(
+            "Resident set size sampled once a second, from the start of set-up to the end of the \
+             checks; growth is measured from the end of warm-up (the first fifth of the samples), \
+             once pools and caches have reached their working size. {}.",
+            growth.join("; ")
+        ),
+        &Chart {
+            id: MEMORY_CHART_ID,
+            title: "Resident memory",
+            x_label: "seconds after doors open",
+            y_label: "resident memory (MB)",
+            x,
+            y,
+            x_tick: &second_label,
+            y_tick: &mb_label,
+            x_ticks: None,
+            series: lines,
+            bands: bands.iter().cloned().chain(warm_up_end).collect(),
         },
     );
 }
@@ -602,5 +703,58 @@ mod tests {
             "fault bands"
         );
         assert!(html.contains("ok.p99 &lt; 1ms"), "thresholds listed");
+    }
+
+    /// The `<svg>` element with this id, if the page has one.
+    fn chart<'a>(html: &'a str, id: &str) -> Option<&'a str> {
+        let start = html.find(&format!("<svg id=\"{id}\""))?;
+        let len = html[start..].find("</svg>")? + "</svg>".len();
+        Some(&html[start..start + len])
+    }
+
+    #[test]
+    fn memory_is_plotted_when_sampled_and_said_not_sampled_otherwise() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut run = measured_run();
+        write(&run, tmp.path());
+        let html = fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        assert!(
+            chart(&html, MEMORY_CHART_ID).is_none(),
+            "no samples, no chart"
+        );
+        assert!(html.contains("id=\"memory-not-sampled\""), "says why");
+        assert!(html.contains("Resident memory: not sampled"));
+
+        // Ten seconds of samples; the service was down (unreadable) at the sixth.
+        let mb = 1_048_576;
+        run.memory = (0..10u64)
+            .map(|k| crate::memory::MemorySample {
+                at_ms: 1_000 * (k + 1),
+                harness_bytes: Some((40 + k) * mb),
+                service_bytes: (k != 5).then_some((20 + k) * mb),
+            })
+            .collect();
+        write(&run, tmp.path());
+        let html = fs::read_to_string(tmp.path().join("report.html")).unwrap();
+        assert!(!html.contains("memory-not-sampled"));
+        let svg = chart(&html, MEMORY_CHART_ID).expect("the memory chart");
+        for legend in [">harness + server</text>", ">service</text>"] {
+            assert!(svg.contains(legend), "{legend} in {svg}");
+        }
+        // The harness's line is whole; the service's breaks where it could not be read.
+        assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
+        assert!(svg.contains("warm-up ends"), "{svg}");
+        assert!(
+            svg.contains(">50 MB</text>"),
+            "the y axis reaches the peak: {svg}"
+        );
+        // Its figures are stated next to it.
+        assert!(
+            html.contains("harness + server 40.0 MB at start, 42.0 MB after warm-up, 49.0 MB"),
+            "{html}"
+        );
+        // Still one well-formed page.
+        let mut reader = quick_xml::Reader::from_str(&html);
+        while !matches!(reader.read_event().unwrap(), quick_xml::events::Event::Eof) {}
     }
 }

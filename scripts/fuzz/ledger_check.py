@@ -1,0 +1,141 @@
+"""After scripts/fuzz.sh's schemathesis run: count what was sent, and prove that no refused
+request changed anything.
+
+schemathesis judges each answer on its own (status, schema, headers). What it cannot see is the
+server's state afterwards, so this reads every request and answer of the run from its HAR file
+and compares them with the server's ground truth:
+
+- every order in a sale's export was acknowledged by a 201 of that sale, and every order a 201
+  acknowledged is in the export (a refused buy made no order, an acknowledged one is kept);
+- every sale in the database was answered 201 by `POST /admin/sales` or seeded by the script
+  (a refused create made no sale), and the database holds exactly the acknowledged orders;
+- each sale's state follows from the activations and expiries that were answered 200 alone
+  (a refused transition moved nothing);
+- each sale's counters agree once the sync job has run: `quantity_sold`, and the Redis counter
+  when it is loaded, equal the units in its orders (a refused buy left no unit claimed).
+
+Standard library only, so it runs in the fuzzer's venv or any Python 3.9+.
+Usage: ledger_check.py HAR SEEDED_JSON BASE_URL ADMIN_TOKEN DATABASE_URL
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from urllib.parse import urlsplit
+
+SALE_PATH = re.compile(r"^/(?:admin/)?sales/([^/]+)(/[a-z]+)?$")
+# How long the counters may take to agree: the units-sync job runs every second by default.
+CONVERGENCE_S = 10.0
+
+
+def answer_body(entry):
+    try:
+        return json.loads(entry["response"]["content"].get("text") or "null")
+    except ValueError:
+        return None
+
+
+def main(har_path, seeded_path, base_url, token, database_url):
+    with open(har_path, encoding="utf-8") as f:
+        entries = json.load(f)["log"]["entries"]
+    with open(seeded_path, encoding="utf-8") as f:
+        seeded = json.load(f)  # sale id -> state the script left it in
+
+    problems = []
+    statuses = Counter()
+    server_errors = []
+    sales = dict(seeded)  # every sale that exists by an acknowledged request: id -> expected state
+    activated, expired = set(), set()
+    acknowledged = defaultdict(set)  # sale id -> order ids answered 201
+    for entry in entries:
+        request, response = entry["request"], entry["response"]
+        status = response.get("status") or 0
+        statuses[status] += 1
+        method, path = request["method"], urlsplit(request["url"]).path
+        if status >= 500 or status == 0:
+            server_errors.append(f"{status} {method} {path}")
+        body = answer_body(entry)
+        if method == "POST" and path == "/admin/sales" and status == 201:
+            sales.setdefault(body["id"], "scheduled")
+        match = SALE_PATH.match(path)
+        if method != "POST" or not match or not isinstance(body, dict):
+            continue
+        sale, action = match.group(1), match.group(2)
+        if path.startswith("/sales/") and action == "/orders" and status == 201:
+            if body.get("sale_id") != sale:
+                problems.append(f"a 201 for sale {sale} named sale {body.get('sale_id')}")
+            acknowledged[sale].add(body["order_id"])
+        elif action == "/activate" and status == 200:
+            activated.add(sale)
+        elif action == "/expire" and status == 200:
+            expired.add(sale)
+
+    print(f"fuzz: {len(entries)} requests sent; answers by status: "
+          + ", ".join(f"{s or 'none'} × {n}" for s, n in sorted(statuses.items())))
+    print(f"fuzz: {len(server_errors)} server errors (5xx or no answer)")
+    for line in server_errors[:20]:
+        problems.append(f"server error: {line}")
+
+    def admin(path):
+        req = urllib.request.Request(base_url + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as answer:
+                return json.load(answer)
+        except urllib.error.HTTPError as e:
+            return {"http_error": e.code}
+
+    for sale, seeded_state in sales.items():
+        want = "expired" if sale in expired else "active" if sale in activated else seeded_state
+        got = admin(f"/sales/{sale}").get("state")
+        if got != want:
+            problems.append(f"sale {sale} is {got}; the answered transitions make it {want}")
+        export = admin(f"/admin/sales/{sale}/orders")
+        exported = {o["order_id"] for o in export.get("orders", [])}
+        for order in sorted(exported - acknowledged[sale]):
+            problems.append(f"sale {sale}: order {order} exists, but no buy was answered 201 for it")
+        for order in sorted(acknowledged[sale] - exported):
+            problems.append(f"sale {sale}: order {order} was acknowledged but is not exported")
+        units = sum(o["quantity"] for o in export.get("orders", []))
+        deadline = time.monotonic() + CONVERGENCE_S
+        while True:
+            view = admin(f"/admin/sales/{sale}/inventory")
+            counters = {"units_in_orders": view.get("units_in_orders"),
+                        "quantity_sold": view.get("quantity_sold")}
+            if view.get("redis_counter") is not None:
+                counters["redis_counter"] = view["redis_counter"]
+            if all(v == units for v in counters.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for name, value in counters.items():
+            if value != units:
+                problems.append(f"sale {sale}: {name} is {value}, its exported orders hold {units} units")
+
+    def count(table):
+        out = subprocess.run(["psql", "-X", "-At", "-d", database_url, "-c",
+                              f"SELECT count(*) FROM {table}"],
+                             check=True, capture_output=True, text=True)
+        return int(out.stdout.strip())
+
+    orders = sum(len(ids) for ids in acknowledged.values())
+    for table, want in [("flash_sales", len(sales)), ("orders", orders)]:
+        got = count(table)
+        if got != want:
+            problems.append(f"the database holds {got} rows in {table}; {want} were acknowledged")
+    print(f"fuzz: ledger after the run: {len(sales)} sales ({len(seeded)} seeded), "
+          f"{orders} orders, each acknowledged by a 201; "
+          f"{sum(1 for s in sales if s in activated or s in expired)} sales moved by 200 answers")
+
+    for problem in problems:
+        print(f"fuzz: FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 6:
+        sys.exit(__doc__.rsplit("Usage: ", 1)[1])
+    sys.exit(main(*sys.argv[1:]))
