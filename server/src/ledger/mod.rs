@@ -2,6 +2,7 @@
 //!
 //! - [`orders`]: the order rows and the slots they own (insert, look up, export).
 //! - [`claims`]: the PostgreSQL claim path's SQL (per-sale advisory lock, free slots, holes).
+//! - [`holds`]: cart holds, which own slots as orders do (reserve, check out, release, expire).
 //! - [`batch`]: group commit's queue, the [`Coalescer`].
 //!
 //! [`Ledger`] is the front door for buys: idempotency-key lookups, order inserts and
@@ -16,6 +17,7 @@
 
 pub mod batch;
 pub mod claims;
+pub mod holds;
 pub mod orders;
 
 use std::future::Future;

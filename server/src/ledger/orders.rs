@@ -292,6 +292,14 @@ pub async fn find_many_by_key(
     .await
 }
 
+/// One order by its id.
+pub async fn by_id<'e>(db: impl PgExecutor<'e>, order_id: Uuid) -> Result<Order, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(order_id)
+        .fetch_one(db)
+        .await
+}
+
 /// The whole order ledger of a sale, oldest first.
 pub async fn for_sale(pool: &PgPool, sale_id: Uuid) -> Result<Vec<Order>, sqlx::Error> {
     sqlx::query_as(&format!(

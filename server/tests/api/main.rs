@@ -7,6 +7,7 @@ mod claims;
 mod connections;
 mod contract;
 mod helpers;
+mod holds;
 mod idempotency;
 mod ledger;
 mod startup;

@@ -1,0 +1,353 @@
+//! Cart holds in the ledger (migration 0005): units in orders + units in live holds never pass
+//! the cap, whatever statements run; checkout turns a live hold into its order once; expiry and
+//! release give slots back once; and the database refuses every way around those rules.
+
+use std::time::Duration;
+
+use flashsale_server::InventoryStrategy;
+use flashsale_server::ledger::holds::{self, CheckedOut, HoldError, HoldRequest};
+use flashsale_server::ledger::orders::{self, OrderRequest};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+fn hold_request(sale: Uuid, buyer: &str, key: &str, quantity: i32, ttl_ms: u64) -> HoldRequest {
+    HoldRequest {
+        sale_id: sale,
+        product_id: "tee".into(),
+        unit_price_cents: 1500,
+        buyer_id: buyer.into(),
+        quantity,
+        idempotency_key: key.into(),
+        ttl: Duration::from_millis(ttl_ms),
+    }
+}
+
+/// Units owned by orders, and by holds, in the slot ledger.
+async fn owners(app: &TestApp, sale: Uuid) -> (i64, i64) {
+    sqlx::query_as("SELECT count(order_id), count(hold_id) FROM order_units WHERE sale_id = $1")
+        .bind(sale)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn holds_take_units_from_the_cap_and_checkout_turns_them_into_the_order() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(3)).await;
+    let (alice, freed) = holds::reserve(
+        &app.pool,
+        Some(3),
+        &hold_request(sale, "alice", "h1", 2, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    assert_eq!(freed, 0);
+    assert_eq!(alice.state, "live");
+    // One unit left for everyone else: a hold of 2 is sold out, a hold of 1 fits.
+    let bob = holds::reserve(
+        &app.pool,
+        Some(3),
+        &hold_request(sale, "bob", "h2", 2, 60_000),
+        "postgres",
+    )
+    .await;
+    assert!(matches!(bob, Err(HoldError::SoldOut)), "{bob:?}");
+    holds::reserve(
+        &app.pool,
+        Some(3),
+        &hold_request(sale, "bob", "h3", 1, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    assert_eq!(owners(&app, sale).await, (0, 3));
+
+    // Not hers to check out, not the held quantity: refused, nothing changes.
+    let not_yours = holds::checkout(&app.pool, sale, alice.hold_id, "mallory", None, "c0").await;
+    assert!(
+        matches!(not_yours, Err(HoldError::NotYours)),
+        "{not_yours:?}"
+    );
+    let more = holds::checkout(&app.pool, sale, alice.hold_id, "alice", Some(3), "c0").await;
+    assert!(
+        matches!(more, Err(HoldError::QuantityMismatch { held: 2 })),
+        "{more:?}"
+    );
+
+    let order = match holds::checkout(&app.pool, sale, alice.hold_id, "alice", Some(2), "c1").await
+    {
+        Ok(CheckedOut::New(order)) => order,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((order.buyer_id.as_str(), order.quantity), ("alice", 2));
+    assert_eq!(
+        owners(&app, sale).await,
+        (2, 1),
+        "the hold's slots became the order's"
+    );
+    // Idempotent by hold: a retry, even with another key, is the same order.
+    match holds::checkout(&app.pool, sale, alice.hold_id, "alice", None, "c2").await {
+        Ok(CheckedOut::Already(again)) => assert_eq!(again.order_id, order.order_id),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(app.units_in_database(sale).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_expired_hold_cannot_be_checked_out_and_its_units_return_once() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(2)).await;
+    let (short, _) = holds::reserve(
+        &app.pool,
+        Some(2),
+        &hold_request(sale, "alice", "h1", 2, 150),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Past its expiry, still holding its slots (nothing expired it yet): checkout is refused.
+    assert_eq!(owners(&app, sale).await, (0, 2));
+    let late = holds::checkout(&app.pool, sale, short.hold_id, "alice", None, "c1").await;
+    assert!(matches!(late, Err(HoldError::Expired)), "{late:?}");
+    // A reservation that needs its units expires it first, and gets them.
+    let (bob, freed) = holds::reserve(
+        &app.pool,
+        Some(2),
+        &hold_request(sale, "bob", "h2", 2, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    assert_eq!(freed, 2);
+    assert_eq!(bob.state, "live");
+    // Expiring again frees nothing: the units came back once.
+    assert_eq!(holds::expire_due(&app.pool).await.unwrap(), vec![]);
+    let late = holds::checkout(&app.pool, sale, short.hold_id, "alice", None, "c1").await;
+    assert!(matches!(late, Err(HoldError::Expired)), "{late:?}");
+    assert_eq!(owners(&app, sale).await, (0, 2));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn release_gives_units_back_once_and_a_released_hold_is_not_checked_out() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(5)).await;
+    let (hold, _) = holds::reserve(
+        &app.pool,
+        Some(5),
+        &hold_request(sale, "alice", "h1", 3, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    let (released, freed) = holds::release(&app.pool, sale, hold.hold_id, "alice")
+        .await
+        .unwrap();
+    assert_eq!((released.state.as_str(), freed), ("released", 3));
+    let (again, freed) = holds::release(&app.pool, sale, hold.hold_id, "alice")
+        .await
+        .unwrap();
+    assert_eq!((again.state.as_str(), freed), ("released", 0), "idempotent");
+    let checkout = holds::checkout(&app.pool, sale, hold.hold_id, "alice", None, "c").await;
+    assert!(matches!(checkout, Err(HoldError::Released)), "{checkout:?}");
+    assert_eq!(owners(&app, sale).await, (0, 0));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn concurrent_reservations_never_hold_more_than_the_cap() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(5)).await;
+    orders::insert(
+        &app.pool,
+        &OrderRequest {
+            sale_id: sale,
+            product_id: "tee".into(),
+            unit_price_cents: 1500,
+            buyer_id: "early".into(),
+            quantity: 2,
+            idempotency_key: "o1".into(),
+        },
+        Some(5),
+        &[1, 2],
+        "test",
+    )
+    .await
+    .unwrap();
+    let tries = (0..20).map(|i| {
+        let pool = app.pool.clone();
+        async move {
+            holds::reserve(
+                &pool,
+                Some(5),
+                &hold_request(sale, &format!("b{i}"), "k", 1, 60_000),
+                "postgres",
+            )
+            .await
+        }
+    });
+    let results = futures::future::join_all(tries).await;
+    let held = results.iter().filter(|r| r.is_ok()).count();
+    let sold_out = results
+        .iter()
+        .filter(|r| matches!(r, Err(HoldError::SoldOut)))
+        .count();
+    assert_eq!((held, sold_out), (3, 17), "{results:?}");
+    assert_eq!(owners(&app, sale).await, (2, 3));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn unlimited_sales_hold_nothing() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(None).await;
+    let (hold, _) = holds::reserve(
+        &app.pool,
+        None,
+        &hold_request(sale, "alice", "h", 4, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    assert_eq!(owners(&app, sale).await, (0, 0));
+    match holds::checkout(&app.pool, sale, hold.hold_id, "alice", None, "c").await {
+        Ok(CheckedOut::New(order)) => assert_eq!(order.quantity, 4),
+        other => panic!("{other:?}"),
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_database_refuses_every_way_around_the_holds_rule() {
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let sale = app.live_sale(Some(4)).await;
+    let cap = Some(4);
+    let (hold, _) = holds::reserve(
+        &app.pool,
+        cap,
+        &hold_request(sale, "alice", "h1", 2, 60_000),
+        "postgres",
+    )
+    .await
+    .unwrap();
+    let order = orders::insert(
+        &app.pool,
+        &OrderRequest {
+            sale_id: sale,
+            product_id: "tee".into(),
+            unit_price_cents: 1500,
+            buyer_id: "bob".into(),
+            quantity: 1,
+            idempotency_key: "o1".into(),
+        },
+        cap,
+        &[3],
+        "test",
+    )
+    .await
+    .unwrap();
+
+    // A hold on a slot an order owns; a hold with fewer slots than units, or none.
+    let taken = holds::insert(
+        &app.pool,
+        &hold_request(sale, "carol", "h2", 1, 60_000),
+        cap,
+        &[3],
+        "test",
+    )
+    .await;
+    assert!(matches!(taken, Err(HoldError::SlotTaken)), "{taken:?}");
+    let short = holds::insert(
+        &app.pool,
+        &hold_request(sale, "carol", "h3", 2, 60_000),
+        cap,
+        &[4],
+        "test",
+    )
+    .await;
+    assert!(matches!(short, Err(HoldError::Database(_))), "{short:?}");
+    let none = holds::insert(
+        &app.pool,
+        &hold_request(sale, "carol", "h4", 1, 60_000),
+        cap,
+        &[],
+        "test",
+    )
+    .await;
+    assert!(matches!(none, Err(HoldError::Database(_))), "{none:?}");
+
+    let refused = |sql: String| {
+        let pool = app.pool.clone();
+        async move {
+            let err = sqlx::query(&sql).execute(&pool).await.expect_err(&sql);
+            // Refused by a rule of the ledger, never by a mistake in the statement.
+            let code = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned())
+                .unwrap_or_default();
+            assert!(code.starts_with("23"), "{sql}: {err}");
+            eprintln!("refused: {err}");
+            err.to_string()
+        }
+    };
+    let (h, o) = (hold.hold_id, order.order_id);
+    // A live hold's slots taken away, or the hold marked released while it keeps them.
+    refused(format!("DELETE FROM order_units WHERE hold_id = '{h}'")).await;
+    refused(format!(
+        "UPDATE holds SET state = 'released', ended_at = now() WHERE id = '{h}'"
+    ))
+    .await;
+    // Expiring a hold before its time; checking it out into someone else's order, or giving an
+    // existing order its slots.
+    refused(format!(
+        "WITH d AS (DELETE FROM order_units WHERE hold_id = '{h}')
+         UPDATE holds SET state = 'expired', ended_at = now() WHERE id = '{h}'"
+    ))
+    .await;
+    refused(format!(
+        "WITH m AS (UPDATE order_units SET order_id = '{o}', hold_id = NULL WHERE hold_id = '{h}')
+         UPDATE holds SET state = 'checked_out', order_id = '{o}', ended_at = now() WHERE id = '{h}'"
+    ))
+    .await;
+    refused(format!(
+        "UPDATE order_units SET order_id = '{o}', hold_id = NULL WHERE hold_id = '{h}'"
+    ))
+    .await;
+    // Changing what was held, deleting or truncating holds, moving an order's slot to a hold.
+    refused(format!("UPDATE holds SET quantity = 1 WHERE id = '{h}'")).await;
+    refused(format!(
+        "UPDATE holds SET expires_at = now() + interval '1 day' WHERE id = '{h}'"
+    ))
+    .await;
+    refused(format!("DELETE FROM holds WHERE id = '{h}'")).await;
+    refused("TRUNCATE holds CASCADE".to_owned()).await;
+    refused(format!(
+        "UPDATE order_units SET hold_id = '{h}', order_id = NULL WHERE order_id = '{o}'"
+    ))
+    .await;
+    refused(format!("DELETE FROM order_units WHERE order_id = '{o}'")).await;
+    // A slot owned by both, or by nobody.
+    refused(format!(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id, hold_id) VALUES ('{sale}', 4, 4, '{o}', '{h}')"
+    ))
+    .await;
+    refused(format!(
+        "INSERT INTO order_units (sale_id, slot, sale_cap) VALUES ('{sale}', 4, 4)"
+    ))
+    .await;
+
+    // A hold released properly cannot come back.
+    holds::release(&app.pool, sale, h, "alice").await.unwrap();
+    refused(format!(
+        "UPDATE holds SET state = 'live', ended_at = NULL WHERE id = '{h}'"
+    ))
+    .await;
+    assert_eq!(owners(&app, sale).await, (1, 0));
+    app.finish().await;
+}
