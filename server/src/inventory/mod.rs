@@ -343,8 +343,10 @@ impl Inventory {
                     // releases): before saying sold out, the ledger confirms with one unlocked
                     // read. When it has room, it sells the unit itself, so stranded units are
                     // never lost (INV-5).
-                    let units = self.ledger.units_claimed(sale.id).await?;
-                    if units + quantity > cap {
+                    // Slots kept by holds may be due to expire: the PostgreSQL path expires
+                    // them and decides, so their units are sold rather than stranded.
+                    let (units, held) = self.ledger.slots_taken(sale.id).await?;
+                    if units + quantity > cap && held == 0 {
                         return Err(ClaimError::SoldOut);
                     }
                     return self
@@ -399,7 +401,8 @@ impl Inventory {
     }
 
     async fn remember_if_sold_out(&self, sale_id: Uuid, cap: i64) {
-        let Ok(units) = self.ledger.units_claimed(sale_id).await else {
+        // Only orders' slots are final: a sale full of holds may sell again when they end.
+        let Ok(units) = self.ledger.units_in_order_slots(sale_id).await else {
             return;
         };
         if units < cap {

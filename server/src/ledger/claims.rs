@@ -15,12 +15,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::ClaimError;
+use super::holds;
 use super::orders::{self, InsertError, NewOrder, Order, OrderRequest};
 
 /// How often a claim that lost a slot race retries before answering 503.
 const SLOT_RACE_RETRIES: usize = 16;
 
-/// Units held by the sale's slot ledger (committed orders only).
+/// Slots taken in the sale's ledger (committed orders and holds not yet expired, released or
+/// checked out): what the Redis counter counts.
 pub async fn units_claimed(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
     let (units,): (i64,) = sqlx::query_as("SELECT count(*) FROM order_units WHERE sale_id = $1")
         .bind(sale_id)
@@ -29,12 +31,39 @@ pub async fn units_claimed(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Er
     Ok(units)
 }
 
+/// Slots taken in the sale's ledger, and how many of them by holds, in one read.
+pub async fn slots_taken(pool: &PgPool, sale_id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as("SELECT count(*), count(hold_id) FROM order_units WHERE sale_id = $1")
+        .bind(sale_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// Slots owned by the sale's orders only: final, unlike holds' (a sale whose orders own every
+/// slot can never sell again; one full of holds can).
+pub async fn units_in_order_slots(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
+    let (units,): (i64,) =
+        sqlx::query_as("SELECT count(order_id) FROM order_units WHERE sale_id = $1")
+            .bind(sale_id)
+            .fetch_one(pool)
+            .await?;
+    Ok(units)
+}
+
 /// The highest slot the sale's ledger holds (0 when none).
 pub async fn highest_slot(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
+    highest_slot_in(pool, sale_id).await
+}
+
+/// [`highest_slot`] on any executor (a transaction holding the sale's lock).
+pub(super) async fn highest_slot_in<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    sale_id: Uuid,
+) -> Result<i64, sqlx::Error> {
     let (highest,): (i64,) =
         sqlx::query_as("SELECT coalesce(max(slot), 0) FROM order_units WHERE sale_id = $1")
             .bind(sale_id)
-            .fetch_one(pool)
+            .fetch_one(db)
             .await?;
     Ok(highest)
 }
@@ -99,41 +128,20 @@ pub async fn claim_together(
     }
     // Near the end: the free slots may be holes below the highest one. The per-sale advisory
     // lock serialises this path per sale; Redis-path inserts do not take it, the slot primary key
-    // settles races with them. The lock's key is defined once, in `flashsale_append_claims`
-    // (migration 0003): called with an empty batch, that function takes the lock, has nothing to
-    // append and writes nothing, and the lock is held until this transaction ends. It is taken in
-    // the same round trip as the BEGIN (a simple query of two statements; the id is a formatted
-    // Uuid and the cap a number, not caller text).
-    let mut tx = pool
-        .begin_with(format!(
-            "BEGIN; SELECT count(*) FROM flashsale_append_claims('{sale_id}', {cap}, \
-             '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')"
-        ))
-        .await?;
+    // settles races with them. The lock is held until this transaction ends ([`lock_sale`]).
+    let mut tx = lock_sale(pool, sale_id, cap).await?;
     // The index answers max(slot) at once; counting the slots is a scan, needed only near the
     // end, when the free slots may be holes below the highest one (released claims, orders that
     // never landed). Every slot above the highest is free.
-    let (highest,): (i64,) =
-        sqlx::query_as("SELECT coalesce(max(slot), 0) FROM order_units WHERE sale_id = $1")
-            .bind(sale_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let highest = highest_slot_in(&mut *tx, sale_id).await?;
     let wanted: i64 = claims.iter().map(|(req, _)| i64::from(req.quantity)).sum();
-    let free: Vec<i64> = if highest + wanted <= cap {
-        (highest + 1..=highest + wanted).collect()
-    } else {
-        sqlx::query_scalar(
-            "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
-             WHERE NOT EXISTS (
-                 SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
-             ORDER BY candidate LIMIT $3",
-        )
-        .bind(sale_id)
-        .bind(cap)
-        .bind(wanted)
-        .fetch_all(&mut *tx)
-        .await?
-    };
+    let mut free = free_slots(&mut tx, sale_id, cap, Some(highest), wanted).await?;
+    if (free.len() as i64) < wanted && holds::expire_due_in(&mut *tx, Some(sale_id)).await? > 0 {
+        // Holds past their expiry kept slots nobody can check out any more: expired now, under
+        // the sale's lock, their units are sold here rather than answered sold out. (A Redis
+        // counter still counting them is brought down by the reconcile.)
+        free = free_slots(&mut tx, sale_id, cap, None, wanted).await?;
+    }
     let mut free = free.into_iter();
     let mut left = free.len();
     let mut granted = Vec::new();
@@ -166,4 +174,45 @@ pub async fn claim_together(
             false => Decision::Granted(stored.next().expect("one stored order per grant")),
         })
         .collect())
+}
+
+/// A transaction holding the sale's advisory lock, taken in the same round trip as the BEGIN.
+/// The key is written once, in migration 0003's `flashsale_append_claims`: called with an empty
+/// batch, it takes the lock and writes nothing (a simple query of two statements; the id is a
+/// formatted Uuid and the cap a number, not caller text).
+pub(super) async fn lock_sale(
+    pool: &PgPool,
+    sale_id: Uuid,
+    cap: i64,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin_with(format!(
+        "BEGIN; SELECT count(*) FROM flashsale_append_claims('{sale_id}', {cap}, \
+         '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')"
+    ))
+    .await
+}
+
+/// Up to `wanted` free slots: above `highest` (the highest slot taken, when known) if they fit
+/// there, since every slot above it is free; else the lowest holes.
+pub(super) async fn free_slots(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    sale_id: Uuid,
+    cap: i64,
+    highest: Option<i64>,
+    wanted: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    if let Some(highest) = highest.filter(|h| h + wanted <= cap) {
+        return Ok((highest + 1..=highest + wanted).collect());
+    }
+    sqlx::query_scalar(
+        "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
+         WHERE NOT EXISTS (
+             SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
+         ORDER BY candidate LIMIT $3",
+    )
+    .bind(sale_id)
+    .bind(cap)
+    .bind(wanted)
+    .fetch_all(&mut **tx)
+    .await
 }

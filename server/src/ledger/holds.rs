@@ -14,6 +14,7 @@ use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::claims;
 use super::orders::{self, InsertError, Order};
 
 /// A hold as stored.
@@ -184,7 +185,7 @@ pub async fn reserve(
         // Unlimited: the hold is advisory and takes nothing.
         return Ok((insert(pool, req, None, &[], decided_by).await?, 0));
     };
-    let mut tx = locked(pool, req.sale_id, cap).await?;
+    let mut tx = claims::lock_sale(pool, req.sale_id, cap).await?;
     let quantity = i64::from(req.quantity);
     let mut slots = free_slots(&mut tx, req.sale_id, cap, quantity).await?;
     let mut freed = 0;
@@ -204,51 +205,20 @@ pub async fn reserve(
     Ok((hold, freed))
 }
 
-/// A transaction holding the sale's advisory lock (the key is written once, in migration 0003's
-/// function, called with an empty batch).
-async fn locked(
-    pool: &PgPool,
-    sale_id: Uuid,
-    cap: i64,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    pool.begin_with(format!(
-        "BEGIN; SELECT count(*) FROM flashsale_append_claims('{sale_id}', {cap}, \
-         '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')"
-    ))
-    .await
-}
-
-/// Up to `wanted` free slots of the sale, lowest first above the highest taken, else holes.
+/// Up to `wanted` free slots of the sale (see [`claims::free_slots`]).
 async fn free_slots(
     tx: &mut Transaction<'static, Postgres>,
     sale_id: Uuid,
     cap: i64,
     wanted: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    let (highest,): (i64,) =
-        sqlx::query_as("SELECT coalesce(max(slot), 0) FROM order_units WHERE sale_id = $1")
-            .bind(sale_id)
-            .fetch_one(&mut **tx)
-            .await?;
-    if highest + wanted <= cap {
-        return Ok((highest + 1..=highest + wanted).collect());
-    }
-    sqlx::query_scalar(
-        "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
-         WHERE NOT EXISTS (
-             SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
-         ORDER BY candidate LIMIT $3",
-    )
-    .bind(sale_id)
-    .bind(cap)
-    .bind(wanted)
-    .fetch_all(&mut **tx)
-    .await
+    let highest = claims::highest_slot_in(&mut **tx, sale_id).await?;
+    claims::free_slots(tx, sale_id, cap, Some(highest), wanted).await
 }
 
 /// Expires every live hold past its `expires_at` (of one sale, or all) and gives its slots back,
 /// in one statement; returns the units freed.
-async fn expire_due_in<'e>(
+pub(super) async fn expire_due_in<'e>(
     db: impl PgExecutor<'e>,
     sale_id: Option<Uuid>,
 ) -> Result<i64, sqlx::Error> {

@@ -181,6 +181,16 @@ impl Ledger {
         claims::units_claimed(&self.pool, sale_id).await
     }
 
+    /// Slots taken in the sale's ledger, and how many by holds (see [`claims::slots_taken`]).
+    pub async fn slots_taken(&self, sale_id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+        claims::slots_taken(&self.pool, sale_id).await
+    }
+
+    /// Slots owned by the sale's orders (final: see [`claims::units_in_order_slots`]).
+    pub async fn units_in_order_slots(&self, sale_id: Uuid) -> Result<i64, sqlx::Error> {
+        claims::units_in_order_slots(&self.pool, sale_id).await
+    }
+
     /// The highest slot the sale's ledger holds (0 when none).
     pub async fn highest_slot(&self, sale_id: Uuid) -> Result<i64, sqlx::Error> {
         claims::highest_slot(&self.pool, sale_id).await

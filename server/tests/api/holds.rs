@@ -351,3 +351,32 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
     assert_eq!(owners(&app, sale).await, (1, 0));
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_buy_gets_the_units_of_a_hold_past_its_expiry_on_either_path() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let app = spawn_app(strategy).await;
+        let sale = app.live_sale(Some(2)).await;
+        holds::reserve(
+            &app.pool,
+            Some(2),
+            &hold_request(sale, "alice", "h1", 2, 150),
+            "postgres",
+        )
+        .await
+        .unwrap();
+        // While the hold is live, the sale is sold out to everyone else.
+        let (status, code) = crate::helpers::error_code(app.buy(sale, "b1", "bob", 1).await).await;
+        assert_eq!(
+            (status.as_u16(), code.as_str()),
+            (409, "sold_out"),
+            "{strategy}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Past its expiry, nothing has expired it yet: the buy does, and gets a unit.
+        let bought = app.buy(sale, "b2", "bob", 1).await;
+        assert_eq!(bought.status().as_u16(), 201, "{strategy}");
+        assert_eq!(owners(&app, sale).await, (1, 0), "{strategy}");
+        app.finish().await;
+    }
+}
