@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use self::breaker::{BreakerState, CircuitBreaker};
 use self::redis::{Claim, RedisCounter};
+use crate::ledger::holds::{self, Hold, HoldError, HoldRequest};
 use crate::ledger::orders::{InsertError, NewOrder, Order, OrderRequest};
 use crate::ledger::{ClaimError, Ledger};
 use crate::sales::{LedgerKind, Sale};
@@ -376,6 +377,169 @@ impl Inventory {
                 }
             }
         }
+    }
+
+    /// Reserves units for a cart hold (issue 15): on the `redis` strategy the units are claimed
+    /// through the same Lua counter as orders (one script decides orders and holds together) and
+    /// the hold is stored with the slots it hints at; on the PostgreSQL path, and whenever Redis
+    /// fails or is behind, under the sale's lock ([`holds::reserve`], which expires due holds
+    /// before answering sold out). Unlimited sales' holds are advisory and take nothing.
+    pub async fn reserve(&self, sale: &Sale, req: &HoldRequest) -> Result<Hold, HoldError> {
+        let Some(cap) = sale.cap else {
+            return Ok(holds::reserve(self.ledger.pool(), None, req, "unlimited")
+                .await?
+                .0);
+        };
+        match (self.strategy, &self.redis) {
+            (InventoryStrategy::Redis, Some(redis)) => {
+                self.reserve_through_redis(redis, sale.id, cap, req).await
+            }
+            _ => {
+                self.reserve_in_postgres(sale.id, cap, req, "postgres")
+                    .await
+            }
+        }
+    }
+
+    async fn reserve_in_postgres(
+        &self,
+        sale_id: Uuid,
+        cap: i64,
+        req: &HoldRequest,
+        decided_by: &'static str,
+    ) -> Result<Hold, HoldError> {
+        let (hold, freed) = holds::reserve(self.ledger.pool(), Some(cap), req, decided_by).await?;
+        self.give_back(sale_id, freed).await;
+        Ok(hold)
+    }
+
+    /// Units that left the ledger (released or expired holds) leave the Redis counter too; a
+    /// failure leaves it above the truth, which the reconcile corrects (never below).
+    async fn give_back(&self, sale_id: Uuid, units: i64) {
+        if let (Some(redis), true) = (&self.redis, units > 0) {
+            if let Err(failure) = redis.release(sale_id, units).await {
+                tracing::debug!(sale = %sale_id, %failure, "could not give units back to redis");
+            }
+        }
+    }
+
+    /// The Redis path of [`Self::reserve`], with the buy path's fail-open policy.
+    async fn reserve_through_redis(
+        &self,
+        redis: &RedisCounter,
+        sale_id: Uuid,
+        cap: i64,
+        req: &HoldRequest,
+    ) -> Result<Hold, HoldError> {
+        let quantity = i64::from(req.quantity);
+        let mut seeded = false;
+        let mut stale_hints = 0;
+        loop {
+            if !self.breaker.allow() {
+                return self
+                    .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
+                    .await;
+            }
+            let claim = match redis.claim(sale_id, cap, quantity).await {
+                Ok(claim) => {
+                    self.breaker.record_success();
+                    claim
+                }
+                Err(failure) => {
+                    self.breaker.record_failure();
+                    tracing::debug!(sale = %sale_id, %failure, "redis claim for a hold failed; falling back");
+                    return self
+                        .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
+                        .await;
+                }
+            };
+            match claim {
+                Claim::Granted { sold_after } => {
+                    let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
+                    match holds::insert(self.ledger.pool(), req, Some(cap), &slots, "redis").await {
+                        Ok(hold) => return Ok(hold),
+                        Err(HoldError::SlotTaken) if stale_hints < STALE_HINT_RETRIES => {
+                            // Redis behind the ledger: raise it past every taken slot, as buys do.
+                            stale_hints += 1;
+                            let highest = self.ledger.highest_slot(sale_id).await?;
+                            if let Err(failure) = redis.raise_to(sale_id, highest).await {
+                                tracing::debug!(sale = %sale_id, %failure, "could not raise the counter");
+                            }
+                        }
+                        Err(HoldError::SlotTaken) => {
+                            return self
+                                .reserve_in_postgres(sale_id, cap, req, "postgres-conflict")
+                                .await;
+                        }
+                        Err(err) => {
+                            // No hold, so the units go back (HAZ-5).
+                            self.give_back(sale_id, quantity).await;
+                            return Err(err);
+                        }
+                    }
+                }
+                Claim::SoldOut => {
+                    // As for buys: the ledger confirms, and when it has room or holds that may
+                    // be due, the PostgreSQL path decides (expiring them first).
+                    let (units, held) = self.ledger.slots_taken(sale_id).await?;
+                    if units + quantity > cap && held == 0 {
+                        return Err(HoldError::SoldOut);
+                    }
+                    return self
+                        .reserve_in_postgres(sale_id, cap, req, "postgres-recheck")
+                        .await;
+                }
+                Claim::NotLoaded if !seeded => {
+                    let units = self.ledger.units_claimed(sale_id).await?;
+                    if let Err(failure) = redis.seed(sale_id, units).await {
+                        self.breaker.record_failure();
+                        tracing::debug!(sale = %sale_id, %failure, "could not seed; falling back");
+                        return self
+                            .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
+                            .await;
+                    }
+                    seeded = true;
+                }
+                Claim::NotLoaded => {
+                    return self
+                        .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Releases a live hold (idempotent): its units go back to the ledger and to Redis.
+    pub async fn release(
+        &self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &str,
+    ) -> Result<Hold, HoldError> {
+        let (hold, freed) = holds::release(self.ledger.pool(), sale_id, hold_id, buyer_id).await?;
+        self.give_back(sale_id, freed).await;
+        Ok(hold)
+    }
+
+    /// Checks a live hold out into its order (idempotent by hold). The units stay counted in
+    /// Redis: they move from the hold to the order in the ledger.
+    pub async fn checkout(
+        &self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &str,
+        quantity: Option<i32>,
+        idempotency_key: &str,
+    ) -> Result<holds::CheckedOut, HoldError> {
+        holds::checkout(
+            self.ledger.pool(),
+            sale_id,
+            hold_id,
+            buyer_id,
+            quantity,
+            idempotency_key,
+        )
+        .await
     }
 
     fn is_confirmed_sold_out(&self, sale_id: Uuid) -> bool {

@@ -2,7 +2,8 @@
 //! with the orders, asynchronously, so reporting views stay accurate without sitting on the hot
 //! path. No claim ever decides from this column (HAZ-4); it is a report, converging (INV-6).
 //!
-//! The same job reconciles the Redis counter with the ledger once a sale is quiet. Redis can
+//! The same job expires cart holds past their time (their units come back to the ledger and to
+//! the Redis counter), and reconciles the Redis counter with the ledger once a sale is quiet. Redis can
 //! drift from the truth in both directions: above it when a claim ran but its order never landed
 //! (a lost reply, HAZ-14; a release that failed), below it after a rollback or while the
 //! PostgreSQL path sold (HAZ-3, HAZ-4). Neither can oversell — the slot ledger decides — but the
@@ -73,8 +74,29 @@ impl RedisReconciler {
     }
 }
 
-/// Runs [`sync_once`] (and the Redis reconcile when Redis is used) every `interval` until
-/// `shutdown` changes.
+/// Expires every cart hold past its `expires_at` (the ledger gives their slots back in the same
+/// statement) and gives the units back to the Redis counter, which counted them when they were
+/// held. Returns the units freed. A release that fails leaves Redis above the truth, which the
+/// reconcile corrects once the sale is quiet (HAZ-5's rule: never below, never oversold).
+pub async fn expire_holds_once(
+    pool: &PgPool,
+    redis: Option<&RedisCounter>,
+) -> Result<i64, sqlx::Error> {
+    let freed = crate::ledger::holds::expire_due(pool).await?;
+    let mut total = 0;
+    for (sale_id, units) in freed {
+        total += units;
+        if let Some(redis) = redis {
+            if let Err(failure) = redis.release(sale_id, units).await {
+                tracing::debug!(sale = %sale_id, %failure, "could not give expired holds' units back to redis");
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Runs [`sync_once`], [`expire_holds_once`] and (when Redis is used) the Redis reconcile every
+/// `interval` until `shutdown` changes.
 pub async fn run(
     pool: PgPool,
     redis: Option<RedisCounter>,
@@ -89,6 +111,9 @@ pub async fn run(
             _ = ticker.tick() => {
                 if let Err(err) = sync_once(&pool).await {
                     tracing::warn!(error = %err, "units sync failed; will retry");
+                }
+                if let Err(err) = expire_holds_once(&pool, redis.as_ref()).await {
+                    tracing::warn!(error = %err, "hold expiry failed; will retry");
                 }
                 if let Some(redis) = &redis {
                     if let Err(err) = reconciler.reconcile_once(&pool, redis).await {

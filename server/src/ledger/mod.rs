@@ -196,6 +196,11 @@ impl Ledger {
         claims::highest_slot(&self.pool, sale_id).await
     }
 
+    /// The pool, for the statements that are not batched (cart holds: `holds`).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The whole order ledger of a sale, oldest first.
     pub async fn orders_of(&self, sale_id: Uuid) -> Result<Vec<Order>, sqlx::Error> {
         orders::for_sale(&self.pool, sale_id).await

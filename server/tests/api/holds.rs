@@ -9,7 +9,7 @@ use flashsale_server::ledger::holds::{self, CheckedOut, HoldError, HoldRequest};
 use flashsale_server::ledger::orders::{self, OrderRequest};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_without_jobs};
 
 fn hold_request(sale: Uuid, buyer: &str, key: &str, quantity: i32, ttl_ms: u64) -> HoldRequest {
     HoldRequest {
@@ -99,7 +99,8 @@ async fn holds_take_units_from_the_cap_and_checkout_turns_them_into_the_order() 
 
 #[tokio::test]
 async fn an_expired_hold_cannot_be_checked_out_and_its_units_return_once() {
-    let app = spawn_app(InventoryStrategy::Postgres).await;
+    // No expiry job: this test is about what happens before anything expires the hold.
+    let app = spawn_app_without_jobs(InventoryStrategy::Postgres).await;
     let sale = app.live_sale(Some(2)).await;
     let (short, _) = holds::reserve(
         &app.pool,
@@ -355,7 +356,8 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
 #[tokio::test]
 async fn a_buy_gets_the_units_of_a_hold_past_its_expiry_on_either_path() {
     for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
-        let app = spawn_app(strategy).await;
+        // No expiry job: the buy itself must expire the hold.
+        let app = spawn_app_without_jobs(strategy).await;
         let sale = app.live_sale(Some(2)).await;
         holds::reserve(
             &app.pool,
@@ -379,4 +381,125 @@ async fn a_buy_gets_the_units_of_a_hold_past_its_expiry_on_either_path() {
         assert_eq!(owners(&app, sale).await, (1, 0), "{strategy}");
         app.finish().await;
     }
+}
+
+/// The server's inventory on the test app's database and Redis, for the hold operations (which
+/// have no route yet).
+async fn inventory(app: &TestApp, strategy: InventoryStrategy) -> flashsale_server::Inventory {
+    let redis = redis_counter().await;
+    flashsale_server::Inventory::new(
+        strategy,
+        app.pool.clone(),
+        Some(redis),
+        flashsale_server::inventory::breaker::CircuitBreaker::new(5, Duration::from_secs(1)),
+        Duration::from_secs(10),
+    )
+}
+
+async fn redis_counter() -> flashsale_server::inventory::redis::RedisCounter {
+    flashsale_server::inventory::redis::RedisCounter::connect(
+        &crate::helpers::redis_url(),
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap()
+}
+
+async fn sale_terms(app: &TestApp, sale: Uuid) -> flashsale_server::sales::Sale {
+    flashsale_server::sales::load(&app.pool, sale)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_the_redis_path_holds_are_counted_with_orders_and_given_back_once() {
+    // The expiry job's pass is run below by hand, once.
+    let mut app = spawn_app_without_jobs(InventoryStrategy::Redis).await;
+    let inventory = inventory(&app, InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(5)).await;
+    let terms = sale_terms(&app, sale).await;
+    let kept = inventory
+        .reserve(&terms, &hold_request(sale, "alice", "h1", 2, 60_000))
+        .await
+        .unwrap();
+    assert_eq!(kept.decided_by, "redis");
+    assert_eq!(
+        app.redis_counter(sale).await,
+        Some(2),
+        "one counter for holds and orders"
+    );
+    let short = inventory
+        .reserve(&terms, &hold_request(sale, "bob", "h2", 2, 150))
+        .await
+        .unwrap();
+    assert_eq!(app.redis_counter(sale).await, Some(4));
+    // One unit left for buyers.
+    assert_eq!(app.buy(sale, "o1", "carol", 1).await.status().as_u16(), 201);
+    assert_eq!(
+        crate::helpers::error_code(app.buy(sale, "o2", "dave", 1).await)
+            .await
+            .1,
+        "sold_out"
+    );
+    // Released: back in the ledger and in Redis, once.
+    inventory
+        .release(sale, kept.hold_id, "alice")
+        .await
+        .unwrap();
+    inventory
+        .release(sale, kept.hold_id, "alice")
+        .await
+        .unwrap();
+    assert_eq!(app.redis_counter(sale).await, Some(3));
+    // Expired by the job: back once.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let redis = redis_counter().await;
+    let freed = flashsale_server::jobs::units_sync::expire_holds_once(&app.pool, Some(&redis))
+        .await
+        .unwrap();
+    assert_eq!(freed, 2);
+    assert_eq!(app.redis_counter(sale).await, Some(1));
+    let late = inventory
+        .checkout(sale, short.hold_id, "bob", None, "c")
+        .await;
+    assert!(matches!(late, Err(HoldError::Expired)), "{late:?}");
+    assert_eq!(owners(&app, sale).await, (1, 0));
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn redis_restarting_empty_forgets_no_live_hold() {
+    let mut app = spawn_app(InventoryStrategy::Redis).await;
+    let inventory = inventory(&app, InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(5)).await;
+    let terms = sale_terms(&app, sale).await;
+    let hold = inventory
+        .reserve(&terms, &hold_request(sale, "alice", "h1", 3, 60_000))
+        .await
+        .unwrap();
+    app.redis_cmd(redis::cmd("DEL").arg(flashsale_server::inventory::redis::sold_key(sale)))
+        .await;
+    // The counter is seeded from the ledger, which counts the hold: two units left, not five.
+    let app_ref = &app;
+    let statuses: Vec<u16> = futures::future::join_all((0..4).map(|i| async move {
+        let (key, buyer) = (format!("o{i}"), format!("b{i}"));
+        app_ref.buy(sale, &key, &buyer, 1).await.status().as_u16()
+    }))
+    .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        2,
+        "{statuses:?}"
+    );
+    match inventory
+        .checkout(sale, hold.hold_id, "alice", Some(3), "c")
+        .await
+    {
+        Ok(CheckedOut::New(order)) => assert_eq!(order.quantity, 3),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(owners(&app, sale).await, (5, 0));
+    assert_eq!(app.units_in_database(sale).await, 5);
+    app.finish().await;
 }
