@@ -3,6 +3,7 @@
 
 mod broken_strategies;
 mod faults;
+mod hold_mutants;
 mod mutants;
 mod own_services;
 mod per_buyer_limit;

@@ -391,6 +391,21 @@ pub async fn release(
     Ok((hold, freed))
 }
 
+/// One hold of a sale, if it exists.
+pub async fn find(
+    pool: &PgPool,
+    sale_id: Uuid,
+    hold_id: Uuid,
+) -> Result<Option<Hold>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1 AND sale_id = $2"
+    ))
+    .bind(hold_id)
+    .bind(sale_id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The buyer's hold holding this idempotency key, if any.
 pub async fn find_by_key(
     pool: &PgPool,
