@@ -11,6 +11,10 @@
 #       vs pgbench inserting one order row per transaction               -> ratio, target >= 0.8
 #   G4  claims/s of a server started with --inventory postgres
 #       vs pgbench running the naive hot-row conditional UPDATE + INSERT  -> ratio, target >= 5
+#   G9  cart-hold journeys/s (reserve one unit, then check it out; Redis path, and a server
+#       started with --inventory postgres) vs pgbench running the seed's design: a pessimistic
+#       row lock on the sale, availability = cap - sold - live reservations, then the checkout
+#       under the same lock                                               -> ratios, target >= 1
 #   G5  `flashsale run scenarios/big-drop.toml`: time to sell out, p99 of the burst (record)
 #   G6  checker time for a 1,000,000-attempt synthetic history           -> target < 2 s
 #   G7  peak RSS of that process                                          -> target < 300 MB
@@ -128,6 +132,9 @@ wrk_rate() { # logname expect wrk-args...
   awk '/Requests\/sec/ {print $2}' "$OUT/logs/$name.log"
 }
 
+# Half a rate (a hold journey is two requests), empty when the rate is.
+half() { [ -n "$1" ] && python3 -c 'import sys; print(float(sys.argv[1]) / 2)' "$1" || true; }
+
 # The harness's own rate: `flashsale blast`, every attempt recorded, same connections, threads
 # and duration as wrk. Reported only if every answer was 2xx (like wrk_rate's check).
 blast_rate() { # logname url
@@ -147,6 +154,13 @@ PY
 CREATE TABLE bench_orders (LIKE orders INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
 CREATE TABLE bench_inventory (id int PRIMARY KEY, remaining bigint NOT NULL);
 INSERT INTO bench_inventory VALUES (1, 1000000000);
+-- The seed's reservations (FlashSaleReservationService): a sale row locked FOR UPDATE while
+-- availability is computed from its sold count and the live reservations.
+CREATE TABLE bench_sale (id int PRIMARY KEY, cap bigint NOT NULL, sold bigint NOT NULL);
+INSERT INTO bench_sale VALUES (1, 1000000000, 0);
+CREATE TABLE bench_reservations (id bigserial PRIMARY KEY, sale int NOT NULL, buyer text NOT NULL,
+  quantity int NOT NULL, expires_at timestamptz NOT NULL, state text NOT NULL);
+CREATE INDEX bench_reservations_live ON bench_reservations (sale) WHERE state = 'live';
 SQL
 BENCH_SALE=00000000-0000-4000-8000-000000000001
 cat >"$OUT/logs/pgbench-insert.sql" <<SQL
@@ -156,6 +170,22 @@ SQL
 cat >"$OUT/logs/pgbench-hot-row.sql" <<SQL
 BEGIN;
 UPDATE bench_inventory SET remaining = remaining - 1 WHERE id = 1 AND remaining >= 1;
+INSERT INTO bench_orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents, idempotency_key, decided_by)
+VALUES (gen_random_uuid(), '$BENCH_SALE', 'p', 'b-' || :client_id, 1, 100, gen_random_uuid()::text, 'pgbench');
+END;
+SQL
+cat >"$OUT/logs/pgbench-seed-holds.sql" <<SQL
+BEGIN;
+SELECT cap, sold FROM bench_sale WHERE id = 1 FOR UPDATE;
+SELECT coalesce(sum(quantity), 0) FROM bench_reservations
+  WHERE sale = 1 AND state = 'live' AND expires_at > now();
+INSERT INTO bench_reservations (sale, buyer, quantity, expires_at, state)
+  VALUES (1, 'b-' || :client_id, 1, now() + interval '10 minutes', 'live') RETURNING id AS hold \gset
+END;
+BEGIN;
+SELECT cap, sold FROM bench_sale WHERE id = 1 FOR UPDATE;
+UPDATE bench_reservations SET state = 'checked_out' WHERE id = :hold AND state = 'live' AND expires_at > now();
+UPDATE bench_sale SET sold = sold + 1 WHERE id = 1;
 INSERT INTO bench_orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents, idempotency_key, decided_by)
 VALUES (gen_random_uuid(), '$BENCH_SALE', 'p', 'b-' || :client_id, 1, 100, gen_random_uuid()::text, 'pgbench');
 END;
@@ -202,6 +232,14 @@ for round in $(seq 1 "$ROUNDS"); do
   record pgclaims_wrk "$round" "$(wrk_rate "pgclaims-$round" 2xx -s scripts/bench.lua \
     "http://127.0.0.1:$PORT_PG/sales/$sale/orders" -- "pg-$TS-$round")"
   record hotrow_pgbench "$round" "$(pgbench_rate "pgbench-hot-row-$round" pgbench-hot-row.sql)"
+  # G9: cart-hold journeys (reserve + checkout) on both paths vs the seed's row-lock design.
+  sale=$(new_sale "$PORT_REDIS" 1000000000)
+  record holds_wrk "$round" "$(half "$(wrk_rate "holds-$round" 2xx -s scripts/bench-holds.lua \
+    "$H/sales/$sale" -- "hold-$TS-$round")")"
+  sale=$(new_sale "$PORT_PG" 1000000000)
+  record pgholds_wrk "$round" "$(half "$(wrk_rate "pgholds-$round" 2xx -s scripts/bench-holds.lua \
+    "http://127.0.0.1:$PORT_PG/sales/$sale" -- "pghold-$TS-$round")")"
+  record seedholds_pgbench "$round" "$(pgbench_rate "pgbench-seed-holds-$round" pgbench-seed-holds.sql)"
 done
 
 # --- G5, G6, G7 -------------------------------------------------------------------------------
@@ -242,6 +280,8 @@ targets = [
     ("G2", "sold-out decisions/s vs GET /health (wrk)", "soldout_wrk", "health_wrk", ">= 0.7", 0.7),
     ("G3", "durable orders/s vs pgbench INSERT", "orders_wrk", "insert_pgbench", ">= 0.8", 0.8),
     ("G4", "claims/s (--inventory postgres) vs pgbench hot-row UPDATE+INSERT", "pgclaims_wrk", "hotrow_pgbench", ">= 5", 5.0),
+    ("G9", "hold journeys/s (reserve + checkout, Redis path) vs the seed's row-lock design (pgbench)", "holds_wrk", "seedholds_pgbench", ">= 1", 1.0),
+    ("G9 pg", "hold journeys/s (--inventory postgres) vs the seed's row-lock design (pgbench)", "pgholds_wrk", "seedholds_pgbench", ">= 1", 1.0),
 ]
 ratios = {}
 for gid, what, a, b, target, need in targets:
@@ -263,7 +303,11 @@ labels = {
     "health_wrk": "GET /health, wrk (req/s)", "health_oha": "GET /health, oha (req/s)",
     "soldout_wrk": "sold-out buys, wrk (decisions/s)", "orders_wrk": "successful buys, Redis path (orders/s)",
     "insert_pgbench": "pgbench one-row INSERT (tps)", "pgclaims_wrk": "successful buys, --inventory postgres (claims/s)",
-    "hotrow_pgbench": "pgbench hot-row UPDATE + INSERT (tps)", "bigdrop_sellout_ms": "big-drop time to sell out (ms)",
+    "hotrow_pgbench": "pgbench hot-row UPDATE + INSERT (tps)",
+    "holds_wrk": "hold journeys, Redis path (reserve + checkout/s)",
+    "pgholds_wrk": "hold journeys, --inventory postgres (reserve + checkout/s)",
+    "seedholds_pgbench": "pgbench seed row-lock reserve + checkout (journeys/s)",
+    "bigdrop_sellout_ms": "big-drop time to sell out (ms)",
     "bigdrop_p99_ms": "big-drop p99 from intended send (ms)", "checker_s": "checker, 1,000,000 attempts (s)",
     "checker_peak_rss_mb": "checker process peak RSS (MB)",
 }
