@@ -98,6 +98,7 @@ pub fn run(extra_order: bool) -> Run {
             redis_counter: Some(2),
             quantity_sold: Some(2),
             units_in_orders: 2,
+            units_in_live_holds: None,
         },
     };
     let info = RunInfo {
@@ -169,6 +170,7 @@ pub fn faulty_run() -> Run {
     let sample = |at_us, units: Option<i64>| InventorySample {
         at_us,
         units_in_orders: units,
+        units_in_live_holds: None,
         quantity_sold: units,
         redis_counter: units,
         error: units.is_none().then(|| "connection refused".into()),

@@ -532,6 +532,7 @@ mod tests {
         let sample = |units| InventorySample {
             at_us: 0,
             units_in_orders: units,
+            units_in_live_holds: None,
             quantity_sold: None,
             redis_counter: None,
             error: None,

@@ -194,6 +194,9 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
         ));
     }
 
+    if let Some(journeys) = &s.journeys {
+        super::journeys::problems(journeys, &mut out);
+    }
     out
 }
 
