@@ -136,7 +136,10 @@ values = ["tee", "cap"]
 include-operation-id = ["buy", "getSale"]
 parameters = { "path.sale_id" = { dictionary = "buyable", probability = 0.85 }, "body.product_id" = { dictionary = "products", probability = 0.7 } }
 [[operations]]
-include-operation-id = ["exportOrders", "inventoryView"]
+include-operation-id = ["reserveHold", "checkoutHold", "releaseHold"]
+parameters = { "path.sale_id" = { dictionary = "buyable", probability = 0.85 }, "body.product_id" = { dictionary = "products", probability = 0.7 } }
+[[operations]]
+include-operation-id = ["exportOrders", "inventoryView", "exportHolds"]
 parameters = { "path.sale_id" = { dictionary = "any_sale", probability = 0.85 } }
 [[operations]]
 include-operation-id = ["activateSale", "expireSale"]

@@ -5,14 +5,17 @@ schemathesis judges each answer on its own (status, schema, headers). What it ca
 server's state afterwards, so this reads every request and answer of the run from its HAR file
 and compares them with the server's ground truth:
 
-- every order in a sale's export was acknowledged by a 201 of that sale, and every order a 201
-  acknowledged is in the export (a refused buy made no order, an acknowledged one is kept);
+- every order in a sale's export was acknowledged by a 201 of that sale (a buy's, or a hold's
+  checkout), and every order a 201 acknowledged is in the export (a refused buy made no order,
+  an acknowledged one is kept); likewise every hold in the holds export was acknowledged by a
+  reservation's 201, and every acknowledged hold is exported;
 - every sale in the database was answered 201 by `POST /admin/sales` or seeded by the script
   (a refused create made no sale), and the database holds exactly the acknowledged orders;
 - each sale's state follows from the activations and expiries that were answered 200 alone
   (a refused transition moved nothing);
-- each sale's counters agree once the sync job has run: `quantity_sold`, and the Redis counter
-  when it is loaded, equal the units in its orders (a refused buy left no unit claimed).
+- each sale's counters agree once the sync job has run: `quantity_sold` equals the units in its
+  orders, and the Redis counter, when it is loaded, the slots taken by its orders and live holds
+  (a refused buy or reservation left no unit claimed, an ended hold none held).
 
 Standard library only, so it runs in the fuzzer's venv or any Python 3.9+.
 Usage: ledger_check.py HAR SEEDED_JSON BASE_URL ADMIN_TOKEN DATABASE_URL
@@ -29,6 +32,7 @@ from collections import Counter, defaultdict
 from urllib.parse import urlsplit
 
 SALE_PATH = re.compile(r"^/(?:admin/)?sales/([^/]+)(/[a-z]+)?$")
+HOLD_PATH = re.compile(r"^/sales/([^/]+)/holds/[^/]+/checkout$")
 # How long the counters may take to agree: the units-sync job runs every second by default.
 CONVERGENCE_S = 10.0
 
@@ -52,6 +56,7 @@ def main(har_path, seeded_path, base_url, token, database_url):
     sales = dict(seeded)  # every sale that exists by an acknowledged request: id -> expected state
     activated, expired = set(), set()
     acknowledged = defaultdict(set)  # sale id -> order ids answered 201
+    held = defaultdict(set)  # sale id -> hold ids answered 201
     for entry in entries:
         request, response = entry["request"], entry["response"]
         status = response.get("status") or 0
@@ -62,6 +67,10 @@ def main(har_path, seeded_path, base_url, token, database_url):
         body = answer_body(entry)
         if method == "POST" and path == "/admin/sales" and status == 201:
             sales.setdefault(body["id"], "scheduled")
+        checkout = HOLD_PATH.match(path)
+        if method == "POST" and checkout and status == 201 and isinstance(body, dict):
+            acknowledged[checkout.group(1)].add(body["order_id"])
+            continue
         match = SALE_PATH.match(path)
         if method != "POST" or not match or not isinstance(body, dict):
             continue
@@ -70,6 +79,8 @@ def main(har_path, seeded_path, base_url, token, database_url):
             if body.get("sale_id") != sale:
                 problems.append(f"a 201 for sale {sale} named sale {body.get('sale_id')}")
             acknowledged[sale].add(body["order_id"])
+        elif path.startswith("/sales/") and action == "/holds" and status == 201:
+            held[sale].add(body["hold_id"])
         elif action == "/activate" and status == 200:
             activated.add(sale)
         elif action == "/expire" and status == 200:
@@ -100,20 +111,27 @@ def main(har_path, seeded_path, base_url, token, database_url):
             problems.append(f"sale {sale}: order {order} exists, but no buy was answered 201 for it")
         for order in sorted(acknowledged[sale] - exported):
             problems.append(f"sale {sale}: order {order} was acknowledged but is not exported")
+        holds = {h["hold_id"] for h in admin(f"/admin/sales/{sale}/holds").get("holds", [])}
+        for hold in sorted(holds - held[sale]):
+            problems.append(f"sale {sale}: hold {hold} exists, but no reservation was answered 201 for it")
+        for hold in sorted(held[sale] - holds):
+            problems.append(f"sale {sale}: hold {hold} was acknowledged but is not exported")
         units = sum(o["quantity"] for o in export.get("orders", []))
         deadline = time.monotonic() + CONVERGENCE_S
         while True:
             view = admin(f"/admin/sales/{sale}/inventory")
-            counters = {"units_in_orders": view.get("units_in_orders"),
-                        "quantity_sold": view.get("quantity_sold")}
+            # (figure, what it should equal, what that is)
+            counters = [("units_in_orders", view.get("units_in_orders"), units, "its exported orders hold"),
+                        ("quantity_sold", view.get("quantity_sold"), units, "its exported orders hold")]
             if view.get("redis_counter") is not None:
-                counters["redis_counter"] = view["redis_counter"]
-            if all(v == units for v in counters.values()) or time.monotonic() > deadline:
+                counters.append(("redis_counter", view["redis_counter"], view.get("slots_taken"),
+                                 "its orders and live holds take"))
+            if all(v == want for _, v, want, _ in counters) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        for name, value in counters.items():
-            if value != units:
-                problems.append(f"sale {sale}: {name} is {value}, its exported orders hold {units} units")
+        for name, value, want, what in counters:
+            if value != want:
+                problems.append(f"sale {sale}: {name} is {value}, {what} {want} units")
 
     def count(table):
         out = subprocess.run(["psql", "-X", "-At", "-d", database_url, "-c",
@@ -122,12 +140,13 @@ def main(har_path, seeded_path, base_url, token, database_url):
         return int(out.stdout.strip())
 
     orders = sum(len(ids) for ids in acknowledged.values())
-    for table, want in [("flash_sales", len(sales)), ("orders", orders)]:
+    hold_count = sum(len(ids) for ids in held.values())
+    for table, want in [("flash_sales", len(sales)), ("orders", orders), ("holds", hold_count)]:
         got = count(table)
         if got != want:
             problems.append(f"the database holds {got} rows in {table}; {want} were acknowledged")
     print(f"fuzz: ledger after the run: {len(sales)} sales ({len(seeded)} seeded), "
-          f"{orders} orders, each acknowledged by a 201; "
+          f"{orders} orders and {hold_count} holds, each acknowledged by a 201; "
           f"{sum(1 for s in sales if s in activated or s in expired)} sales moved by 200 answers")
 
     for problem in problems:

@@ -29,6 +29,12 @@ pub enum ErrorCode {
     SaleNotLive,
     SoldOut,
     BuyerLimitReached,
+    HoldNotFound,
+    HoldNotYours,
+    HoldExpired,
+    HoldReleased,
+    HoldCheckedOut,
+    QuantityNotHeld,
     UnknownProduct,
     ProductRequired,
     InvalidStateTransition,
@@ -39,7 +45,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::MalformedJson,
         ErrorCode::InvalidField,
         ErrorCode::UnknownField,
@@ -57,6 +63,12 @@ impl ErrorCode {
         ErrorCode::SaleNotLive,
         ErrorCode::SoldOut,
         ErrorCode::BuyerLimitReached,
+        ErrorCode::HoldNotFound,
+        ErrorCode::HoldNotYours,
+        ErrorCode::HoldExpired,
+        ErrorCode::HoldReleased,
+        ErrorCode::HoldCheckedOut,
+        ErrorCode::QuantityNotHeld,
         ErrorCode::UnknownProduct,
         ErrorCode::ProductRequired,
         ErrorCode::InvalidStateTransition,
@@ -85,6 +97,12 @@ impl ErrorCode {
             ErrorCode::SaleNotLive => "sale_not_live",
             ErrorCode::SoldOut => "sold_out",
             ErrorCode::BuyerLimitReached => "buyer_limit_reached",
+            ErrorCode::HoldNotFound => "hold_not_found",
+            ErrorCode::HoldNotYours => "hold_not_yours",
+            ErrorCode::HoldExpired => "hold_expired",
+            ErrorCode::HoldReleased => "hold_released",
+            ErrorCode::HoldCheckedOut => "hold_checked_out",
+            ErrorCode::QuantityNotHeld => "quantity_not_held",
             ErrorCode::UnknownProduct => "unknown_product",
             ErrorCode::ProductRequired => "product_required",
             ErrorCode::InvalidStateTransition => "invalid_state_transition",
@@ -101,11 +119,17 @@ impl ErrorCode {
             | ErrorCode::MissingIdempotencyKey
             | ErrorCode::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::SaleNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::SaleNotFound | ErrorCode::NotFound | ErrorCode::HoldNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::HoldNotYours => StatusCode::FORBIDDEN,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::SaleNotLive
             | ErrorCode::SoldOut
             | ErrorCode::BuyerLimitReached
+            | ErrorCode::HoldExpired
+            | ErrorCode::HoldReleased
+            | ErrorCode::HoldCheckedOut
             | ErrorCode::InvalidStateTransition => StatusCode::CONFLICT,
             ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -113,6 +137,7 @@ impl ErrorCode {
             | ErrorCode::UnknownField
             | ErrorCode::InvalidQuantity
             | ErrorCode::QuantityAboveLimit
+            | ErrorCode::QuantityNotHeld
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::UnknownProduct
             | ErrorCode::ProductRequired

@@ -102,6 +102,7 @@ pub async fn inventory(
         .ok_or_else(|| sale_not_found(id))?;
     let units_in_orders = orders::units_in_orders(&state.pool, id).await?;
     let slots_taken = claims::units_claimed(&state.pool, id).await?;
+    let units_in_live_holds = crate::ledger::holds::units_held(&state.pool, id).await?;
     let (quantity_sold,): (i64,) =
         sqlx::query_as("SELECT quantity_sold FROM flash_sales WHERE id = $1")
             .bind(id)
@@ -122,6 +123,7 @@ pub async fn inventory(
         "quantity_sold": quantity_sold,
         "units_in_orders": units_in_orders,
         "slots_taken": slots_taken,
+        "units_in_live_holds": units_in_live_holds,
         "ledger": sale.ledger,
         "strategy": state.inventory.name(),
         "redis_breaker": format!("{:?}", state.inventory.breaker_state()).to_lowercase(),

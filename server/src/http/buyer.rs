@@ -92,7 +92,7 @@ pub fn read_buy_body(bytes: &[u8], max_quantity: u32) -> Result<BuyBody, ApiErro
     }
 }
 
-fn check_buyer(buyer_id: &str) -> Result<(), ApiError> {
+pub(super) fn check_buyer(buyer_id: &str) -> Result<(), ApiError> {
     if buyer_id.is_empty() || buyer_id.len() > MAX_BUYER_LEN {
         return Err(ApiError::invalid_field(
             "buyer_id",
@@ -177,7 +177,7 @@ pub fn parse_buy_body(map: &Map<String, Value>, max_quantity: u32) -> Result<Buy
     })
 }
 
-fn quantity_above(quantity: i64, limit: i64) -> ApiError {
+pub(super) fn quantity_above(quantity: i64, limit: i64) -> ApiError {
     ApiError::new(
         ErrorCode::QuantityAboveLimit,
         format!("quantity {quantity} is above the limit of {limit} per order"),
@@ -286,7 +286,7 @@ pub async fn buy(
     }
 }
 
-fn sold_out() -> ApiError {
+pub(super) fn sold_out() -> ApiError {
     ApiError::new(
         ErrorCode::SoldOut,
         "the sale has no units left for this quantity",
@@ -295,7 +295,7 @@ fn sold_out() -> ApiError {
 
 /// The buyer's orders in this sale and this one would pass `per_buyer_limit` together. (The
 /// limit is always set when the ledger refuses for it; `null` in the details otherwise.)
-fn buyer_limit_reached(buyer_id: &str, quantity: i32, limit: Option<i32>) -> ApiError {
+pub(super) fn buyer_limit_reached(buyer_id: &str, quantity: i32, limit: Option<i32>) -> ApiError {
     let limit_text = limit.map_or_else(
         || "the sale's limit".to_owned(),
         |l| format!("the limit of {l}"),
@@ -322,7 +322,7 @@ fn replay(req: &OrderRequest, first: Order) -> Result<Response, ApiError> {
     }
 }
 
-fn created(order: Order, replayed: bool) -> Response {
+pub(super) fn created(order: Order, replayed: bool) -> Response {
     let mut response = (StatusCode::CREATED, Json(order)).into_response();
     if replayed {
         response

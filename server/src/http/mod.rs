@@ -4,6 +4,7 @@
 mod admin;
 mod body;
 mod buyer;
+mod holds;
 mod request_id;
 
 use std::sync::Arc;
@@ -39,11 +40,21 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/sales/{sale_id}", get(buyer::get_sale))
         .route("/sales/{sale_id}/orders", post(buyer::buy))
+        .route("/sales/{sale_id}/holds", post(holds::reserve))
+        .route(
+            "/sales/{sale_id}/holds/{hold_id}/checkout",
+            post(holds::checkout),
+        )
+        .route(
+            "/sales/{sale_id}/holds/{hold_id}/release",
+            post(holds::release),
+        )
         .route("/admin/sales", post(admin::create_sale))
         .route("/admin/sales/{sale_id}/activate", post(admin::activate))
         .route("/admin/sales/{sale_id}/expire", post(admin::expire))
         .route("/admin/sales/{sale_id}/orders", get(admin::export_orders))
         .route("/admin/sales/{sale_id}/inventory", get(admin::inventory))
+        .route("/admin/sales/{sale_id}/holds", get(holds::export_holds))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

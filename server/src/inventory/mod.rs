@@ -95,6 +95,27 @@ pub trait ClaimStrategy: fmt::Debug + Send + Sync {
     ) -> BoxFuture<'a, Result<Order, ClaimError>>;
     fn redis(&self) -> Option<&RedisCounter>;
     fn breaker_state(&self) -> BreakerState;
+    /// Cart holds (issue 15): the correct [`Inventory::reserve`], [`Inventory::checkout`] and
+    /// [`Inventory::release`]; a mutant that breaks INV-7 perturbs one of them.
+    fn reserve<'a>(
+        &'a self,
+        sale: &'a Sale,
+        req: &'a HoldRequest,
+    ) -> BoxFuture<'a, Result<Hold, HoldError>>;
+    fn checkout<'a>(
+        &'a self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &'a str,
+        quantity: Option<i32>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<holds::CheckedOut, HoldError>>;
+    fn release<'a>(
+        &'a self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, HoldError>>;
 }
 
 /// The correct strategies, the only ones this server can run. The `flashsale-server` binary names
@@ -630,6 +651,41 @@ impl ClaimStrategy for Inventory {
 
     fn breaker_state(&self) -> BreakerState {
         Inventory::breaker_state(self)
+    }
+
+    fn reserve<'a>(
+        &'a self,
+        sale: &'a Sale,
+        req: &'a HoldRequest,
+    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
+        Box::pin(Inventory::reserve(self, sale, req))
+    }
+
+    fn checkout<'a>(
+        &'a self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &'a str,
+        quantity: Option<i32>,
+        idempotency_key: &'a str,
+    ) -> BoxFuture<'a, Result<holds::CheckedOut, HoldError>> {
+        Box::pin(Inventory::checkout(
+            self,
+            sale_id,
+            hold_id,
+            buyer_id,
+            quantity,
+            idempotency_key,
+        ))
+    }
+
+    fn release<'a>(
+        &'a self,
+        sale_id: Uuid,
+        hold_id: Uuid,
+        buyer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
+        Box::pin(Inventory::release(self, sale_id, hold_id, buyer_id))
     }
 }
 

@@ -503,3 +503,169 @@ async fn redis_restarting_empty_forgets_no_live_hold() {
     assert_eq!(app.units_in_database(sale).await, 5);
     app.finish().await;
 }
+
+/// POSTs `body` to `path` with an optional key; the status and the JSON answer.
+async fn post(
+    app: &TestApp,
+    path: &str,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = app.client.post(app.url(path)).json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+fn code(answer: &serde_json::Value) -> &str {
+    answer["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn the_hold_routes_answer_as_the_contract_says_on_either_path() {
+    use serde_json::json;
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let app = spawn_app_without_jobs(strategy).await;
+        let sale = app.live_sale(Some(4)).await;
+        let holds_path = format!("/sales/{sale}/holds");
+        let body = json!({"buyer_id": "alice", "quantity": 2, "ttl_ms": 60_000});
+        let (status, hold) = post(&app, &holds_path, Some("h1"), body.clone()).await;
+        assert_eq!(status, 201, "{strategy}: {hold}");
+        let hold_id = hold["hold_id"].as_str().unwrap().to_owned();
+        assert_eq!(hold["state"], "live");
+        // A retry is the same hold; the key with another body is a conflict.
+        let (status, again) = post(&app, &holds_path, Some("h1"), body).await;
+        assert_eq!((status, &again["hold_id"]), (201, &hold["hold_id"]));
+        let (status, reused) = post(
+            &app,
+            &holds_path,
+            Some("h1"),
+            json!({"buyer_id": "alice", "quantity": 1}),
+        )
+        .await;
+        assert_eq!((status, code(&reused)), (422, "idempotency_key_reused"));
+        // Bad input: a ttl out of bounds, an unknown field, no key.
+        let (status, bad) = post(
+            &app,
+            &holds_path,
+            Some("h2"),
+            json!({"buyer_id": "bob", "quantity": 1, "ttl_ms": 5}),
+        )
+        .await;
+        assert_eq!((status, code(&bad)), (422, "invalid_field"));
+        let (status, _) = post(
+            &app,
+            &holds_path,
+            None,
+            json!({"buyer_id": "bob", "quantity": 1}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        // Three units asked of the two left: sold out.
+        let (status, full) = post(
+            &app,
+            &holds_path,
+            Some("h3"),
+            json!({"buyer_id": "bob", "quantity": 3}),
+        )
+        .await;
+        assert_eq!((status, code(&full)), (409, "sold_out"), "{strategy}");
+        let inventory = app.inventory(sale).await;
+        assert_eq!(inventory["units_in_live_holds"], 2, "{inventory}");
+
+        let checkout = format!("/sales/{sale}/holds/{hold_id}/checkout");
+        let release = format!("/sales/{sale}/holds/{hold_id}/release");
+        let (status, other) =
+            post(&app, &checkout, Some("c1"), json!({"buyer_id": "mallory"})).await;
+        assert_eq!((status, code(&other)), (403, "hold_not_yours"));
+        let (status, more) = post(
+            &app,
+            &checkout,
+            Some("c1"),
+            json!({"buyer_id": "alice", "quantity": 3}),
+        )
+        .await;
+        assert_eq!((status, code(&more)), (422, "quantity_not_held"));
+        assert_eq!(more["error"]["details"]["held"], 2);
+        let (status, order) = post(&app, &checkout, Some("c1"), json!({"buyer_id": "alice"})).await;
+        assert_eq!(status, 201, "{strategy}: {order}");
+        assert_eq!(
+            (order["quantity"].as_i64(), order["buyer_id"].as_str()),
+            (Some(2), Some("alice"))
+        );
+        let (status, replay) =
+            post(&app, &checkout, Some("c2"), json!({"buyer_id": "alice"})).await;
+        assert_eq!((status, &replay["order_id"]), (201, &order["order_id"]));
+        let (status, done) = post(&app, &release, None, json!({"buyer_id": "alice"})).await;
+        assert_eq!((status, code(&done)), (409, "hold_checked_out"));
+
+        // A second hold, released: idempotent, and it cannot be checked out after.
+        let (_, second) = post(
+            &app,
+            &holds_path,
+            Some("h4"),
+            json!({"buyer_id": "bob", "quantity": 2}),
+        )
+        .await;
+        let second_id = second["hold_id"].as_str().unwrap();
+        let release = format!("/sales/{sale}/holds/{second_id}/release");
+        for _ in 0..2 {
+            let (status, released) = post(&app, &release, None, json!({"buyer_id": "bob"})).await;
+            assert_eq!(
+                (status, released["state"].as_str()),
+                (200, Some("released"))
+            );
+        }
+        let (status, gone) = post(
+            &app,
+            &format!("/sales/{sale}/holds/{second_id}/checkout"),
+            Some("c3"),
+            json!({"buyer_id": "bob"}),
+        )
+        .await;
+        assert_eq!((status, code(&gone)), (409, "hold_released"));
+        let (status, unknown) = post(
+            &app,
+            &format!("/sales/{sale}/holds/{}/checkout", Uuid::new_v4()),
+            Some("c4"),
+            json!({"buyer_id": "bob"}),
+        )
+        .await;
+        assert_eq!((status, code(&unknown)), (404, "hold_not_found"));
+
+        // A short hold, expired before its checkout.
+        let (_, short) = post(
+            &app,
+            &holds_path,
+            Some("h5"),
+            json!({"buyer_id": "carol", "quantity": 1, "ttl_ms": 150}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (status, late) = post(
+            &app,
+            &format!(
+                "/sales/{sale}/holds/{}/checkout",
+                short["hold_id"].as_str().unwrap()
+            ),
+            Some("c5"),
+            json!({"buyer_id": "carol"}),
+        )
+        .await;
+        assert_eq!((status, code(&late)), (409, "hold_expired"), "{strategy}");
+
+        let export = app.admin_get(&format!("/admin/sales/{sale}/holds")).await;
+        let states: Vec<&str> = export["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["checked_out", "released", "live"], "{strategy}");
+        assert_eq!(app.units_in_database(sale).await, 2);
+        app.finish().await;
+    }
+}
