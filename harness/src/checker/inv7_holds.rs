@@ -27,11 +27,13 @@
 //!    the export (server times only) no hold was checked out after its `expires_at`, and no
 //!    checked-out hold's order was created after it.
 //! 4. **Returned at the end**: once every hold has expired (the harness waits for the latest
-//!    `expires_at` before its final reads), the settled view counts no units in live holds, the
-//!    export reports no hold `live` past its `expires_at`; and a buy sent after the last hold
-//!    gave its units back (released or expired, plus [`SKEW`]) that was refused `sold_out` for
+//!    `expires_at` before its final reads), the settled view counts no units in live holds (the
+//!    contract's `units_in_live_holds` counts holds live and not past expiry); and a buy sent
+//!    after the last hold that did not become an order gave its units back (its `ended_at`, or
+//!    its `expires_at` while it is still stored `live`: the contract lets a server reap a due
+//!    hold when a claim needs its units), plus [`SKEW`], that was refused `sold_out` for
 //!    `q <= left` units (left = cap - units in orders at the end) shows units stranded in holds
-//!    that never came back.
+//!    that never came back. A hold stored `live` past its expiry is not itself a violation.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -41,7 +43,7 @@ use crate::ground_truth::{LedgerHold, LedgerOrder};
 use crate::history::{Attempt, HoldAttempt, HoldOp, Outcome, SOLD_OUT};
 
 pub(super) const ID: &str = "INV-7";
-const NAME: &str = "holds honoured and bounded";
+const NAME: &str = "holds honoured, bounded";
 
 /// Clock skew allowed between the harness and the server, each way (µs).
 pub const SKEW: i64 = 250_000;
@@ -230,28 +232,15 @@ fn judge(input: &CheckInput, holds: &HoldsInput, exported: &[LedgerHold]) -> Inv
         (Some(last), Some(read)) => last + SKEW < read as i64,
         _ => false,
     };
-    if all_expired_at_read {
-        if let Some(settled) = input.settled
-            && let Some(held) = settled.view.units_in_live_holds.filter(|h| *h > 0)
-        {
-            problems.push(format!(
-                "every hold had expired, yet the settled view still counts {held} units in live \
-                 holds ({} ms after the last answer)",
-                settled.waited_ms
-            ));
-        }
-        let stale: Vec<&str> = exported
-            .iter()
-            .filter(|h| h.state == "live")
-            .map(|h| h.hold_id.as_str())
-            .collect();
-        if !stale.is_empty() {
-            problems.push(format!(
-                "{} holds are still reported live after every hold expired: {}",
-                stale.len(),
-                stale.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
+    if all_expired_at_read
+        && let Some(settled) = input.settled
+        && let Some(held) = settled.view.units_in_live_holds.filter(|h| *h > 0)
+    {
+        problems.push(format!(
+            "every hold had expired, yet the settled view still counts {held} units in live \
+             holds ({} ms after the last answer)",
+            settled.waited_ms
+        ));
     }
     let mut stranded_note = String::from("no buy after the last return to judge");
     if let Some(cap) = input.cap {
@@ -572,11 +561,6 @@ mod tests {
         assert!(
             cx.explanation
                 .contains("still counts 1 units in live holds"),
-            "{}",
-            cx.explanation
-        );
-        assert!(
-            cx.explanation.contains("still reported live"),
             "{}",
             cx.explanation
         );

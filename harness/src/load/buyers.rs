@@ -61,8 +61,12 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
     // none of the quantities and keys its seed drew before.
     if let Some(spec) = &scenario.journeys {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x6a6f_7572_6e65_7973);
-        for buyer in &mut buyers {
-            if rng.random_bool(spec.reserve_first.clamp(0.0, 1.0)) {
+        for (i, buyer) in buyers.iter_mut().enumerate() {
+            let early = match (spec.reserve_within, scenario.arrival.offset_of(i as u32)) {
+                (Some(within), Some(offset)) => offset <= within,
+                _ => true,
+            };
+            if rng.random_bool(spec.reserve_first.clamp(0.0, 1.0)) && early {
                 let (min, max) = (spec.think.min.as_micros(), spec.think.max.as_micros());
                 let think = Duration::from_micros(rng.random_range(min..=max.max(min)) as u64);
                 buyer.journey = Some(Journey {
@@ -510,6 +514,43 @@ mod tests {
         let keys: std::collections::HashSet<_> =
             a.iter().chain(&b).map(|b| &b.idempotency_key).collect();
         assert_eq!(keys.len(), 100);
+    }
+
+    #[test]
+    fn journeys_are_drawn_apart_from_quantities_and_only_within_reserve_within() {
+        let text = |journeys: &str| {
+            format!(
+                "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+                 [buyers]\ncount = 100\nquantity = {{ min = 1, max = 3 }}\n\
+                 [arrival]\nmodel = \"constant-rate\"\nrate = 100\n{journeys}"
+            )
+        };
+        let plain = Scenario::from_toml_str(&text(""), "t").unwrap();
+        let journeys = Scenario::from_toml_str(
+            &text(
+                "[journeys]\nreserve_first = 0.5\nreserve_within = \"490ms\"\nhold_ttl = \"1s\"\n\
+                 think = { min = \"10ms\", max = \"20ms\" }\n\
+                 then = { checkout = 1.0 }\n",
+            ),
+            "t",
+        )
+        .unwrap();
+        let a = plan_buyers(&plain, 3, "r");
+        let b = plan_buyers(&journeys, 3, "r");
+        let quantities = |buyers: &[Buyer]| buyers.iter().map(|b| b.quantity).collect::<Vec<_>>();
+        assert_eq!(
+            quantities(&a),
+            quantities(&b),
+            "journeys change no quantity"
+        );
+        assert!(a.iter().all(|b| b.journey.is_none()));
+        // 100 per second: buyers 0..=49 are sent within 490 ms, about half of them reserve.
+        let reserving: Vec<usize> = (0..b.len()).filter(|&i| b[i].journey.is_some()).collect();
+        assert!(reserving.iter().all(|&i| i <= 49), "{reserving:?}");
+        assert!((10..=40).contains(&reserving.len()), "{reserving:?}");
+        let journey = b[reserving[0]].journey.unwrap();
+        assert_eq!(journey.end, crate::scenario::JourneyEnd::Checkout);
+        assert!((10..=20).contains(&(journey.think.as_millis() as u64)));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! ```toml
 //! [journeys]
 //! reserve_first = 1.0                          # share of buyers who reserve first
+//! reserve_within = "1500ms"                    # optional: only buyers sent this early reserve
 //! hold_ttl = "2s"                              # the hold's time to live (100ms..=1h)
 //! think = { min = "100ms", max = "1s" }        # drawn uniformly per buyer
 //! then = { checkout = 0.6, release = 0.1, abandon = 0.3 }
@@ -27,6 +28,15 @@ pub const HOLD_TTL_MAX: Duration = Duration::from_secs(3600);
 pub struct JourneySpec {
     /// Fraction (0 to 1, above 0) of buyers who reserve before they buy.
     pub reserve_first: f64,
+    /// Only buyers whose send time is this soon after doors open reserve (an open arrival
+    /// model); those after it buy at once, so demand goes on past the holds' expiry and the
+    /// units they give back must sell. `None`: buyers reserve all through the run.
+    #[serde(
+        with = "humantime_serde",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reserve_within: Option<Duration>,
     /// The time to live each hold asks for (sent as `ttl_ms`).
     #[serde(with = "humantime_serde")]
     pub hold_ttl: Duration,
@@ -82,8 +92,16 @@ impl OutcomeMix {
     }
 }
 
-/// Every problem of a `[journeys]` table, worded with the key to fix.
-pub(super) fn problems(j: &JourneySpec, out: &mut Vec<String>) {
+/// Every problem of a `[journeys]` table, worded with the key to fix; `closed`: the arrival
+/// model fixes no send time in advance.
+pub(super) fn problems(j: &JourneySpec, closed: bool, out: &mut Vec<String>) {
+    if j.reserve_within.is_some() && closed {
+        out.push(
+            "journeys.reserve_within needs an open arrival model (burst, constant-rate, ramp): \
+             the closed model fixes no send time in advance"
+                .to_owned(),
+        );
+    }
     if !(j.reserve_first > 0.0 && j.reserve_first <= 1.0) {
         out.push(format!(
             "journeys.reserve_first must be above 0 and at most 1 (got {}); remove [journeys] for \
@@ -163,7 +181,7 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_named() {
-        let bad = "[journeys]\nreserve_first = 0\nhold_ttl = \"50ms\"\n\
+        let bad = "[journeys]\nreserve_first = 0\nhold_ttl = \"50ms\"\nreserve_within = \"1s\"\n\
             think = { min = \"2s\", max = \"1s\" }\n\
             then = { checkout = 0.6, release = 0.6, abandon = -0.2 }\n";
         let problems = problems_of(&format!("{MINIMAL}{bad}"));
@@ -183,6 +201,21 @@ mod tests {
             JOURNEYS.replace("abandon = 0.3", "abandon = 0.1")
         ));
         assert!(sum.iter().any(|p| p.contains("add up to 1")), "{sum:?}");
+    }
+
+    #[test]
+    fn reserve_within_needs_an_open_arrival_model() {
+        let closed = format!(
+            "{MINIMAL}[arrival]\nmodel = \"closed\"\nconcurrency = 2\n{}",
+            JOURNEYS.replace("hold_ttl", "reserve_within = \"1s\"\nhold_ttl")
+        );
+        let problems = problems_of(&closed);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("journeys.reserve_within")),
+            "{problems:?}"
+        );
     }
 
     #[test]

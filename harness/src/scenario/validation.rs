@@ -195,7 +195,11 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
     }
 
     if let Some(journeys) = &s.journeys {
-        super::journeys::problems(journeys, &mut out);
+        super::journeys::problems(
+            journeys,
+            matches!(s.arrival, Arrival::Closed { .. }),
+            &mut out,
+        );
     }
     out
 }
