@@ -3,6 +3,7 @@
 
 mod broken_strategies;
 mod faults;
+mod holds;
 mod mutants;
 mod own_services;
 mod per_buyer_limit;

@@ -511,7 +511,12 @@ impl Driver {
                     view.quantity_sold = read(quantity_sold, "quantity_sold")?;
                     view.redis_counter = read(counter, "counter")?;
                     units_reported = read(units_in_orders, "units_in_orders")?;
-                    view.units_in_live_holds = read(units_in_live_holds, "units_in_live_holds")?;
+                    // Lenient: a server without holds (or an older one) reports none, which
+                    // only leaves INV-7's samples unjudged.
+                    view.units_in_live_holds = units_in_live_holds
+                        .as_deref()
+                        .and_then(|pointer| answer.pointer(pointer))
+                        .and_then(as_i64);
                 }
                 CounterSource::Sql {
                     origin,
