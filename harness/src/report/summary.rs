@@ -582,6 +582,7 @@ mod tests {
             ("measured", measured_run()),
             ("per-buyer limit", limited_run(false)),
             ("per-buyer limit broken", limited_run(true)),
+            ("cart holds", holds_run()),
         ] {
             let json = written_json(&run, &tmp.path().join(name));
             assert_eq!(schema_errors(&json), Vec::<String>::new(), "{name}");
