@@ -108,6 +108,8 @@ pub struct RunResult {
     /// When the sale was open, on the history's clock.
     pub sale_window: SaleWindow,
     pub out_dir: PathBuf,
+    /// The journeys' hold operations (empty without `[journeys]`).
+    pub hold_ops: Vec<HoldAttempt>,
 }
 
 impl RunResult {
@@ -278,6 +280,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         settled: measured.settled,
         sale_window: measured.sale_window,
         out_dir,
+        hold_ops: measured.hold_ops,
     })
 }
 
