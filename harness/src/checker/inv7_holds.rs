@@ -20,7 +20,8 @@
 //!    the cap.
 //! 2. **Honoured**: a checkout answered before its hold's `expires_at` (as the reserve answered
 //!    it) minus [`SKEW`] was decided while the hold was live, so it must succeed or be `unknown`;
-//!    a refusal other than `buyer_limit_reached` or `sale_not_live` breaks it. (Answered, not
+//!    a refusal other than `buyer_limit_reached`, `sale_not_live` or `idempotency_key_reused`
+//!    (the harness reused the key, `buyers.reused_keys`) breaks it. (Answered, not
 //!    merely sent: the server decides somewhere between the two, and a checkout sent a moment
 //!    before expiry may rightly find it expired.)
 //! 3. **No late checkout**: no checkout sent after `expires_at` plus [`SKEW`] succeeded; and in
@@ -145,7 +146,10 @@ fn judge(input: &CheckInput, holds: &HoldsInput, exported: &[LedgerHold]) -> Inv
         let code = op.code.as_deref().unwrap_or("no code");
         if op.outcome == Outcome::Rejected
             && (op.completed_us as i64) < expires - SKEW
-            && !matches!(code, "buyer_limit_reached" | "sale_not_live")
+            && !matches!(
+                code,
+                "buyer_limit_reached" | "sale_not_live" | "idempotency_key_reused"
+            )
         {
             refused_live.push(format!(
                 "hold {} refused {code} at {}, {} before it expired",
