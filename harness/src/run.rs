@@ -798,6 +798,13 @@ async fn run_against(
         if let Some(latest) = latest {
             let wait = latest - OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
             if wait.is_positive() {
+                if wait > time::Duration::seconds(5) {
+                    eprintln!(
+                        "flashsale: waiting {} for the last cart hold to expire (INV-7 judges \
+                         what the holds gave back)",
+                        humantime::format_duration(wait.unsigned_abs())
+                    );
+                }
                 tokio::time::sleep(wait.unsigned_abs()).await;
                 settle_from = Instant::now();
             }
