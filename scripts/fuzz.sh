@@ -16,7 +16,7 @@
 # Environment: FUZZ_MAX_EXAMPLES (per operation and phase, default 200), FUZZ_SEED (default 13,
 # so CI sends the same requests every time; "random" draws one and prints it), DATABASE_URL's
 # server (default postgres://postgres@127.0.0.1:5432), REDIS_URL, FUZZ_OUT (keep the reports
-# there; default a temporary directory, removed unless the run failed).
+# there; default a new directory under target/fuzz/, removed unless the run failed).
 # Exit status: 0 passed, 1 a failure (printed), 2 set-up error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +44,9 @@ if [ "${1:-}" != --no-build ]; then
     cargo build -p flashsale-server --locked --quiet
 fi
 
-out=${FUZZ_OUT:-$(mktemp -d -t flashsale-fuzz.XXXXXX)}
+# Reports under target/ (git-ignored), not /tmp: nothing else cleans them up mid-run.
+mkdir -p target/fuzz
+out=${FUZZ_OUT:-$(mktemp -d "$PWD/target/fuzz/run.XXXXXX")}
 mkdir -p "$out"
 db="flashsale_fuzz_$(date +%s)_$$"
 token="fuzz-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"

@@ -17,6 +17,8 @@
 //! - [`order_answered_sold_out`]: every 500th claim stored but answered sold out (INV-3).
 //! - [`racy_idempotency`]: two requests with one key at once both make an order (INV-4).
 //! - [`racy_buyer_limit`]: one buyer's orders sent together all pass a per-buyer limit (INV-9).
+//! - [`checkout_after_expiry`], [`expiry_returns_twice`], [`holds_not_counted`]: cart holds
+//!   checked out after they expired, given back twice, or not counted as taken (INV-7).
 //! - [`unit_without_order`]: every 500th claim consumes its units, writes no order, answers 503
 //!   (HAZ-5 unhandled; INV-5).
 //! - [`seed_model`]: what the first two share: orders without slots, one query per key lookup.
@@ -28,12 +30,16 @@
 pub mod ack_without_order;
 pub mod broken_naive;
 pub mod broken_seed;
+pub mod checkout_after_expiry;
 pub mod claim_count;
+pub mod expiry_returns_twice;
+pub mod holds_not_counted;
 pub mod order_answered_sold_out;
 pub mod oversell_at_boundary;
 pub mod racy_buyer_limit;
 pub mod racy_idempotency;
 pub mod seed_model;
+pub mod serial_holds;
 pub mod serial_model;
 pub mod unit_without_order;
 pub mod wrapped;
@@ -68,6 +74,12 @@ pub enum InventoryStrategy {
     RacyIdempotency,
     /// One buyer's orders sent together all pass the per-buyer limit (INV-9).
     RacyBuyerLimit,
+    /// A hold that expired is still checked out (INV-7).
+    CheckoutAfterExpiry,
+    /// An expired hold's units are given back twice (INV-7).
+    ExpiryReturnsTwice,
+    /// Live holds are not counted in what is available (INV-7).
+    HoldsNotCounted,
     /// Every 500th claim consumes its units without an order and answers 503 (INV-5).
     UnitWithoutOrder,
 }
@@ -84,6 +96,9 @@ impl InventoryStrategy {
             InventoryStrategy::OrderAnsweredSoldOut => order_answered_sold_out::NAME,
             InventoryStrategy::RacyIdempotency => racy_idempotency::NAME,
             InventoryStrategy::RacyBuyerLimit => racy_buyer_limit::NAME,
+            InventoryStrategy::CheckoutAfterExpiry => checkout_after_expiry::NAME,
+            InventoryStrategy::ExpiryReturnsTwice => expiry_returns_twice::NAME,
+            InventoryStrategy::HoldsNotCounted => holds_not_counted::NAME,
             InventoryStrategy::UnitWithoutOrder => unit_without_order::NAME,
         }
     }
@@ -101,6 +116,9 @@ impl InventoryStrategy {
             InventoryStrategy::RacyIdempotency,
             InventoryStrategy::RacyBuyerLimit,
             InventoryStrategy::UnitWithoutOrder,
+            InventoryStrategy::CheckoutAfterExpiry,
+            InventoryStrategy::ExpiryReturnsTwice,
+            InventoryStrategy::HoldsNotCounted,
         ]
     }
 
@@ -130,7 +148,10 @@ impl InventoryStrategy {
             InventoryStrategy::OversellAtBoundary
             | InventoryStrategy::RacyIdempotency
             | InventoryStrategy::RacyBuyerLimit
-            | InventoryStrategy::UnitWithoutOrder => serial_model::LEDGER,
+            | InventoryStrategy::UnitWithoutOrder
+            | InventoryStrategy::CheckoutAfterExpiry
+            | InventoryStrategy::ExpiryReturnsTwice
+            | InventoryStrategy::HoldsNotCounted => serial_model::LEDGER,
         }
     }
 
@@ -149,6 +170,13 @@ impl InventoryStrategy {
             }
             InventoryStrategy::RacyIdempotency => Arc::new(racy_idempotency::strategy(parts)),
             InventoryStrategy::RacyBuyerLimit => Arc::new(racy_buyer_limit::strategy(parts)),
+            InventoryStrategy::CheckoutAfterExpiry => {
+                Arc::new(checkout_after_expiry::strategy(parts))
+            }
+            InventoryStrategy::ExpiryReturnsTwice => {
+                Arc::new(expiry_returns_twice::strategy(parts))
+            }
+            InventoryStrategy::HoldsNotCounted => Arc::new(holds_not_counted::strategy(parts)),
             InventoryStrategy::UnitWithoutOrder => Arc::new(unit_without_order::strategy(parts)),
         }
     }
@@ -218,6 +246,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 8);
+        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 11);
     }
 }

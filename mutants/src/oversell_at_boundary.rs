@@ -36,6 +36,7 @@ mod tests {
             cap: 10,
             quantity,
             sold: 10 - remaining,
+            held: 0,
             stranded: 0,
             nth: false,
         })

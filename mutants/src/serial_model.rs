@@ -40,6 +40,8 @@ pub struct ClaimView {
     pub quantity: i64,
     /// Units in the sale's persisted orders.
     pub sold: i64,
+    /// Units kept by the sale's live holds, as the model counts them.
+    pub held: i64,
     /// Units this process consumed without writing an order (see [`Verdict::Strand`]).
     pub stranded: i64,
     /// Whether this is the [`EVERY`]-th, 2×[`EVERY`]-th, … claim of capped sales since the server
@@ -50,7 +52,7 @@ pub struct ClaimView {
 impl ClaimView {
     /// The correct decision: the units taken plus this claim stay within the cap.
     pub fn fits(&self) -> bool {
-        self.sold + self.stranded + self.quantity <= self.cap
+        self.sold + self.stranded + self.held + self.quantity <= self.cap
     }
 
     /// The correct verdict, for a rule to fall back on.
@@ -93,25 +95,28 @@ pub type Prepare = for<'a> fn(&'a PgPool) -> BoxFuture<'a, Result<(), sqlx::Erro
 
 /// One sale's book, behind its lock.
 #[derive(Debug, Default)]
-struct Book {
+pub(crate) struct Book {
     /// Units in the sale's orders: read from PostgreSQL once, then kept here, since this process
     /// is the only writer of its sales' orders and writes them under this lock. Forgotten after a
     /// failed insert, whose outcome is unknown, so the next claim reads the truth again.
-    sold: Option<i64>,
-    stranded: i64,
+    pub(crate) sold: Option<i64>,
+    pub(crate) stranded: i64,
+    /// The sale's live holds and what they keep (see [`crate::serial_holds`]).
+    pub(crate) holds: crate::serial_holds::HeldUnits,
 }
 
 /// A serialized mutant: `decide` rules capped sales; everything else is correct.
 #[derive(Debug)]
 pub struct SerialModel {
-    name: &'static str,
+    pub(crate) name: &'static str,
     decide: Decide,
     prepare: Option<Prepare>,
     prepared: tokio::sync::OnceCell<()>,
     buyer_check: BuyerCheck,
+    pub(crate) hold_rules: crate::serial_holds::HoldRules,
     /// How long a key lookup that found nothing waits before answering (see `racy-idempotency`).
     slow_lookup_miss: Option<Duration>,
-    pool: PgPool,
+    pub(crate) pool: PgPool,
     /// Records unlimited sales' orders and reports the breaker, which this model never uses.
     correct: Inventory,
     books: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<Book>>>>,
@@ -126,6 +131,7 @@ impl SerialModel {
             prepare: None,
             prepared: tokio::sync::OnceCell::new(),
             buyer_check: BuyerCheck::WithTheClaim,
+            hold_rules: crate::serial_holds::HoldRules::CORRECT,
             slow_lookup_miss: None,
             pool: parts.pool,
             correct: parts.correct,
@@ -144,6 +150,12 @@ impl SerialModel {
     /// Checks `per_buyer_limit` at `check` instead of with the claim.
     pub fn with_buyer_check(mut self, check: BuyerCheck) -> Self {
         self.buyer_check = check;
+        self
+    }
+
+    /// Treats cart holds by `rules` (a hold mutant's flaw).
+    pub fn with_hold_rules(mut self, rules: crate::serial_holds::HoldRules) -> Self {
+        self.hold_rules = rules;
         self
     }
 
@@ -173,7 +185,7 @@ impl SerialModel {
         Ok(found)
     }
 
-    fn book(&self, sale_id: Uuid) -> Arc<tokio::sync::Mutex<Book>> {
+    pub(crate) fn book(&self, sale_id: Uuid) -> Arc<tokio::sync::Mutex<Book>> {
         self.books
             .lock()
             .expect("books")
@@ -219,10 +231,12 @@ impl SerialModel {
             }
         };
         let quantity = i64::from(req.quantity);
+        let held = self.held(&mut book).await?;
         let view = ClaimView {
             cap,
             quantity,
             sold,
+            held,
             stranded: book.stranded,
             nth: self.claims.next_fires(),
         };
@@ -291,13 +305,13 @@ impl ClaimStrategy for SerialModel {
     fn breaker_state(&self) -> BreakerState {
         self.correct.breaker_state()
     }
-    /// Holds are the correct inventory's (no hold mutant here).
+    /// Holds are the model's own (see [`crate::serial_holds`]).
     fn reserve<'a>(
         &'a self,
         sale: &'a Sale,
         req: &'a HoldRequest,
     ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::reserve(&self.correct, sale, req)
+        Box::pin(self.reserve_hold(sale, req))
     }
 
     fn checkout<'a>(
@@ -308,14 +322,7 @@ impl ClaimStrategy for SerialModel {
         quantity: Option<i32>,
         idempotency_key: &'a str,
     ) -> BoxFuture<'a, Result<CheckedOut, HoldError>> {
-        ClaimStrategy::checkout(
-            &self.correct,
-            sale_id,
-            hold_id,
-            buyer_id,
-            quantity,
-            idempotency_key,
-        )
+        Box::pin(self.checkout_hold(sale_id, hold_id, buyer_id, quantity, idempotency_key))
     }
 
     fn release<'a>(
@@ -324,7 +331,7 @@ impl ClaimStrategy for SerialModel {
         hold_id: Uuid,
         buyer_id: &'a str,
     ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::release(&self.correct, sale_id, hold_id, buyer_id)
+        Box::pin(self.release_hold(sale_id, hold_id, buyer_id))
     }
 }
 
@@ -337,6 +344,7 @@ mod tests {
             cap,
             quantity,
             sold,
+            held: 0,
             stranded,
             nth: false,
         }

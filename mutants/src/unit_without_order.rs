@@ -38,6 +38,7 @@ mod tests {
             cap: 10,
             quantity: 1,
             sold: 3,
+            held: 0,
             stranded: 0,
             nth: true,
         };

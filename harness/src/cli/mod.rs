@@ -182,7 +182,8 @@ pub struct ServerArgs {
     /// Inventory strategy of the in-process reference server: redis (default), postgres, or a
     /// deliberately broken one to see the checker catch it: broken-naive, broken-seed,
     /// oversell-at-boundary, ack-without-order, order-answered-sold-out, racy-idempotency,
-    /// unit-without-order, racy-buyer-limit (mutants/src/lib.rs says what each breaks).
+    /// unit-without-order, racy-buyer-limit, checkout-after-expiry, expiry-returns-twice,
+    /// holds-not-counted (mutants/src/lib.rs says what each breaks).
     #[arg(long, value_name = "STRATEGY")]
     pub inventory: Option<InventoryStrategy>,
 }

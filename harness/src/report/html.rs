@@ -11,7 +11,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use super::summary::Summary;
-use super::svg::{Band, Chart, Scale, Series, escape, short_number};
+use super::svg::{Band, Chart, Scale, Series, escape, nice_ceiling, short_number};
 use super::timeline::first_acknowledgements;
 use crate::history::Attempt;
 use crate::latency::{LatencyClass, LatencyHistograms};
@@ -498,11 +498,29 @@ fn memory(s: &mut String, summary: &Summary, bands: &[Band]) {
     }
     let first = samples.first().map_or(0.0, |m| at(m.at_ms));
     let last = samples.last().map_or(0.0, |m| at(m.at_ms));
-    let x = Scale::Linear {
-        min: first.min(0.0).floor(),
-        max: last.max(summary.per_second.len() as f64).ceil().max(1.0),
+    let max = last.max(summary.per_second.len() as f64).ceil().max(1.0);
+    // The axis starts at doors open, like the other charts, unless set-up took a noticeable
+    // part of the run; a first sample a moment before doors open is drawn at the axis.
+    let min = if first < -0.05 * (max - first) {
+        let step = nice_ceiling((max - first) / 5.0);
+        (first / step).floor() * step
+    } else {
+        0.0
     };
+    let x = Scale::Linear { min, max };
     let y = Scale::linear_to(values(&lines).fold(0.0, f64::max));
+    // Warm-up ends at the same share of the samples that `memory::Growth` takes as its base:
+    // drawn as a dashed line in the legend rather than a labelled band, whose label would
+    // collide with the faults' labels.
+    if let Some(end) = samples.get(crate::memory::warm_up_index(samples.len())) {
+        let (t, top) = (at(end.at_ms).max(min), y.max());
+        lines.push(series(
+            "warm-up ends",
+            "#9e9e9e",
+            true,
+            [(t, Some(0.0)), (t, Some(top))].into_iter(),
+        ));
+    }
     let growth: Vec<String> = report
         .into_iter()
         .flat_map(|m| [(harness_name, &m.harness), ("service", &m.service)])
@@ -516,14 +534,6 @@ fn memory(s: &mut String, summary: &Summary, bands: &[Band]) {
             })
         })
         .collect();
-    // Warm-up ends at the same share of the samples that `memory::Growth` takes as its base.
-    let warm_up_end = samples
-        .get(crate::memory::warm_up_index(samples.len()))
-        .map(|m| Band {
-            from: at(m.at_ms),
-            to: at(m.at_ms),
-            label: "warm-up ends".to_owned(),
-        });
     let second_label = |v: f64| format!("{} s", short_number(v));
     let mb_label = |v: f64| format!("{} MB", short_number(v));
     section(
@@ -546,7 +556,7 @@ fn memory(s: &mut String, summary: &Summary, bands: &[Band]) {
             y_tick: &mb_label,
             x_ticks: None,
             series: lines,
-            bands: bands.iter().cloned().chain(warm_up_end).collect(),
+            bands: bands.to_vec(),
         },
     );
 }
@@ -741,9 +751,10 @@ mod tests {
         for legend in [">harness + server</text>", ">service</text>"] {
             assert!(svg.contains(legend), "{legend} in {svg}");
         }
-        // The harness's line is whole; the service's breaks where it could not be read.
-        assert_eq!(svg.matches("<polyline").count(), 3, "{svg}");
-        assert!(svg.contains("warm-up ends"), "{svg}");
+        // The harness's line is whole, the service's breaks where it could not be read, and a
+        // dashed line marks the end of warm-up.
+        assert_eq!(svg.matches("<polyline").count(), 4, "{svg}");
+        assert!(svg.contains(">warm-up ends</text>"), "{svg}");
         assert!(
             svg.contains(">50 MB</text>"),
             "the y axis reaches the peak: {svg}"

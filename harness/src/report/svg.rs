@@ -60,6 +60,13 @@ impl Scale {
         Scale::Log { min, max }
     }
 
+    /// The axis's upper bound.
+    pub fn max(self) -> f64 {
+        match self {
+            Scale::Linear { max, .. } | Scale::Log { max, .. } => max,
+        }
+    }
+
     /// 0 to 1 along the axis; values outside are clamped so a line never leaves the plot.
     fn fraction(self, v: f64) -> f64 {
         let f = match self {
@@ -100,7 +107,7 @@ impl Scale {
 }
 
 /// The smallest of 1, 2, 5 × 10^k at or above `v` (1 for anything not positive).
-fn nice_ceiling(v: f64) -> f64 {
+pub fn nice_ceiling(v: f64) -> f64 {
     if !(v > 0.0 && v.is_finite()) {
         return 1.0;
     }

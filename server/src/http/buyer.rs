@@ -93,7 +93,8 @@ pub fn read_buy_body(bytes: &[u8], max_quantity: u32) -> Result<BuyBody, ApiErro
 }
 
 pub(super) fn check_buyer(buyer_id: &str) -> Result<(), ApiError> {
-    if buyer_id.is_empty() || buyer_id.len() > MAX_BUYER_LEN {
+    // Characters, as the contract's maxLength counts them, not UTF-8 bytes.
+    if buyer_id.is_empty() || buyer_id.chars().count() > MAX_BUYER_LEN {
         return Err(ApiError::invalid_field(
             "buyer_id",
             "must be 1 to 128 characters",
@@ -385,6 +386,16 @@ mod tests {
             let fast = read_buy_body(raw.as_bytes(), 100).map_err(|e| (e.code, e.message));
             assert_eq!(fast, slow, "{raw}");
         }
+    }
+
+    #[test]
+    fn buyer_ids_are_measured_in_characters_not_bytes() {
+        let ids = |id: String| parse(json!({"buyer_id": id, "quantity": 1})).map(|b| b.buyer_id);
+        assert!(
+            ids("ä".repeat(128)).is_ok(),
+            "128 characters (256 bytes) fit"
+        );
+        assert_eq!(ids("ä".repeat(129)), Err(ErrorCode::InvalidField));
     }
 
     #[test]

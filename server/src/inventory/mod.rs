@@ -371,6 +371,12 @@ impl Inventory {
                     if units + quantity > cap && held == 0 {
                         return Err(ClaimError::SoldOut);
                     }
+                    if held > 0 {
+                        // Expired here rather than inside the PostgreSQL path (which would too),
+                        // so the units freed leave the Redis counter as well.
+                        let freed = holds::expire_due_of(self.ledger.pool(), sale.id).await?;
+                        self.give_back(sale.id, freed).await;
+                    }
                     return self
                         .ledger
                         .claim_in_postgres(sale.id, cap, req, "postgres-recheck")

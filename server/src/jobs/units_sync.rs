@@ -42,7 +42,9 @@ pub struct RedisReconciler {
 }
 
 impl RedisReconciler {
-    /// One pass over the active capped sales with a slot ledger. Returns how many counters it set.
+    /// One pass over the capped sales with a slot ledger that are active or ended within the
+    /// hour (a sale expired early still has holds whose units come back to it; its counter should
+    /// settle too). Returns how many counters it set.
     pub async fn reconcile_once(
         &mut self,
         pool: &PgPool,
@@ -51,7 +53,9 @@ impl RedisReconciler {
         let sales: Vec<(Uuid, i64)> = sqlx::query_as(
             "SELECT s.id, (SELECT count(*) FROM order_units u WHERE u.sale_id = s.id)
              FROM flash_sales s
-             WHERE s.state = 'active' AND s.ledger = 'slots' AND s.unit_cap IS NOT NULL",
+             WHERE (s.state = 'active'
+                    OR (s.state = 'expired' AND s.ends_at > now() - interval '1 hour'))
+               AND s.ledger = 'slots' AND s.unit_cap IS NOT NULL",
         )
         .fetch_all(pool)
         .await?;

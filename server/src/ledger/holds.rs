@@ -239,6 +239,12 @@ pub(super) async fn expire_due_in<'e>(
     Ok(freed)
 }
 
+/// Expires the sale's due holds now (outside any lock: the statement itself is atomic); returns
+/// the units freed, for the Redis counter.
+pub async fn expire_due_of(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
+    expire_due_in(pool, Some(sale_id)).await
+}
+
 /// The expiry job's statement: every due hold of every sale expired, the units freed per sale.
 pub async fn expire_due(pool: &PgPool) -> Result<Vec<(Uuid, i64)>, sqlx::Error> {
     sqlx::query_as(
@@ -389,6 +395,21 @@ pub async fn release(
     .await?;
     tx.commit().await?;
     Ok((hold, freed))
+}
+
+/// One hold of a sale, if it exists.
+pub async fn find(
+    pool: &PgPool,
+    sale_id: Uuid,
+    hold_id: Uuid,
+) -> Result<Option<Hold>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1 AND sale_id = $2"
+    ))
+    .bind(hold_id)
+    .bind(sale_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The buyer's hold holding this idempotency key, if any.
