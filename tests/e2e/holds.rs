@@ -4,7 +4,8 @@
 //! every invariant, INV-7 included, and actually exercise what INV-7 judges: checkouts that
 //! became orders, holds that expired and gave their units back, buyers after that who got them.
 //! A target whose profile has no `[holds]` leaves INV-7 NOT CHECKED (never held), and Redis
-//! restarting empty while holds are live forgets none of them (Docker).
+//! restarting empty while holds are live forgets none of them (Docker). Each hold mutant is caught
+//! by INV-7.
 
 use std::sync::Arc;
 
@@ -187,4 +188,33 @@ async fn holds_survive_redis_restarting_empty() {
         result.ledger.persisted_units(),
         result.summary.scenario.sale.cap.as_option().unwrap()
     );
+}
+
+/// Each hold mutant (`mutants/src/serial_holds.rs`) on `holds-expire-under-load.toml` is caught:
+/// exit 1, INV-7 violated, with the counterexample of what it breaks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_hold_mutant_is_caught_by_inv7() {
+    for (strategy, expected) in [
+        (
+            InventoryStrategy::CheckoutAfterExpiry,
+            "checkouts of expired holds succeeded",
+        ),
+        (
+            InventoryStrategy::ExpiryReturnsTwice,
+            "exceed the cap of 40 counting live holds",
+        ),
+        (
+            InventoryStrategy::HoldsNotCounted,
+            "exceed the cap of 40 counting live holds",
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let scenario = load_scenario("holds-expire-under-load.toml");
+        let result = run_in_process(scenario, strategy, out.path()).await;
+        assert_eq!(result.exit_status(), exit::VIOLATED, "{strategy}");
+        let inv7 = &result.check.invariants["INV-7"];
+        assert!(inv7.is_violated(), "{strategy}: {inv7:?}");
+        let explanation = &inv7.counterexample.as_ref().unwrap().explanation;
+        assert!(explanation.contains(expected), "{strategy}: {explanation}");
+    }
 }
