@@ -129,6 +129,7 @@ fn synthetic(attempts: u64, cap: u64) -> (Vec<Attempt>, Ledger) {
             redis_counter: Some(units),
             quantity_sold: Some(units),
             units_in_orders: units,
+            units_in_live_holds: None,
         },
     };
     (history, ledger)

@@ -31,6 +31,30 @@ pub struct InventoryView {
     pub quantity_sold: Option<i64>,
     /// Sum of the quantities of the persisted orders: the truth.
     pub units_in_orders: i64,
+    /// Units in live cart holds (stored live, expired or not yet reaped), when the target's
+    /// view reports them; a Redis counter counts these beside the orders' units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_in_live_holds: Option<i64>,
+}
+
+/// One cart hold as the admin export lists it (`GET /admin/sales/{id}/holds`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerHold {
+    pub hold_id: String,
+    pub buyer_id: String,
+    pub quantity: u32,
+    /// `live`, `checked_out`, `released` or `expired` (a stored `live` past `expires_at` is
+    /// reported `expired` before it is reaped).
+    pub state: String,
+    /// RFC 3339 times.
+    pub created_at: String,
+    pub expires_at: String,
+    /// When the hold stopped being live (checked out, released, reaped); `None` while it is
+    /// stored live.
+    #[serde(default)]
+    pub ended_at: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
 }
 
 /// Everything the checker needs from the server after a run.

@@ -224,8 +224,57 @@ pub struct InventorySample {
     pub units_in_orders: Option<i64>,
     pub quantity_sold: Option<i64>,
     pub redis_counter: Option<i64>,
+    /// Units in live cart holds (INV-7), when the target's view reports them; absent from
+    /// `samples.jsonl` otherwise, so older files read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units_in_live_holds: Option<i64>,
     /// Why the reading failed, if it did.
     pub error: Option<String>,
+}
+
+/// Which cart-hold operation a [`HoldAttempt`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldOp {
+    Reserve,
+    Checkout,
+    Release,
+}
+
+/// One cart-hold operation of a buyer journey (`holds.jsonl`), recorded like a buy attempt. A
+/// checkout is a purchase too: it is also in the history as an [`Attempt`] (its key is the order's
+/// key), `attempt_seq` names it, so INV-2..INV-5 judge its order like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldAttempt {
+    pub kind: HoldOp,
+    pub buyer: String,
+    /// Reserve and checkout: the `Idempotency-Key` header; release sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The hold acted on; for a reserve, the one answered (`None` when it was refused or unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<String>,
+    pub quantity: u32,
+    /// 0 for the first try, 1.. for retries with the same key after an unknown outcome.
+    #[serde(default)]
+    pub try_number: u32,
+    pub sent_us: u64,
+    pub completed_us: u64,
+    pub outcome: Outcome,
+    pub status: Option<u16>,
+    pub code: Option<Code>,
+    /// The hold's `expires_at` as the server answered it (RFC 3339), on reserve and release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The hold's `state` as answered (`live`, `released`, `expired`, `checked_out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Checkout: the order id of an `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Checkout: the `seq` of the same request in the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_seq: Option<u64>,
 }
 
 #[cfg(test)]

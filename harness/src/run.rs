@@ -15,10 +15,13 @@ use crate::checker::{self, CheckInput, CheckReport, TargetRules};
 use crate::faults::proxy::FaultProxy;
 use crate::faults::redis_container::{ContainerError, RedisContainer};
 use crate::faults::{self, CounterKey, FaultEnvironment, TimelineContext, TimelineOutcome};
-use crate::ground_truth::{InventoryView, Ledger, SettledInventory};
-use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
+use crate::ground_truth::{InventoryView, Ledger, LedgerHold, SettledInventory};
+use crate::history::{
+    Attempt, FaultRecord, HoldAttempt, HoldOp, InventorySample, Outcome, micros_since,
+};
 use crate::load::buyers::{LoadProbe, LoadRun, LoadTarget, plan_buyers, run_load, warmed_client};
 use crate::load::health::GeneratorStats;
+use crate::load::journeys::HoldRoutes;
 use crate::load::progress::Progress;
 use crate::load::request::BuyTemplate;
 use crate::profile::{Profile, Template};
@@ -105,6 +108,8 @@ pub struct RunResult {
     /// When the sale was open, on the history's clock.
     pub sale_window: SaleWindow,
     pub out_dir: PathBuf,
+    /// The journeys' hold operations (empty without `[journeys]`).
+    pub hold_ops: Vec<HoldAttempt>,
 }
 
 impl RunResult {
@@ -228,6 +233,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         settled: measured.settled.as_ref(),
         convergence_within: scenario.checks.convergence_within,
         rules: target_rules,
+        holds: measured.holds_input(),
     });
     let info = RunInfo {
         scenario: scenario.clone(),
@@ -237,7 +243,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         started_at,
         clock_origin_at: measured.clock_origin_at,
         wall_time: wall.elapsed(),
-        sale_id: measured.sale_id,
+        sale_id: measured.sale_id.clone(),
     };
     let summary = report::write_all(
         &out_dir,
@@ -257,6 +263,12 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         dir: out_dir.clone(),
         source,
     })?;
+    measured
+        .write_holds(&out_dir)
+        .map_err(|source| RunError::Output {
+            dir: out_dir.clone(),
+            source,
+        })?;
     Ok(RunResult {
         summary,
         check,
@@ -268,6 +280,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         settled: measured.settled,
         sale_window: measured.sale_window,
         out_dir,
+        hold_ops: measured.hold_ops,
     })
 }
 
@@ -633,6 +646,46 @@ struct Measured {
     memory: Vec<crate::memory::MemorySample>,
     clock_origin_at: OffsetDateTime,
     sale_window: SaleWindow,
+    /// Whether the scenario has buyer journeys (INV-7 is then in the report).
+    journeys: bool,
+    /// The journeys' hold operations (`holds.jsonl`).
+    hold_ops: Vec<HoldAttempt>,
+    /// The holds export; `None` when the target has none or the scenario no journeys.
+    holds: Option<Vec<LedgerHold>>,
+    /// When the settled view was read (µs on the history's clock).
+    final_read_us: Option<u64>,
+}
+
+impl Measured {
+    /// INV-7's input: `None` without journeys.
+    fn holds_input(&self) -> Option<checker::HoldsInput<'_>> {
+        self.journeys.then(|| checker::HoldsInput {
+            ops: &self.hold_ops,
+            exported: self.holds.as_deref(),
+            clock_origin_at: self.clock_origin_at,
+            final_read_us: self.final_read_us,
+        })
+    }
+
+    /// Writes `holds.jsonl` (every hold operation) and `holds-export.json` (the target's holds)
+    /// when the run had journeys.
+    fn write_holds(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        if !self.journeys {
+            return Ok(());
+        }
+        let mut lines = String::new();
+        for op in &self.hold_ops {
+            lines.push_str(&serde_json::to_string(op).map_err(std::io::Error::other)?);
+            lines.push('\n');
+        }
+        std::fs::write(dir.join("holds.jsonl"), lines)?;
+        if let Some(holds) = &self.holds {
+            let json = serde_json::to_string_pretty(&serde_json::json!({ "holds": holds }))
+                .map_err(std::io::Error::other)?;
+            std::fs::write(dir.join("holds-export.json"), json)?;
+        }
+        Ok(())
+    }
 }
 
 async fn run_against(
@@ -686,10 +739,31 @@ async fn run_against(
         &sale_id,
         scenario.sale.products.first().map(|p| p.id.clone()),
     );
-    let LoadRun { history, generator } = run_load(
+    let journeys = scenario.journeys.is_some();
+    let holds = driver
+        .profile()
+        .holds
+        .as_ref()
+        .filter(|_| journeys)
+        .map(|holds| {
+            Arc::new(HoldRoutes::new(
+                holds,
+                driver.base_url(),
+                &sale_id,
+                scenario.sale.products.first().map(|p| p.id.clone()),
+            ))
+        });
+    let LoadRun {
+        history,
+        generator,
+        holds: hold_ops,
+    } = run_load(
         client,
         scenario,
-        &LoadTarget { buy: Arc::new(buy) },
+        &LoadTarget {
+            buy: Arc::new(buy),
+            holds,
+        },
         buyers,
         origin,
         doors_open,
@@ -708,15 +782,52 @@ async fn run_against(
         // before reading the ledger, so the end state is the end state.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // With journeys, the end state is the state once every hold answered has expired (INV-7:
+    // their units must come back): wait for the latest expiry, then give the server the
+    // convergence deadline from there to reap them.
+    let mut settle_from = last_answer;
+    if journeys {
+        let latest = hold_ops
+            .iter()
+            .filter(|op| op.kind == HoldOp::Reserve)
+            .filter_map(|op| op.expires_at.as_deref())
+            .filter_map(|at| {
+                OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .max();
+        if let Some(latest) = latest {
+            let wait = latest - OffsetDateTime::now_utc() + time::Duration::milliseconds(300);
+            if wait.is_positive() {
+                if wait > time::Duration::seconds(5) {
+                    eprintln!(
+                        "flashsale: waiting {} for the last cart hold to expire (INV-7 judges \
+                         what the holds gave back)",
+                        humantime::format_duration(wait.unsigned_abs())
+                    );
+                }
+                tokio::time::sleep(wait.unsigned_abs()).await;
+                settle_from = Instant::now();
+            }
+        }
+    }
     let settled = settle(
         driver,
         &sale_id,
         cap,
-        last_answer,
+        settle_from,
         scenario.checks.convergence_within,
+        journeys,
     )
     .await;
+    let final_read_us = settled
+        .is_some()
+        .then(|| micros_since(origin, Instant::now()));
     let ledger = driver.ledger(&sale_id, cap).await?;
+    let holds = if journeys {
+        driver.holds(&sale_id).await?
+    } else {
+        None
+    };
     let on_clock = |at: OffsetDateTime| (at - clock_origin_at).whole_microseconds() as i64;
     Ok(Measured {
         sale_window: SaleWindow {
@@ -733,6 +844,10 @@ async fn run_against(
         generator,
         memory,
         clock_origin_at,
+        journeys,
+        hold_ops,
+        holds,
+        final_read_us,
     })
 }
 
@@ -759,6 +874,7 @@ async fn sample_inventory(
             Ok(view) => InventorySample {
                 at_us,
                 units_in_orders: Some(view.units_in_orders),
+                units_in_live_holds: view.units_in_live_holds,
                 quantity_sold: view.quantity_sold,
                 redis_counter: view.redis_counter,
                 error: None,
@@ -766,6 +882,7 @@ async fn sample_inventory(
             Err(err) => InventorySample {
                 at_us,
                 units_in_orders: None,
+                units_in_live_holds: None,
                 quantity_sold: None,
                 redis_counter: None,
                 error: Some(err.to_string()),
@@ -784,12 +901,13 @@ async fn settle(
     cap: Option<u64>,
     last_answer: Instant,
     deadline: Duration,
+    holds_expired: bool,
 ) -> Option<SettledInventory> {
     let mut last = None;
     loop {
         if let Ok(view) = driver.view(sale_id, cap).await {
             let waited_ms = last_answer.elapsed().as_millis() as u64;
-            let converged = converged(&view);
+            let converged = converged(&view, holds_expired);
             last = Some(SettledInventory { view, waited_ms });
             if converged {
                 break;
@@ -804,8 +922,12 @@ async fn settle(
     last
 }
 
-/// Whether every figure the view reports agrees with its units in orders.
-fn converged(view: &InventoryView) -> bool {
+/// Whether every figure the view reports agrees with its units in orders (the counter with
+/// units in orders and live holds); once every hold has expired, no unit is left in a hold.
+fn converged(view: &InventoryView, holds_expired: bool) -> bool {
     let units = view.units_in_orders;
-    view.quantity_sold.is_none_or(|q| q == units) && view.redis_counter.is_none_or(|c| c == units)
+    let held = view.units_in_live_holds.unwrap_or(0);
+    view.quantity_sold.is_none_or(|q| q == units)
+        && view.redis_counter.is_none_or(|c| c == units + held)
+        && !(holds_expired && held > 0)
 }

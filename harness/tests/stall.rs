@@ -103,6 +103,7 @@ timeout = "5s"
                 "s",
                 None,
             )),
+            holds: None,
         },
         buyers,
         origin,

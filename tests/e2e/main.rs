@@ -4,6 +4,7 @@
 mod broken_strategies;
 mod faults;
 mod hold_mutants;
+mod holds;
 mod mutants;
 mod own_services;
 mod per_buyer_limit;

@@ -97,6 +97,7 @@ pub fn ledger(orders: Vec<LedgerOrder>, cap: Option<u64>) -> Ledger {
             redis_counter: None,
             quantity_sold: Some(i64::from(units)),
             units_in_orders: i64::from(units),
+            units_in_live_holds: None,
         },
     }
 }
@@ -117,6 +118,7 @@ pub fn sample(at_us: u64, units_in_orders: Option<i64>) -> InventorySample {
     InventorySample {
         at_us,
         units_in_orders,
+        units_in_live_holds: None,
         quantity_sold: units_in_orders,
         redis_counter: units_in_orders,
         error: units_in_orders

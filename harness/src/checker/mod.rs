@@ -11,7 +11,9 @@
 //! ran. A run without faults (an empty fault list) is judged exactly as before faults existed;
 //! INV-5 switches to its fault-aware form when faults were applied (see that module), INV-1
 //! also judges every inventory sample, and INV-6 compares the settled view's figures.
-//! Holds (expiring reservations hand units back) are not modelled here.
+//! Cart holds hand units back when they are released or expire: with buyer journeys, INV-7
+//! (`inv7_holds.rs`) judges the holds, INV-5 reads the holds' returns as a fault that heals
+//! when the last one came back (`inv5_with_holds`), and INV-6's counter counts live holds.
 //!
 //! The target's rules are part of the input too ([`TargetRules`]). A target that takes no
 //! idempotency keys is matched by buyer instead of by key (its orders carry no key), and INV-4,
@@ -27,6 +29,7 @@ mod inv3_no_phantom;
 mod inv4_idempotency;
 mod inv5_exactly_cap;
 mod inv6_convergence;
+mod inv7_holds;
 mod inv9_per_buyer_limit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,6 +37,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::inv7_holds::HoldsInput;
 use crate::ground_truth::{Ledger, LedgerOrder, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample, Outcome};
 
@@ -61,6 +65,9 @@ pub struct CheckInput<'a> {
     pub convergence_within: Duration,
     /// What the target promises and enforces, beyond the sale's cap.
     pub rules: TargetRules,
+    /// The cart holds of a scenario with buyer journeys (INV-7); `None`: no journeys, and INV-7
+    /// is not in the report.
+    pub holds: Option<HoldsInput<'a>>,
 }
 
 /// The target's rules that change what the checker can observe or must require: whether it
@@ -129,6 +136,7 @@ impl<'a> CheckInput<'a> {
             settled: None,
             convergence_within: crate::scenario::DEFAULT_CONVERGENCE_WITHIN,
             rules: TargetRules::default(),
+            holds: None,
         }
     }
 }
@@ -295,7 +303,8 @@ impl Counterexample {
     }
 }
 
-/// Checks INV-1..INV-6 against one run, and INV-9 when the sale limits what one buyer may hold.
+/// Checks INV-1..INV-6 against one run, INV-7 when the scenario has buyer journeys, and INV-9
+/// when the sale limits what one buyer may hold.
 pub fn check(input: &CheckInput) -> CheckReport {
     let index = Index::new(input.history, input.ledger, input.rules.keys_sent);
     let results = [
@@ -303,19 +312,82 @@ pub fn check(input: &CheckInput) -> CheckReport {
         (inv2_no_lost_ack::ID, inv2_no_lost_ack::check(input, &index)),
         (inv3_no_phantom::ID, inv3_no_phantom::check(input, &index)),
         (inv4_idempotency::ID, inv4_idempotency::check(input, &index)),
-        (inv5_exactly_cap::ID, inv5_exactly_cap::check(input, &index)),
+        (inv5_exactly_cap::ID, inv5_with_holds(input, &index)),
         (inv6_convergence::ID, inv6_convergence::check(input)),
     ];
     // A sale without a per-buyer rule has nothing INV-9 could judge or hold: it is left out of
     // the report rather than printed as held or as "not checked" on every run.
     let per_buyer = inv9_per_buyer_limit::check(input).map(|r| (inv9_per_buyer_limit::ID, r));
+    // Likewise INV-7 without buyer journeys.
+    let holds = inv7_holds::check(input).map(|r| (inv7_holds::ID, r));
     CheckReport {
         invariants: results
             .into_iter()
+            .chain(holds)
             .chain(per_buyer)
             .map(|(id, result)| (id.to_owned(), result))
             .collect(),
     }
+}
+
+/// INV-5 with cart holds: released and expired holds hand units back during the run, which the
+/// no-fault form assumes never happens. So the holds' returns are judged like a fault that heals
+/// when the last hold gave its units back (a hold still stored live never healed): INV-5's
+/// fault-aware form then judges only what was sent after that instant (see that module).
+fn inv5_with_holds(input: &CheckInput, index: &Index) -> InvariantResult {
+    let Some(exported) = input.holds.and_then(|h| h.exported.map(|e| (h, e))) else {
+        return inv5_exactly_cap::check(input, index);
+    };
+    let (holds, exported) = exported;
+    let on_clock = |at: &str| {
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| (t - holds.clock_origin_at).whole_microseconds().max(0) as u64)
+    };
+    let returning: Vec<_> = exported
+        .iter()
+        .filter(|h| h.state != "checked_out")
+        .collect();
+    if returning.is_empty() {
+        return inv5_exactly_cap::check(input, index);
+    }
+    let started_us = returning
+        .iter()
+        .filter_map(|h| on_clock(&h.created_at))
+        .min()
+        .unwrap_or(0);
+    let ended_us = returning.iter().try_fold(0u64, |latest, h| {
+        h.ended_at
+            .as_deref()
+            .and_then(on_clock)
+            .map(|end| latest.max(end))
+    });
+    let mut faults = input.faults.to_vec();
+    faults.push(FaultRecord {
+        kind: "holds".to_owned(),
+        planned: "released and expired cart holds hand their units back".to_owned(),
+        started_us,
+        ended_us,
+        detail: format!("{} holds released or expired", returning.len()),
+    });
+    let mut result = inv5_exactly_cap::check(
+        &CheckInput {
+            faults: &faults,
+            ..*input
+        },
+        index,
+    );
+    // Say what the added "fault" stands for.
+    let faults = input.faults.len();
+    result.summary = result.summary.replacen(
+        &format!("fault-aware: {} faults, ", faults + 1),
+        &format!(
+            "fault-aware ({faults} faults, and units handed back by released and expired holds \
+             judged like a fault that healed when the last one came back): "
+        ),
+        1,
+    );
+    result
 }
 
 /// Units acknowledged `ok`: each distinct order id counts once, with the quantity of the first

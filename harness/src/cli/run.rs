@@ -65,6 +65,9 @@ pub async fn run(args: RunArgs) -> i32 {
                 );
             }
             println!("{console}");
+            if let Some(line) = report::holds_line(&result.hold_ops) {
+                println!("{line}");
+            }
             if let Some(generator) = result.summary.generator.as_ref().filter(|g| g.bound) {
                 eprintln!(
                     "WARNING: generator-bound run: {}. Its latencies describe the load \

@@ -18,8 +18,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::health::{CpuClock, GeneratorStats, ScheduleSample};
+use super::journeys::{HoldRoutes, Journey};
 use super::request::{BuyTemplate, PreparedBuy};
-use crate::history::{Attempt, Code, Outcome, micros_since};
+use crate::history::{Attempt, Code, HoldAttempt, HoldOp, Outcome, micros_since};
 use crate::latency::LatencyClass;
 use crate::scenario::{Arrival, QuantitySpec, Scenario};
 
@@ -31,6 +32,8 @@ pub struct Buyer {
     pub product_id: Option<String>,
     pub quantity: u32,
     pub idempotency_key: String,
+    /// A buyer who reserves first (`[journeys]`); `None`: buys at once.
+    pub journey: Option<Journey>,
 }
 
 /// Draws the buyers of a scenario. Quantities come from `seed`, so a run repeats; keys carry
@@ -51,8 +54,29 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
                 QuantitySpec::Sequence { sequence } => sequence[i as usize % sequence.len()],
             },
             idempotency_key: format!("{run_nonce}-{i:05}"),
+            journey: None,
         })
         .collect();
+    // Journeys come from a generator of their own, so adding `[journeys]` to a scenario changes
+    // none of the quantities and keys its seed drew before.
+    if let Some(spec) = &scenario.journeys {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6a6f_7572_6e65_7973);
+        for (i, buyer) in buyers.iter_mut().enumerate() {
+            let early = match (spec.reserve_within, scenario.arrival.offset_of(i as u32)) {
+                (Some(within), Some(offset)) => offset <= within,
+                _ => true,
+            };
+            if rng.random_bool(spec.reserve_first.clamp(0.0, 1.0)) && early {
+                let (min, max) = (spec.think.min.as_micros(), spec.think.max.as_micros());
+                let think = Duration::from_micros(rng.random_range(min..=max.max(min)) as u64);
+                buyer.journey = Some(Journey {
+                    ttl: spec.hold_ttl,
+                    think,
+                    end: spec.then.pick(rng.random::<f64>()),
+                });
+            }
+        }
+    }
     // Some requests reuse an earlier request's key with their own body (HAZ-12). A key names one
     // buyer's request (the contract scopes keys to the buyer), so the reuse is sent as that
     // buyer: the same key from another buyer would be a different request, not a reuse.
@@ -72,6 +96,8 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
 #[derive(Debug, Clone)]
 pub struct LoadTarget {
     pub buy: Arc<BuyTemplate>,
+    /// The profile's `[holds]` bound to the sale; `None`: buyers with a journey buy at once.
+    pub holds: Option<Arc<HoldRoutes>>,
 }
 
 /// What the load has achieved so far, shared with the fault injector (whose triggers can depend
@@ -90,7 +116,7 @@ pub struct LoadProbe {
 }
 
 impl LoadProbe {
-    fn record(&self, attempt: &Attempt) {
+    pub(super) fn record(&self, attempt: &Attempt) {
         self.completed.fetch_add(1, Ordering::Relaxed);
         let counter = match LatencyClass::of(attempt) {
             LatencyClass::Ok => {
@@ -112,6 +138,8 @@ pub struct LoadRun {
     /// Ordered by send time, `seq` assigned in that order.
     pub history: Vec<Attempt>,
     pub generator: GeneratorStats,
+    /// Every cart-hold operation of the buyer journeys, by send time (empty without journeys).
+    pub holds: Vec<HoldAttempt>,
 }
 
 /// A keep-alive client with `connections` connections already open to the target, so the burst
@@ -157,6 +185,8 @@ pub async fn run_load(
         backoff: scenario.requests.retry_backoff,
         origin,
         probe,
+        holds: target.holds.clone(),
+        hold_log: std::sync::Mutex::default(),
     });
     // The CPU window starts at doors open: the set-up before it is idle time that would dilute
     // the figure.
@@ -231,24 +261,55 @@ pub async fn run_load(
         attempt.seq = seq as u64;
     }
     schedule.sort_by_key(|s| s.intended_us);
+    let mut holds = std::mem::take(&mut *shooter.hold_log.lock().expect("hold log lock"));
+    holds.sort_by_key(|h| (h.sent_us, h.try_number));
+    let seq_of: std::collections::HashMap<(&str, &str, u32, u64), u64> = history
+        .iter()
+        .map(|a| {
+            (
+                (
+                    a.buyer.as_str(),
+                    a.idempotency_key.as_str(),
+                    a.try_number,
+                    a.sent_us,
+                ),
+                a.seq,
+            )
+        })
+        .collect();
+    for hold in holds.iter_mut().filter(|h| h.kind == HoldOp::Checkout) {
+        hold.attempt_seq = seq_of
+            .get(&(
+                hold.buyer.as_str(),
+                hold.idempotency_key.as_deref().unwrap_or_default(),
+                hold.try_number,
+                hold.sent_us,
+            ))
+            .copied();
+    }
     LoadRun {
         history,
         generator: GeneratorStats { schedule, cpu },
+        holds,
     }
 }
 
 /// What every buyer shares: the pool, its permits, the request settings and the probe.
-struct Shooter {
-    client: reqwest::Client,
-    permits: Semaphore,
+pub(super) struct Shooter {
+    pub(super) client: reqwest::Client,
+    pub(super) permits: Semaphore,
     buy: Arc<BuyTemplate>,
-    tries: u32,
+    pub(super) tries: u32,
     /// How many copies of each buyer's request leave at once (same key, same body).
     copies: u32,
-    timeout: Duration,
-    backoff: Duration,
-    origin: Instant,
-    probe: Arc<LoadProbe>,
+    pub(super) timeout: Duration,
+    pub(super) backoff: Duration,
+    pub(super) origin: Instant,
+    pub(super) probe: Arc<LoadProbe>,
+    /// The hold routes, when the target has them.
+    holds: Option<Arc<HoldRoutes>>,
+    /// Hold operations recorded by the journeys (journeys are rare next to buys; a lock is cheap).
+    pub(super) hold_log: std::sync::Mutex<Vec<HoldAttempt>>,
 }
 
 impl Shooter {
@@ -259,6 +320,9 @@ impl Shooter {
         buyer: Buyer,
         intended: Instant,
     ) -> Vec<(Vec<Attempt>, ScheduleSample)> {
+        if let (Some(journey), Some(routes)) = (buyer.journey, self.holds.clone()) {
+            return vec![self.journey(&buyer, journey, &routes, intended).await];
+        }
         if self.copies <= 1 {
             return vec![self.buy(&buyer, intended).await];
         }
@@ -450,6 +514,43 @@ mod tests {
         let keys: std::collections::HashSet<_> =
             a.iter().chain(&b).map(|b| &b.idempotency_key).collect();
         assert_eq!(keys.len(), 100);
+    }
+
+    #[test]
+    fn journeys_are_drawn_apart_from_quantities_and_only_within_reserve_within() {
+        let text = |journeys: &str| {
+            format!(
+                "[sale]\ncap = 5\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n\
+                 [buyers]\ncount = 100\nquantity = {{ min = 1, max = 3 }}\n\
+                 [arrival]\nmodel = \"constant-rate\"\nrate = 100\n{journeys}"
+            )
+        };
+        let plain = Scenario::from_toml_str(&text(""), "t").unwrap();
+        let journeys = Scenario::from_toml_str(
+            &text(
+                "[journeys]\nreserve_first = 0.5\nreserve_within = \"490ms\"\nhold_ttl = \"1s\"\n\
+                 think = { min = \"10ms\", max = \"20ms\" }\n\
+                 then = { checkout = 1.0 }\n",
+            ),
+            "t",
+        )
+        .unwrap();
+        let a = plan_buyers(&plain, 3, "r");
+        let b = plan_buyers(&journeys, 3, "r");
+        let quantities = |buyers: &[Buyer]| buyers.iter().map(|b| b.quantity).collect::<Vec<_>>();
+        assert_eq!(
+            quantities(&a),
+            quantities(&b),
+            "journeys change no quantity"
+        );
+        assert!(a.iter().all(|b| b.journey.is_none()));
+        // 100 per second: buyers 0..=49 are sent within 490 ms, about half of them reserve.
+        let reserving: Vec<usize> = (0..b.len()).filter(|&i| b[i].journey.is_some()).collect();
+        assert!(reserving.iter().all(|&i| i <= 49), "{reserving:?}");
+        assert!((10..=40).contains(&reserving.len()), "{reserving:?}");
+        let journey = b[reserving[0]].journey.unwrap();
+        assert_eq!(journey.end, crate::scenario::JourneyEnd::Checkout);
+        assert!((10..=20).contains(&(journey.think.as_millis() as u64)));
     }
 
     #[test]

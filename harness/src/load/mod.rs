@@ -2,6 +2,7 @@
 //!
 //! - [`schedule`]: when each buyer of an arrival model is meant to send;
 //! - [`buyers`]: the buyer driver (plans the buyers, fires them, records every attempt);
+//! - [`journeys`]: buyer journeys through a cart hold (reserve, think, checkout/release/abandon);
 //! - [`request`]: one buyer's request as the target's profile shapes it, and its answer read;
 //! - [`health`]: the generator's self-check (schedule lag, CPU), which says whether a run's
 //!   latencies are the server's;
@@ -11,6 +12,7 @@
 pub mod blast;
 pub mod buyers;
 pub mod health;
+pub mod journeys;
 pub mod progress;
 pub mod request;
 pub mod schedule;

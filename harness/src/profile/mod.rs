@@ -62,6 +62,7 @@ pub mod placeholders {
         "product_id",
     ];
     pub const TRUTH: &[&str] = &["base_url", "run_id", "sale_id", "cap", "database_url"];
+    pub const HOLDS: &[&str] = &["base_url", "sale_id", "hold_id"];
     pub const DATABASE: &[&str] = &["database_url"];
     pub const REDIS: &[&str] = &["redis_url"];
     pub const SERVICE: &[&str] = &[
@@ -112,6 +113,25 @@ pub struct Profile {
     pub counters: Option<Counters>,
     pub rules: Rules,
     pub service: Option<Service>,
+    /// Where the contract's cart-hold routes are (`[holds]`); `None`: the service has no holds,
+    /// buyer journeys buy at once and INV-7 is not checked.
+    pub holds: Option<Holds>,
+}
+
+/// The cart-hold routes of a service that implements them as `server/openapi.json` does
+/// (request and answer shapes are the contract's; the profile says where they are).
+#[derive(Debug, Clone)]
+pub struct Holds {
+    /// `POST`: reserve (`Idempotency-Key`, `{buyer_id, quantity, product_id?, ttl_ms}`).
+    pub reserve: Template,
+    /// `POST`: check a hold out (`{hold_id}` in the URL).
+    pub checkout: Template,
+    /// `POST`: release a hold.
+    pub release: Template,
+    /// `GET`: the sale's holds, `{"holds": [...]}`, oldest first.
+    pub export: Template,
+    /// Headers of the export (the admin token).
+    pub export_headers: Vec<(String, Template)>,
 }
 
 /// An HTTP call: method, URL, headers, JSON body.
@@ -216,6 +236,8 @@ pub enum CounterSource {
         quantity_sold: Option<String>,
         counter: Option<String>,
         units_in_orders: Option<String>,
+        /// Units in live cart holds (INV-7); optional.
+        units_in_live_holds: Option<String>,
     },
     /// A query returning one row with any of `quantity_sold`, `counter`, `units_in_orders`.
     Sql {
@@ -279,6 +301,18 @@ struct RawProfile {
     #[serde(default)]
     rules: RawRules,
     service: Option<Spanned<RawService>>,
+    holds: Option<Spanned<RawHolds>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHolds {
+    reserve: Spanned<String>,
+    checkout: Spanned<String>,
+    release: Spanned<String>,
+    export: Spanned<String>,
+    #[serde(default)]
+    export_headers: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -369,6 +403,7 @@ struct RawCounters {
     quantity_sold: Option<String>,
     counter: Option<String>,
     units_in_orders: Option<String>,
+    units_in_live_holds: Option<String>,
     query: Option<Spanned<String>>,
     database_url: Option<Spanned<String>>,
     redis_url: Option<Spanned<String>>,
@@ -533,6 +568,11 @@ impl Reader<'_> {
             .as_ref()
             .map(|service| self.service(service))
             .transpose()?;
+        let holds = raw
+            .holds
+            .as_ref()
+            .map(|holds| self.holds(holds))
+            .transpose()?;
         let rules = Rules {
             per_buyer_units: raw.rules.per_buyer_units,
             per_buyer_orders: raw.rules.per_buyer_orders,
@@ -560,6 +600,44 @@ impl Reader<'_> {
             counters,
             rules,
             service,
+            holds,
+        })
+    }
+
+    fn holds(&self, raw: &Spanned<RawHolds>) -> Result<Holds, ProfileError> {
+        let r = raw.get_ref();
+        let url = |key: &str, value: &Spanned<String>| {
+            let template = self.template(&format!("holds.{key}"), value, placeholders::HOLDS)?;
+            let text = value.get_ref();
+            if !(text.starts_with("http") || text.starts_with("{base_url}")) {
+                return Err(self.origin(&format!("holds.{key}"), value).error(
+                    "a URL starts with http://, https:// or {base_url} (the --target URL)",
+                ));
+            }
+            Ok(template)
+        };
+        let mut export_headers = Vec::with_capacity(r.export_headers.len());
+        for (name, value) in &r.export_headers {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(self
+                    .origin("holds.export_headers", value)
+                    .error(format!("`{name}` is not a valid header name")));
+            }
+            export_headers.push((
+                name.clone(),
+                self.template(
+                    &format!("holds.export_headers.{name}"),
+                    value,
+                    placeholders::HOLDS,
+                )?,
+            ));
+        }
+        Ok(Holds {
+            reserve: url("reserve", &r.reserve)?,
+            checkout: url("checkout", &r.checkout)?,
+            release: url("release", &r.release)?,
+            export: url("export", &r.export)?,
+            export_headers,
         })
     }
 
@@ -1029,7 +1107,12 @@ impl Reader<'_> {
         let at = self.origin("ground_truth.counters", raw);
         let r = raw.get_ref();
         let pointers = [&r.quantity_sold, &r.counter, &r.units_in_orders];
-        for pointer in pointers.iter().copied().flatten() {
+        for pointer in pointers
+            .iter()
+            .copied()
+            .chain([&r.units_in_live_holds])
+            .flatten()
+        {
             check_pointer(pointer, &at)?;
         }
         let source = match (&r.url, &r.query) {
@@ -1056,6 +1139,7 @@ impl Reader<'_> {
                     quantity_sold: r.quantity_sold.clone(),
                     counter: r.counter.clone(),
                     units_in_orders: r.units_in_orders.clone(),
+                    units_in_live_holds: r.units_in_live_holds.clone(),
                 })
             }
             (None, Some(query)) => {

@@ -225,3 +225,39 @@ fn the_reference_server_profile_is_the_openapi_contract_plus_a_service() {
     };
     assert_eq!(contract(text), contract(OPENAPI_PROFILE));
 }
+
+#[test]
+fn the_openapi_profile_has_the_hold_routes_and_a_profile_may_have_none() {
+    let profile = Profile::openapi("t");
+    let holds = profile.holds.expect("targets/openapi.toml has [holds]");
+    let mut values = Values::new();
+    values.insert("base_url", serde_json::Value::from("http://h"));
+    values.insert("sale_id", serde_json::Value::from("s"));
+    values.insert("hold_id", serde_json::Value::from("h1"));
+    assert_eq!(
+        holds.checkout.render(&values),
+        "http://h/sales/s/holds/h1/checkout"
+    );
+    assert_eq!(holds.export_headers[0].0, "Authorization");
+    assert!(
+        Profile::parse(SHOP, "shop.toml", &no_vars)
+            .unwrap()
+            .holds
+            .is_none()
+    );
+
+    let holds = "\n[holds]\nreserve = \"/holds\"\ncheckout = \"{base_url}/c/{hold_id}\"\n\
+                 release = \"{base_url}/r/{hold_id}\"\nexport = \"{base_url}/e/{buyer_id}\"\n";
+    let err = Profile::parse(&format!("{SHOP}{holds}"), "shop.toml", &no_vars)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds.reserve"), "{err}");
+    let fixed = holds.replace("\"/holds\"", "\"{base_url}/holds\"");
+    let err = Profile::parse(&format!("{SHOP}{fixed}"), "shop.toml", &no_vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds.export") && err.contains("buyer_id"),
+        "{err}"
+    );
+}

@@ -11,12 +11,60 @@ use std::fmt::Write;
 use super::summary::{FaultSummary, Summary};
 use crate::checker::MAX_SHOWN;
 use crate::ground_truth::LedgerOrder;
-use crate::history::Attempt;
+use crate::history::{Attempt, HoldAttempt, HoldOp, Outcome};
 
 /// Orders and attempts printed per violated invariant; the full lists are in `summary.json`.
 const SHOWN_PER_VIOLATION: usize = 3;
 
 /// Renders `summary` as a dozen or so lines (more only when invariants are violated).
+/// One line on the journeys' hold operations (first tries and retries alike), e.g. `holds: 124
+/// reserves (106 ok, 18 rejected: sold_out 18), 65 checkouts (16 ok, 49 rejected: hold_expired
+/// 49), 4 releases (4 ok)`; `None` when the run sent none.
+pub fn holds_line(ops: &[HoldAttempt]) -> Option<String> {
+    if ops.is_empty() {
+        return None;
+    }
+    let kinds = [
+        (HoldOp::Reserve, "reserves"),
+        (HoldOp::Checkout, "checkouts"),
+        (HoldOp::Release, "releases"),
+    ];
+    let parts: Vec<String> = kinds
+        .iter()
+        .filter_map(|(kind, name)| {
+            let of_kind: Vec<&HoldAttempt> = ops.iter().filter(|op| op.kind == *kind).collect();
+            if of_kind.is_empty() {
+                return None;
+            }
+            let mut figures = Vec::new();
+            for (outcome, word) in [
+                (Outcome::Ok, "ok"),
+                (Outcome::Rejected, "rejected"),
+                (Outcome::Unknown, "unknown"),
+            ] {
+                let mut codes: BTreeMap<&str, u64> = BTreeMap::new();
+                let with: Vec<_> = of_kind.iter().filter(|op| op.outcome == outcome).collect();
+                if with.is_empty() {
+                    continue;
+                }
+                for op in &with {
+                    *codes
+                        .entry(op.code.as_deref().unwrap_or("no code"))
+                        .or_default() += 1;
+                }
+                let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                figures.push(if outcome == Outcome::Ok {
+                    format!("{} {word}", with.len())
+                } else {
+                    format!("{} {word}: {}", with.len(), codes.join(", "))
+                });
+            }
+            Some(format!("{} {name} ({})", of_kind.len(), figures.join(", ")))
+        })
+        .collect();
+    Some(format!("holds: {}", parts.join(", ")))
+}
+
 pub fn console_summary(summary: &Summary) -> String {
     let mut s = String::new();
     let strategy = summary
@@ -430,5 +478,38 @@ mod tests {
         // Without a limit the sale has no such rule, and no line says otherwise.
         let plain = console_summary(&write(&run(false), &tmp.path().join("plain")));
         assert!(!plain.contains("INV-9"), "{plain}");
+    }
+
+    #[test]
+    fn the_holds_line_counts_each_operation_by_outcome_and_code() {
+        let op = |kind, outcome, code: Option<&str>| HoldAttempt {
+            kind,
+            buyer: "b".into(),
+            idempotency_key: None,
+            hold_id: None,
+            quantity: 1,
+            try_number: 0,
+            sent_us: 0,
+            completed_us: 0,
+            outcome,
+            status: None,
+            code: code.map(Into::into),
+            expires_at: None,
+            state: None,
+            order_id: None,
+            attempt_seq: None,
+        };
+        assert_eq!(holds_line(&[]), None);
+        let ops = [
+            op(HoldOp::Reserve, Outcome::Ok, None),
+            op(HoldOp::Reserve, Outcome::Rejected, Some("sold_out")),
+            op(HoldOp::Checkout, Outcome::Rejected, Some("hold_expired")),
+            op(HoldOp::Checkout, Outcome::Unknown, Some("timeout")),
+        ];
+        assert_eq!(
+            holds_line(&ops).unwrap(),
+            "holds: 2 reserves (1 ok, 1 rejected: sold_out 1), 2 checkouts (1 rejected: \
+             hold_expired 1, 1 unknown: timeout 1)"
+        );
     }
 }

@@ -98,6 +98,7 @@ pub fn run(extra_order: bool) -> Run {
             redis_counter: Some(2),
             quantity_sold: Some(2),
             units_in_orders: 2,
+            units_in_live_holds: None,
         },
     };
     let info = RunInfo {
@@ -169,6 +170,7 @@ pub fn faulty_run() -> Run {
     let sample = |at_us, units: Option<i64>| InventorySample {
         at_us,
         units_in_orders: units,
+        units_in_live_holds: None,
         quantity_sold: units,
         redis_counter: units,
         error: units.is_none().then(|| "connection refused".into()),
@@ -217,6 +219,29 @@ pub fn schema_errors(json: &serde_json::Value) -> Vec<String> {
 pub fn written_json(run: &Run, dir: &Path) -> serde_json::Value {
     write(run, dir);
     serde_json::from_str(&fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+/// [`faulty_run`] with buyer journeys in its scenario and live holds in its inventory readings.
+pub fn holds_run() -> Run {
+    let mut r = faulty_run();
+    let journeys = Scenario::from_toml_str(
+        "[sale]\ncap = 2\n[[sale.products]]\nid = \"tee\"\nprice_cents = 1\n\
+         [buyers]\ncount = 6\nquantity = 1\n\
+         [journeys]\nreserve_first = 0.5\nreserve_within = \"1s\"\nhold_ttl = \"2s\"\n\
+         think = { min = \"10ms\", max = \"1s\" }\nthen = { checkout = 0.7, abandon = 0.3 }\n",
+        "holds",
+    )
+    .unwrap()
+    .journeys;
+    r.info.scenario.journeys = journeys;
+    for sample in &mut r.samples {
+        sample.units_in_live_holds = Some(1);
+    }
+    r.ledger.inventory.units_in_live_holds = Some(0);
+    if let Some(settled) = r.settled.as_mut() {
+        settled.view.units_in_live_holds = Some(0);
+    }
+    r
 }
 
 /// The synthetic run with thresholds, a constant rate and the generator's samples.

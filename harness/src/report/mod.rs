@@ -29,7 +29,7 @@ use hdrhistogram::Histogram;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-pub use console::console_summary;
+pub use console::{console_summary, holds_line};
 pub use hgrm::{OUTPUT_SCALING_RATIO, TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
 pub use html::CHART_IDS;
 pub use interval_log::Family;

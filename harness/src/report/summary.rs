@@ -532,6 +532,7 @@ mod tests {
         let sample = |units| InventorySample {
             at_us: 0,
             units_in_orders: units,
+            units_in_live_holds: None,
             quantity_sold: None,
             redis_counter: None,
             error: None,
@@ -581,6 +582,7 @@ mod tests {
             ("measured", measured_run()),
             ("per-buyer limit", limited_run(false)),
             ("per-buyer limit broken", limited_run(true)),
+            ("cart holds", holds_run()),
         ] {
             let json = written_json(&run, &tmp.path().join(name));
             assert_eq!(schema_errors(&json), Vec::<String>::new(), "{name}");

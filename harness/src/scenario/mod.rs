@@ -15,6 +15,7 @@
 
 mod arrival;
 mod faults;
+mod journeys;
 mod validation;
 mod values;
 
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::arrival::Arrival;
 pub use self::faults::{FaultKind, FaultSpec, PostgresSpec, RedisMode, RedisSpec};
+pub use self::journeys::{JourneyEnd, JourneySpec, OutcomeMix, ThinkSpec};
 use self::validation::problems;
 pub use self::values::{Cap, QuantitySpec};
 use self::values::{default_connections, default_retry_backoff, default_timeout, default_window};
@@ -52,6 +54,10 @@ pub struct Scenario {
     /// How the checker judges what the contract leaves to a deadline (`[checks]`).
     #[serde(default, skip_serializing_if = "ChecksSpec::is_default")]
     pub checks: ChecksSpec,
+    /// Buyers who reserve (a cart hold) before they buy (`[journeys]`); `None`: every buyer buys
+    /// at once, as before holds existed, and INV-7 is not in the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journeys: Option<JourneySpec>,
 }
 
 /// INV-6's default deadline: how long after the last answer the sold-count figures must agree.
@@ -214,6 +220,7 @@ struct ScenarioFile {
     thresholds: Thresholds,
     #[serde(default)]
     checks: ChecksSpec,
+    journeys: Option<JourneySpec>,
 }
 
 /// Why a scenario could not be loaded. Each message names the file, the problem and the fix.
@@ -289,6 +296,7 @@ fn parse(text: &str, default_name: &str, source_name: &str) -> Result<Scenario, 
         faults: file.faults,
         thresholds: file.thresholds,
         checks: file.checks,
+        journeys: file.journeys,
     };
     let problems = problems(&scenario, name_was_given);
     if problems.is_empty() {

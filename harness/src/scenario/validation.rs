@@ -194,6 +194,13 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
         ));
     }
 
+    if let Some(journeys) = &s.journeys {
+        super::journeys::problems(
+            journeys,
+            matches!(s.arrival, Arrival::Closed { .. }),
+            &mut out,
+        );
+    }
     out
 }
 

@@ -20,7 +20,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::{CreatedSale, TargetError};
-use crate::ground_truth::{InventoryView, Ledger, LedgerOrder};
+use crate::ground_truth::{InventoryView, Ledger, LedgerHold, LedgerOrder};
 use crate::profile::template::pointed_text;
 use crate::profile::{
     Call, CounterSource, GroundTruth, HttpCall, Origin, Profile, ProfileError, Setup, SqlCall,
@@ -406,6 +406,47 @@ impl Driver {
         }
     }
 
+    /// The sale's cart holds through the profile's `[holds] export`, oldest first; `Ok(None)`
+    /// when the profile has no `[holds]` (INV-7 is then not checked).
+    pub async fn holds(&self, sale_id: &str) -> Result<Option<Vec<LedgerHold>>, TargetError> {
+        let Some(holds) = &self.profile.holds else {
+            return Ok(None);
+        };
+        let values = self.values(&[("sale_id", Value::from(sale_id.to_owned()))]);
+        let url = holds.export.render(&values);
+        let mut request = self.http.get(&url);
+        for (name, value) in &holds.export_headers {
+            request = request.header(name, value.render(&values));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| TargetError::Unreachable {
+                url: self.base_url().to_owned(),
+                source,
+            })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(TargetError::Refused {
+                what: "reading the holds export (holds.export)".to_owned(),
+                status: status.as_u16(),
+                body: text.chars().take(500).collect(),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Export {
+            holds: Vec<LedgerHold>,
+        }
+        serde_json::from_str::<Export>(&text)
+            .map(|export| Some(export.holds))
+            .map_err(|e| {
+                TargetError::Setup(format!(
+                    "the holds export (holds.export) is not {{\"holds\": [Hold, ...]}}: {e}"
+                ))
+            })
+    }
+
     /// The inventory view: units in orders (the service's own figure when its counters report
     /// one, else summed from the orders), and the counters the profile names.
     pub async fn view(
@@ -432,6 +473,7 @@ impl Driver {
             redis_counter: None,
             quantity_sold: None,
             units_in_orders: 0,
+            units_in_live_holds: None,
         };
         let mut units_reported = None;
         let counters = self.profile.counters.as_ref();
@@ -442,6 +484,7 @@ impl Driver {
                     quantity_sold,
                     counter,
                     units_in_orders,
+                    units_in_live_holds,
                 } => {
                     let answer = self
                         .call_http("reading the counters", call, &values)
@@ -468,6 +511,12 @@ impl Driver {
                     view.quantity_sold = read(quantity_sold, "quantity_sold")?;
                     view.redis_counter = read(counter, "counter")?;
                     units_reported = read(units_in_orders, "units_in_orders")?;
+                    // Lenient: a server without holds (or an older one) reports none, which
+                    // only leaves INV-7's samples unjudged.
+                    view.units_in_live_holds = units_in_live_holds
+                        .as_deref()
+                        .and_then(|pointer| answer.pointer(pointer))
+                        .and_then(as_i64);
                 }
                 CounterSource::Sql {
                     origin,

@@ -128,6 +128,7 @@ mod tests {
                 redis_counter: None,
                 quantity_sold: Some(keys.len() as i64),
                 units_in_orders: keys.len() as i64,
+                units_in_live_holds: None,
             },
         }
     }
