@@ -27,6 +27,66 @@
 //! - [`wrapped`] and [`claim_count`]: what the 1-in-500 wrappers share: the correct inventory,
 //!   the N-th claim's answer replaced.
 
+/// The cart-hold methods of a [`ClaimStrategy`] whose holds are the correct inventory's
+/// (`self.correct`), for the mutants that break no hold rule: written once, used inside their
+/// `impl ClaimStrategy` blocks.
+macro_rules! holds_of_the_correct_inventory {
+    () => {
+        fn reserve<'a>(
+            &'a self,
+            sale: &'a flashsale_server::sales::Sale,
+            req: &'a flashsale_server::ledger::holds::HoldRequest,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<
+                flashsale_server::ledger::holds::Hold,
+                flashsale_server::ledger::holds::HoldError,
+            >,
+        > {
+            flashsale_server::ClaimStrategy::reserve(&self.correct, sale, req)
+        }
+
+        fn checkout<'a>(
+            &'a self,
+            sale_id: uuid::Uuid,
+            hold_id: uuid::Uuid,
+            buyer_id: &'a str,
+            quantity: Option<i32>,
+            idempotency_key: &'a str,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<
+                flashsale_server::ledger::holds::CheckedOut,
+                flashsale_server::ledger::holds::HoldError,
+            >,
+        > {
+            flashsale_server::ClaimStrategy::checkout(
+                &self.correct,
+                sale_id,
+                hold_id,
+                buyer_id,
+                quantity,
+                idempotency_key,
+            )
+        }
+
+        fn release<'a>(
+            &'a self,
+            sale_id: uuid::Uuid,
+            hold_id: uuid::Uuid,
+            buyer_id: &'a str,
+        ) -> futures::future::BoxFuture<
+            'a,
+            Result<
+                flashsale_server::ledger::holds::Hold,
+                flashsale_server::ledger::holds::HoldError,
+            >,
+        > {
+            flashsale_server::ClaimStrategy::release(&self.correct, sale_id, hold_id, buyer_id)
+        }
+    };
+}
+
 pub mod ack_without_order;
 pub mod broken_naive;
 pub mod broken_seed;

@@ -9,7 +9,6 @@ use flashsale_server::inventory::FrozenOrders;
 use flashsale_server::inventory::breaker::BreakerState;
 use flashsale_server::inventory::redis::RedisCounter;
 use flashsale_server::ledger::ClaimError;
-use flashsale_server::ledger::holds::{CheckedOut, Hold, HoldError, HoldRequest};
 use flashsale_server::ledger::orders::{self, Order, OrderRequest};
 use flashsale_server::sales::{LedgerKind, Sale};
 use flashsale_server::{ClaimStrategy, Inventory, StrategyParts};
@@ -101,39 +100,5 @@ impl ClaimStrategy for SeedModel {
     fn breaker_state(&self) -> BreakerState {
         self.correct.breaker_state()
     }
-    /// Holds are the correct inventory's (no hold mutant here).
-    fn reserve<'a>(
-        &'a self,
-        sale: &'a Sale,
-        req: &'a HoldRequest,
-    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::reserve(&self.correct, sale, req)
-    }
-
-    fn checkout<'a>(
-        &'a self,
-        sale_id: Uuid,
-        hold_id: Uuid,
-        buyer_id: &'a str,
-        quantity: Option<i32>,
-        idempotency_key: &'a str,
-    ) -> BoxFuture<'a, Result<CheckedOut, HoldError>> {
-        ClaimStrategy::checkout(
-            &self.correct,
-            sale_id,
-            hold_id,
-            buyer_id,
-            quantity,
-            idempotency_key,
-        )
-    }
-
-    fn release<'a>(
-        &'a self,
-        sale_id: Uuid,
-        hold_id: Uuid,
-        buyer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::release(&self.correct, sale_id, hold_id, buyer_id)
-    }
+    holds_of_the_correct_inventory!();
 }

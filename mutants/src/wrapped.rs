@@ -8,7 +8,6 @@ use flashsale_server::inventory::FrozenOrders;
 use flashsale_server::inventory::breaker::BreakerState;
 use flashsale_server::inventory::redis::RedisCounter;
 use flashsale_server::ledger::ClaimError;
-use flashsale_server::ledger::holds::{CheckedOut, Hold, HoldError, HoldRequest};
 use flashsale_server::ledger::orders::{Order, OrderRequest};
 use flashsale_server::sales::{LedgerKind, Sale};
 use flashsale_server::{ClaimStrategy, Inventory, StrategyParts};
@@ -85,39 +84,5 @@ impl ClaimStrategy for OneInN {
     fn breaker_state(&self) -> BreakerState {
         self.correct.breaker_state()
     }
-    /// Holds are the correct inventory's (no hold mutant here).
-    fn reserve<'a>(
-        &'a self,
-        sale: &'a Sale,
-        req: &'a HoldRequest,
-    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::reserve(&self.correct, sale, req)
-    }
-
-    fn checkout<'a>(
-        &'a self,
-        sale_id: Uuid,
-        hold_id: Uuid,
-        buyer_id: &'a str,
-        quantity: Option<i32>,
-        idempotency_key: &'a str,
-    ) -> BoxFuture<'a, Result<CheckedOut, HoldError>> {
-        ClaimStrategy::checkout(
-            &self.correct,
-            sale_id,
-            hold_id,
-            buyer_id,
-            quantity,
-            idempotency_key,
-        )
-    }
-
-    fn release<'a>(
-        &'a self,
-        sale_id: Uuid,
-        hold_id: Uuid,
-        buyer_id: &'a str,
-    ) -> BoxFuture<'a, Result<Hold, HoldError>> {
-        ClaimStrategy::release(&self.correct, sale_id, hold_id, buyer_id)
-    }
+    holds_of_the_correct_inventory!();
 }
