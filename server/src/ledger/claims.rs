@@ -18,8 +18,8 @@ use super::ClaimError;
 use super::holds;
 use super::orders::{self, InsertError, NewOrder, Order, OrderRequest};
 
-/// How often a claim that lost a slot race retries before answering 503.
-const SLOT_RACE_RETRIES: usize = 16;
+/// How often a claim or a reservation that lost a slot race retries before answering 503.
+pub(super) const SLOT_RACE_RETRIES: usize = 16;
 
 /// Slots taken in the sale's ledger (committed orders and holds not yet expired, released or
 /// checked out): what the Redis counter counts.

@@ -185,6 +185,31 @@ pub async fn reserve(
         // Unlimited: the hold is advisory and takes nothing.
         return Ok((insert(pool, req, None, &[], decided_by).await?, 0));
     };
+    // The sale's lock orders this path against itself, not against Redis-path orders and holds
+    // in flight, which insert the slots Redis handed them without it: one of those can take a
+    // free slot between our read and our insert. The insert then fails as a whole (nothing is
+    // written) and the reservation is decided again, as PostgreSQL-path buys are.
+    for _ in 0..claims::SLOT_RACE_RETRIES {
+        match reserve_once(pool, cap, req, decided_by).await {
+            Err(HoldError::SlotTaken) => {
+                tracing::debug!(sale = %req.sale_id, "slot race with an in-flight claim; retrying");
+            }
+            decided => return decided,
+        }
+    }
+    Err(HoldError::Database(sqlx::Error::Protocol(format!(
+        "lost {} slot races in a row",
+        claims::SLOT_RACE_RETRIES
+    ))))
+}
+
+/// One attempt of [`reserve`] on a capped sale, in one transaction under the sale's lock.
+async fn reserve_once(
+    pool: &PgPool,
+    cap: i64,
+    req: &HoldRequest,
+    decided_by: &str,
+) -> Result<(Hold, i64), HoldError> {
     let mut tx = claims::lock_sale(pool, req.sale_id, cap).await?;
     let quantity = i64::from(req.quantity);
     let mut slots = free_slots(&mut tx, req.sale_id, cap, quantity).await?;
