@@ -61,6 +61,12 @@ impl TargetChoice {
             TargetChoice::Service { profile, .. } => Some(profile.clone()),
         }
     }
+
+    /// Whether the target has cart holds: the reference server has; a service has when its
+    /// profile says where the routes are (`[holds]`; the built-in contract profile does).
+    pub fn supports_holds(&self) -> bool {
+        self.profile().is_none_or(|p| p.holds.is_some())
+    }
 }
 
 /// How a server at a URL is described.

@@ -350,7 +350,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
         ])
         .args([
             "--checks",
-            "contract,boundary,last-unit,same-key-at-once,same-buyer-at-once,\
+            "contract,boundary,last-unit,same-key-at-once,same-buyer-at-once,holds,\
              retries-after-unknown,window-edges,unlimited-and-cap-0,generated",
         ])
         .arg("--out")
@@ -366,6 +366,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
         "last-unit",
         "same-key-at-once",
         "same-buyer-at-once",
+        "holds",
         "retries-after-unknown",
         "volume",
         "window-edges",
@@ -391,7 +392,7 @@ fn verify_on_the_reference_server_holds_lists_every_check_and_writes_a_schema_va
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(report["verdict"], "held");
     let checks = report["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 10);
+    assert_eq!(checks.len(), 11);
     assert!(
         checks
             .iter()

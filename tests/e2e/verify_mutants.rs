@@ -127,3 +127,21 @@ async fn verify_catches_unit_without_order_as_inv5() {
 async fn verify_catches_racy_buyer_limit_as_inv9() {
     caught_and_replayed(InventoryStrategy::RacyBuyerLimit, "INV-9").await;
 }
+
+// The hold mutants keep every rule of the buy path: only `verify`'s `holds` check (buyer
+// journeys through cart holds) can catch them, and it must name INV-7.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_checkout_after_expiry_as_inv7() {
+    caught_and_replayed(InventoryStrategy::CheckoutAfterExpiry, "INV-7").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_expiry_returning_units_twice_as_inv7() {
+    caught_and_replayed(InventoryStrategy::ExpiryReturnsTwice, "INV-7").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_catches_holds_not_counted_as_inv7() {
+    caught_and_replayed(InventoryStrategy::HoldsNotCounted, "INV-7").await;
+}

@@ -151,3 +151,24 @@ fn oversell_property_catches_broken_seed_when_redis_restarts_empty() {
     );
     assert!(minimal.faults.len() <= 2, "{}", describe(minimal));
 }
+
+/// Holds left out of availability let reserves and buys together pass the cap; the generated
+/// journeys (about one case in four) must find it. What it shrinks to: a small cap, buyers who
+/// all reserve, and no fault.
+#[test]
+fn oversell_property_catches_holds_not_counted_through_generated_journeys() {
+    let mut profile = GenProfile::ci();
+    profile.faults = false;
+    let found = assert_caught(
+        InventoryStrategy::HoldsNotCounted,
+        profile,
+        40,
+        0x5eed_0005,
+        &["INV-7", "INV-1"],
+    );
+    assert!(
+        found.minimal.journeys.is_some(),
+        "it takes journeys to break it: {}",
+        describe(&found.minimal)
+    );
+}

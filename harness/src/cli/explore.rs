@@ -38,6 +38,7 @@ pub async fn explore(args: ExploreArgs) -> i32 {
     );
     let mut profile = explore::generate::GenProfile::explore(faults);
     profile.max_buyers = args.max_buyers;
+    profile.journeys = target.supports_holds();
     let options = explore::SearchOptions {
         target: target.clone(),
         profile,

@@ -1,14 +1,17 @@
 //! Whole scenarios drawn by proptest: the sale, the buyers, their arrival, their retries and
 //! reused keys, and a timeline of faults from the fault kinds of docs/faults.md at drawn moments — including
-//! "exactly when the last unit goes". Shrinking works toward the simplest alternative of each
-//! choice (listed first), so a failing case shrinks to a small cap, few buyers and one fault.
+//! "exactly when the last unit goes" — and, in about one case in four, buyer journeys through cart
+//! holds (`[journeys]`). Shrinking works toward the simplest alternative of each choice (listed
+//! first), so a failing case shrinks to a small cap, few buyers, one fault and no journeys unless
+//! the failure needs them.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 
 use crate::scenario::{
-    Arrival, BuyerSpec, Cap, FaultKind, FaultSpec, QuantitySpec, RedisMode, RequestSpec, Scenario,
+    Arrival, BuyerSpec, Cap, FaultKind, FaultSpec, JourneySpec, OutcomeMix, QuantitySpec,
+    RedisMode, RequestSpec, Scenario, ThinkSpec,
 };
 
 /// How big and how hostile generated scenarios may be.
@@ -20,6 +23,9 @@ pub struct GenProfile {
     pub faults: bool,
     /// Draw faults of these kinds only (all kinds when empty): lets a test aim at one hazard.
     pub fault_kinds: Vec<FaultKind>,
+    /// Draw buyer journeys through cart holds: only for a target with holds (the reference
+    /// server, or a profile with `[holds]`); elsewhere they would be plain buys.
+    pub journeys: bool,
 }
 
 impl GenProfile {
@@ -30,6 +36,7 @@ impl GenProfile {
             max_cap: 40,
             faults: true,
             fault_kinds: Vec::new(),
+            journeys: true,
         }
     }
 
@@ -40,6 +47,7 @@ impl GenProfile {
             max_cap: 200,
             faults,
             fault_kinds: Vec::new(),
+            journeys: true,
         }
     }
 }
@@ -119,6 +127,50 @@ fn millis(range: std::ops::RangeInclusive<u64>) -> impl Strategy<Value = Duratio
     range.prop_map(Duration::from_millis)
 }
 
+/// Share of generated cases with buyer journeys: enough that a campaign of a few dozen cases
+/// meets holds several times, few enough that the buy path keeps most of the cases.
+pub const JOURNEY_SHARE: f64 = 0.25;
+
+/// Buyer journeys through cart holds: short holds (200–800 ms) and think times around them, so
+/// checkouts land both before and after expiry, with mixes from "everyone checks out" to
+/// "everyone abandons the cart", and sometimes buyers who keep arriving (and buy at once) after
+/// the holds were taken, so units given back by expired holds must sell. `None` (no journeys) is
+/// what a case shrinks to first.
+fn journeys() -> impl Strategy<Value = Option<JourneySpec>> {
+    let mix = |checkout, release, abandon| OutcomeMix {
+        checkout,
+        release,
+        abandon,
+    };
+    let then = prop::sample::select(vec![
+        mix(1.0, 0.0, 0.0),
+        mix(0.6, 0.1, 0.3),
+        mix(0.0, 0.5, 0.5),
+        mix(0.0, 0.0, 1.0),
+    ]);
+    let spec = (
+        prop_oneof![Just(1.0), Just(0.5)],
+        prop_oneof![Just(None), millis(200..=1000).prop_map(Some)],
+        millis(200..=800),
+        millis(0..=100),
+        millis(100..=700),
+        then,
+    )
+        .prop_map(
+            |(reserve_first, reserve_within, hold_ttl, think_min, think_max, then)| JourneySpec {
+                reserve_first,
+                reserve_within,
+                hold_ttl,
+                think: ThinkSpec {
+                    min: think_min,
+                    max: think_max,
+                },
+                then,
+            },
+        );
+    prop::option::weighted(JOURNEY_SHARE, spec)
+}
+
 /// Every kind the generator draws, simplest to shrink to first.
 const ALL_KINDS: [FaultKind; 9] = [
     FaultKind::Kill,
@@ -175,14 +227,20 @@ fn fault(cap: Cap, kinds: Vec<FaultKind>) -> impl Strategy<Value = FaultSpec> {
 pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
     let faults_allowed = profile.faults;
     let kinds = profile.fault_kinds.clone();
+    let journeys = if profile.journeys {
+        journeys().boxed()
+    } else {
+        Just(None).boxed()
+    };
     (
         cap(profile.max_cap),
         buyers(profile.max_buyers),
         arrival(),
         requests(),
         any::<u64>(),
+        journeys,
     )
-        .prop_flat_map(move |(cap, buyers, arrival, requests, seed)| {
+        .prop_flat_map(move |(cap, buyers, arrival, requests, seed, journeys)| {
             let faults = if faults_allowed {
                 prop::collection::vec(fault(cap, kinds.clone()), 0..=2).boxed()
             } else {
@@ -194,10 +252,11 @@ pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
                 Just(arrival),
                 Just(requests),
                 Just(seed),
+                Just(journeys),
                 faults,
             )
         })
-        .prop_map(|(cap, buyers, arrival, requests, seed, faults)| {
+        .prop_map(|(cap, buyers, arrival, requests, seed, journeys, faults)| {
             let needs_container = faults
                 .iter()
                 .any(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Stop | FaultKind::Pause));
@@ -224,6 +283,7 @@ pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
             s.redis.proxy = needs_proxy;
             s.redis.timeout = (!faults.is_empty()).then_some(Duration::from_millis(100));
             s.faults = faults;
+            s.journeys = journeys;
             s
         })
 }
@@ -241,8 +301,22 @@ pub fn describe(s: &Scenario) -> String {
         QuantitySpec::Sequence { sequence } => format!("q{sequence:?}"),
     };
     let faults: Vec<String> = s.faults.iter().map(FaultSpec::describe).collect();
+    let journeys = s
+        .journeys
+        .as_ref()
+        .map(|j| {
+            format!(
+                ", {:.0}% reserve first ({} holds, then {:.0}% checkout / {:.0}% release / {:.0}% abandon)",
+                j.reserve_first * 100.0,
+                humantime::format_duration(j.hold_ttl),
+                j.then.checkout * 100.0,
+                j.then.release * 100.0,
+                j.then.abandon * 100.0
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "cap {}, {} buyers ({quantity}, {arrival}, {} retries{}), faults [{}]",
+        "cap {}, {} buyers ({quantity}, {arrival}, {} retries{}{journeys}), faults [{}]",
         s.sale.cap,
         s.buyers.count,
         s.requests.retries,
@@ -300,6 +374,24 @@ mod tests {
     }
 
     #[test]
+    fn a_target_without_holds_gets_no_journeys() {
+        let mut runner = TestRunner::deterministic();
+        let profile = GenProfile {
+            journeys: false,
+            ..GenProfile::ci()
+        };
+        let strategy = scenarios(profile);
+        assert!((0..200).all(|_| {
+            strategy
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+                .journeys
+                .is_none()
+        }));
+    }
+
+    #[test]
     fn caps_cluster_near_small_multiples() {
         let mut runner = TestRunner::deterministic();
         let strategy = scenarios(GenProfile::explore(false));
@@ -326,6 +418,19 @@ mod tests {
         assert!(drawn.iter().any(|s| s.sale.cap == Cap::Unlimited));
         assert!(drawn.iter().any(|s| s.buyers.count == 0));
         assert!(drawn.iter().any(|s| s.buyers.reused_keys > 0.0));
+        let with_journeys = drawn.iter().filter(|s| s.journeys.is_some()).count();
+        assert!(
+            (40..=160).contains(&with_journeys),
+            "{with_journeys} of 400 cases have journeys (about a quarter expected)"
+        );
+        for end in [
+            |j: &JourneySpec| j.then.checkout == 1.0,
+            |j: &JourneySpec| j.then.abandon == 1.0,
+            |j: &JourneySpec| j.reserve_within.is_some(),
+            |j: &JourneySpec| j.think.max > j.hold_ttl,
+        ] {
+            assert!(drawn.iter().any(|s| s.journeys.as_ref().is_some_and(end)));
+        }
         assert!(
             drawn
                 .iter()

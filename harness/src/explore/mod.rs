@@ -18,7 +18,8 @@
 //!   oversell) cannot fail on an unlimited sale; INV-2 (no lost acknowledgement) needs at least
 //!   one buyer, since it judges `ok` answers; INV-5 (exactly the cap) cannot fail on an unlimited
 //!   sale, on a cap of 0 (no unit is ever left to strand) or with no buyers (no sold-out answer
-//!   and no demand); INV-9 (per-buyer limit) is only judged on a sale with a `per_buyer_limit`.
+//!   and no demand); INV-9 (per-buyer limit) is only judged on a sale with a `per_buyer_limit`,
+//!   and INV-7 (cart holds) only on a scenario with buyer journeys.
 //!   INV-3, INV-4 and INV-6 judge what the server stores and reports, which a broken server can
 //!   get wrong with any scenario, so they never make a candidate skippable.
 //!   A skipped candidate counts as passing and is not counted as a run.
@@ -98,6 +99,8 @@ pub fn cannot_violate(scenario: &Scenario, violated: &[String]) -> bool {
             "INV-5" => unlimited || cap_zero || no_buyers,
             // Without a limit the report has no INV-9 at all.
             "INV-9" => scenario.sale.per_buyer_limit.is_none(),
+            // Without journeys the report has no INV-7 at all.
+            "INV-7" => scenario.journeys.is_none(),
             _ => false,
         })
 }
@@ -427,6 +430,24 @@ mod tests {
         let mut limited = scenario("3", 0);
         limited.sale.per_buyer_limit = Some(2);
         assert!(!cannot_violate(&limited, &ids(&["INV-9"])));
+        // Cart holds are judged only where buyers reserve.
+        assert!(cannot_violate(&scenario("3", 4), &ids(&["INV-7"])));
+        let mut reserving = scenario("3", 4);
+        reserving.journeys = Some(crate::scenario::JourneySpec {
+            reserve_first: 1.0,
+            reserve_within: None,
+            hold_ttl: std::time::Duration::from_millis(300),
+            think: crate::scenario::ThinkSpec {
+                min: std::time::Duration::ZERO,
+                max: std::time::Duration::from_millis(100),
+            },
+            then: crate::scenario::OutcomeMix {
+                checkout: 1.0,
+                release: 0.0,
+                abandon: 0.0,
+            },
+        });
+        assert!(!cannot_violate(&reserving, &ids(&["INV-7"])));
     }
 
     #[test]

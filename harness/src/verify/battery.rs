@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::scenario::{Arrival, Cap, QuantitySpec, Scenario};
+use crate::scenario::{
+    Arrival, Cap, JourneySpec, OutcomeMix, QuantitySpec, RequestSpec, Scenario, ThinkSpec,
+};
 
 /// How a check tells a bug: the usual invariants, or those plus the sale-window rule (HAZ-13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +38,13 @@ pub const CONTRACT: &str = "contract";
 pub const CONTRACT_PROVOKES: &str = "the contract's bad inputs, wrong tokens, closed sales, expire and activate; each refusal must change nothing";
 
 /// Every check name `--checks` accepts, in battery order, `generated` last.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     CONTRACT,
     "boundary",
     "last-unit",
     "same-key-at-once",
     "same-buyer-at-once",
+    "holds",
     "retries-after-unknown",
     "volume",
     "window-edges",
@@ -84,6 +87,7 @@ pub fn checks(only: &[String]) -> Vec<Check> {
         last_unit(),
         same_key_at_once(),
         same_buyer_at_once(),
+        holds(),
         retries_after_unknown(),
         volume(),
         window_edges(),
@@ -232,6 +236,76 @@ fn same_buyer_at_once() -> Check {
                 1,
             ),
         ],
+        judge: Judge::Invariants,
+    }
+}
+
+/// Cart holds (INV-7) on the last units: holds checked out just before and just after they
+/// expire, abandoned carts whose units must come back and sell to the buyers still arriving, and
+/// a burst of multi-unit holds on a cap of 5. Run only on targets with holds.
+fn holds() -> Check {
+    let journeys = |within_ms: Option<u64>, ttl_ms: u64, think_ms: (u64, u64), then| JourneySpec {
+        reserve_first: 1.0,
+        reserve_within: within_ms.map(Duration::from_millis),
+        hold_ttl: Duration::from_millis(ttl_ms),
+        think: ThinkSpec {
+            min: Duration::from_millis(think_ms.0),
+            max: Duration::from_millis(think_ms.1),
+        },
+        then,
+    };
+    let mix = |checkout, release, abandon| OutcomeMix {
+        checkout,
+        release,
+        abandon,
+    };
+    let requests = || RequestSpec {
+        timeout: Duration::from_secs(3),
+        retries: 1,
+        retry_backoff: Duration::from_millis(50),
+    };
+
+    // Reserve in the first half second, then buyers keep coming for another second and buy at
+    // once: a third of the carts are abandoned and their units must sell to them.
+    let mut last_units = base("verify-holds-last-units");
+    last_units.sale.cap = Cap::Limited(12);
+    last_units.buyers.count = 300;
+    last_units.buyers.quantity = QuantitySpec::Range { min: 1, max: 2 };
+    last_units.arrival = Arrival::ConstantRate {
+        open_after: Duration::from_millis(200),
+        rate: 200.0,
+    };
+    last_units.requests = requests();
+    last_units.journeys = Some(journeys(Some(500), 400, (0, 300), mix(0.6, 0.1, 0.3)));
+
+    // 200 ms holds and 100-400 ms of thinking: most checkouts meet an expired hold, some a live
+    // one a moment before it expires.
+    let mut expiring = base("verify-holds-expiring");
+    expiring.sale.cap = Cap::Limited(10);
+    expiring.buyers.count = 300;
+    expiring.arrival = Arrival::ConstantRate {
+        open_after: Duration::from_millis(200),
+        rate: 250.0,
+    };
+    expiring.requests = requests();
+    expiring.journeys = Some(journeys(Some(400), 200, (100, 400), mix(0.7, 0.0, 0.3)));
+
+    // Everyone reserves 1-3 units at one instant on a cap of 5, then checks out.
+    let mut burst_boundary = base("verify-holds-burst");
+    burst_boundary.sale.cap = Cap::Limited(5);
+    burst_boundary.buyers.count = 150;
+    burst_boundary.buyers.quantity = QuantitySpec::Range {
+        min: 1,
+        max: BOUNDARY_MAX_QUANTITY,
+    };
+    burst_boundary.arrival = burst();
+    burst_boundary.requests = requests();
+    burst_boundary.journeys = Some(journeys(None, 300, (0, 200), mix(1.0, 0.0, 0.0)));
+
+    Check {
+        name: "holds",
+        provokes: "cart holds on the last units: checkouts just before and after expiry (200-400 ms holds), abandoned carts whose units must sell, 1-3 unit holds at one instant on a cap of 5",
+        scenarios: vec![last_units, expiring, burst_boundary],
         judge: Judge::Invariants,
     }
 }
@@ -393,6 +467,29 @@ mod tests {
                     s.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_holds_check_meets_expiry_and_demand_after_it() {
+        let check = holds();
+        assert!(check.scenarios.iter().all(|s| s.journeys.is_some()));
+        // Some think times end after the hold expired, some before.
+        assert!(check.scenarios.iter().any(|s| {
+            let j = s.journeys.as_ref().unwrap();
+            j.think.min < j.hold_ttl && j.think.max > j.hold_ttl
+        }));
+        // Buyers keep arriving after the last reserve and after its expiry, so units given back
+        // must sell (INV-7's last rule has demand to judge).
+        for s in check.scenarios.iter().filter(|s| {
+            s.journeys
+                .as_ref()
+                .is_some_and(|j| j.reserve_within.is_some())
+        }) {
+            let j = s.journeys.as_ref().unwrap();
+            let last_send = s.arrival.offset_of(s.buyers.count - 1).unwrap();
+            let last_expiry = j.reserve_within.unwrap() + j.think.max.max(j.hold_ttl);
+            assert!(last_send > last_expiry, "{}", s.name);
         }
     }
 

@@ -438,16 +438,22 @@ impl Session<'_> {
         Ok(outcome)
     }
 
-    /// Whether the target can run `scenario`: a service without unlimited sales (as its profile
-    /// states) cannot run an unlimited one, and a profile whose set-up does not pass
-    /// `{per_buyer_limit}` cannot run a sale with one, so such scenarios are left out rather than
-    /// failing the whole command at set-up or judging a limit the sale does not have.
-    fn expressible(&self, scenario: &Scenario) -> bool {
-        let Some(profile) = self.options.target.profile() else {
-            return true;
-        };
-        (scenario.sale.cap != crate::scenario::Cap::Unlimited || profile.rules.unlimited_sales)
-            && (scenario.sale.per_buyer_limit.is_none() || profile.sets_per_buyer_limit())
+    /// Why the target cannot run `scenario`, if it cannot: a service without unlimited sales (as
+    /// its profile states) cannot run an unlimited one, a profile whose set-up does not pass
+    /// `{per_buyer_limit}` cannot run a sale with one, and a profile without `[holds]` cannot run
+    /// buyer journeys. Such scenarios are left out rather than failing the whole command at
+    /// set-up or judging a rule the sale does not have.
+    fn inexpressible(&self, scenario: &Scenario) -> Option<&'static str> {
+        let profile = self.options.target.profile()?;
+        if scenario.sale.cap == crate::scenario::Cap::Unlimited && !profile.rules.unlimited_sales {
+            Some("the target's profile has no unlimited sales (rules.unlimited_sales)")
+        } else if scenario.sale.per_buyer_limit.is_some() && !profile.sets_per_buyer_limit() {
+            Some("the target's profile sets no {per_buyer_limit} in its set-up")
+        } else if scenario.journeys.is_some() && profile.holds.is_none() {
+            Some("the target's profile has no [holds]: it has no cart holds to check")
+        } else {
+            None
+        }
     }
 
     /// Repeats one check until it fails or its share ends (at least one run).
@@ -458,13 +464,21 @@ impl Session<'_> {
         until: Instant,
     ) -> Result<CheckOutcome, RunError> {
         let started = Instant::now();
-        if !check.scenarios.iter().any(|s| self.expressible(s)) {
+        let reasons: Vec<Option<&str>> = check
+            .scenarios
+            .iter()
+            .map(|s| self.inexpressible(s))
+            .collect();
+        if let Some(Some(why)) = reasons
+            .first()
+            .filter(|_| reasons.iter().all(Option::is_some))
+        {
+            // Not one of its scenarios can run: the check is skipped, saying why.
             return Ok(CheckOutcome::skipped(
                 check.name,
                 check.provokes,
                 check.scenarios.len(),
-                "the target's profile cannot express these sales (no unlimited sales, or no \
-                 {per_buyer_limit} in its set-up)",
+                why,
             ));
         }
         let mut outcome = CheckOutcome::empty(check.name, check.provokes, check.scenarios.len());
@@ -473,7 +487,7 @@ impl Session<'_> {
             let scenario = &check.scenarios[repetition as usize % check.scenarios.len()];
             let seed = derive_seed(self.options.seed, position as u64, u64::from(repetition));
             repetition += 1;
-            if !self.expressible(scenario) {
+            if self.inexpressible(scenario).is_some() {
                 continue;
             }
             let failed = self
@@ -499,6 +513,7 @@ impl Session<'_> {
         let profile = GenProfile {
             max_buyers: GENERATED_MAX_BUYERS,
             faults: false,
+            journeys: self.options.target.supports_holds(),
             ..GenProfile::explore(false)
         };
         let strategy = generate::scenarios(profile);
@@ -514,7 +529,7 @@ impl Session<'_> {
                 .new_tree(&mut runner)
                 .map_err(|e| RunError::Setup(format!("cannot generate a scenario: {e}")))?
                 .current();
-            if !self.expressible(&scenario) {
+            if self.inexpressible(&scenario).is_some() {
                 continue;
             }
             case += 1;
