@@ -176,20 +176,34 @@ pub async fn claim_together(
         .collect())
 }
 
-/// A transaction holding the sale's advisory lock, taken in the same round trip as the BEGIN.
-/// The key is written once, in migration 0003's `flashsale_append_claims`: called with an empty
-/// batch, it takes the lock and writes nothing (a simple query of two statements; the id is a
-/// formatted Uuid and the cap a number, not caller text).
+/// A transaction holding the sale's advisory lock. The key is written once, in migration 0003's
+/// `flashsale_append_claims`: called with an empty batch, it takes the lock and writes nothing.
+///
+/// The BEGIN and the lock are two round trips on purpose. Sent as one (`begin_with("BEGIN;
+/// SELECT …")`, as this did until the cart-holds benchmark), a caller dropped while it waited for
+/// the lock — an HTTP client that hung up, a ledger batch past its deadline — left the
+/// transaction open on a pooled connection that sqlx believed idle: sqlx only rolls back a
+/// transaction it has registered, and it registers one after its BEGIN statement returns. That
+/// connection then kept the sale's lock until the process died, and every later PostgreSQL-path
+/// claim of the sale waited for it (`tests/api/holds.rs`,
+/// `a_reservation_dropped_while_it_waits_for_the_sale_lock_leaves_no_lock_behind`). A plain BEGIN
+/// returns at once; the lock is then taken inside a transaction sqlx rolls back on release if
+/// its caller is dropped.
 pub(super) async fn lock_sale(
     pool: &PgPool,
     sale_id: Uuid,
     cap: i64,
 ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    pool.begin_with(format!(
-        "BEGIN; SELECT count(*) FROM flashsale_append_claims('{sale_id}', {cap}, \
-         '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', '{{}}')"
-    ))
-    .await
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT count(*) FROM flashsale_append_claims($1, $2, \
+         '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
+    )
+    .bind(sale_id)
+    .bind(cap)
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
 }
 
 /// Up to `wanted` free slots: above `highest` (the highest slot taken, when known) if they fit
