@@ -4,6 +4,7 @@
 //! - [`Inventory`]: the server's one implementation, the `redis` and `postgres` strategies.
 //! - [`redis`]: the hot path, an atomic Lua claim on `flash_sale:{id}:inventory:sold`.
 //! - [`breaker`]: keeps claims off a Redis that keeps failing.
+//! - `admission`: the Redis path's fail-open loop, one for buys and cart holds alike.
 //! - The PostgreSQL path, correct on its own and the fallback when Redis fails, is the ledger's
 //!   ([`crate::ledger::claims`]).
 //!
@@ -12,6 +13,7 @@
 //! PostgreSQL has the last word. The deliberately broken strategies the harness must catch are not
 //! in this crate at all (see [`ClaimStrategy`]).
 
+mod admission;
 pub mod breaker;
 pub mod redis;
 
@@ -26,9 +28,9 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use self::breaker::{BreakerState, CircuitBreaker};
-use self::redis::{Claim, RedisCounter};
+use self::redis::RedisCounter;
 use crate::ledger::holds::{self, Hold, HoldError, HoldRequest};
-use crate::ledger::orders::{InsertError, NewOrder, Order, OrderRequest};
+use crate::ledger::orders::{NewOrder, Order, OrderRequest};
 use crate::ledger::{ClaimError, Ledger};
 use crate::sales::{LedgerKind, Sale};
 
@@ -187,10 +189,6 @@ pub type FrozenOrders = HashMap<(String, String), Order>;
 /// The largest sold-out sale whose orders are kept in memory (about 300 bytes each).
 const MAX_FROZEN_ORDERS: i64 = 100_000;
 
-/// How often a claim whose slot hint was taken raises the counter and claims through Redis again
-/// before the ledger decides it instead.
-const STALE_HINT_RETRIES: u32 = 3;
-
 /// The claim service: picks the path, applies the fail-open policy, writes the order.
 #[derive(Debug)]
 pub struct Inventory {
@@ -260,7 +258,14 @@ impl Inventory {
         }
         let result = match self.strategy {
             InventoryStrategy::Redis => match &self.redis {
-                Some(redis) => self.buy_through_redis(redis, sale, cap, req).await,
+                Some(redis) => {
+                    let buy = admission::Buy {
+                        sale_id: sale.id,
+                        cap,
+                        req,
+                    };
+                    self.admit_through_redis(redis, &buy).await
+                }
                 None => {
                     self.ledger
                         .claim_in_postgres(sale.id, cap, req, "postgres")
@@ -279,133 +284,6 @@ impl Inventory {
         result
     }
 
-    /// The Redis path with its fail-open policy.
-    async fn buy_through_redis(
-        &self,
-        redis: &RedisCounter,
-        sale: &Sale,
-        cap: i64,
-        req: &OrderRequest,
-    ) -> Result<Order, ClaimError> {
-        let quantity = i64::from(req.quantity);
-        let mut seeded = false;
-        let mut stale_hints = 0;
-        loop {
-            if !self.breaker.allow() {
-                // Redis failed repeatedly: skip it rather than wait out its timeout on every
-                // claim; a probe is let through now and then to find it back (HAZ-6).
-                return self
-                    .ledger
-                    .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
-                    .await;
-            }
-            let claim = match redis.claim(sale.id, cap, quantity).await {
-                Ok(claim) => {
-                    self.breaker.record_success();
-                    claim
-                }
-                Err(failure) => {
-                    self.breaker.record_failure();
-                    // Redis failed or was too slow (HAZ-6). If the script ran and only its reply
-                    // was lost (HAZ-14), its units stay counted in Redis: that can make Redis say
-                    // "sold out" early, which PostgreSQL re-checks, but never sells a unit twice,
-                    // because only the slot ledger below sells.
-                    tracing::debug!(sale = %sale.id, %failure, "redis claim failed; falling back");
-                    return self
-                        .ledger
-                        .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
-                        .await;
-                }
-            };
-            match claim {
-                Claim::Granted { sold_after } => {
-                    let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
-                    let order = NewOrder {
-                        req: req.clone(),
-                        sale_cap: Some(cap),
-                        slots,
-                        decided_by: "redis",
-                    };
-                    return match self.ledger.insert(order).await {
-                        Ok(order) => Ok(order),
-                        Err(InsertError::SlotTaken) if stale_hints < STALE_HINT_RETRIES => {
-                            // Redis is behind the ledger (restarted, rolled back, or PostgreSQL
-                            // sold while Redis was away). Raise the counter to the highest slot
-                            // taken — which also absorbs this claim's own count, since its slot
-                            // lies at or below it — and claim again: hints restart above every
-                            // taken slot, so one conflict repairs the counter for everyone
-                            // instead of each later claim paying for its own.
-                            stale_hints += 1;
-                            tracing::debug!(sale = %sale.id, "slot hint taken; raising the counter");
-                            let highest = self.ledger.highest_slot(sale.id).await?;
-                            if let Err(failure) = redis.raise_to(sale.id, highest).await {
-                                tracing::debug!(sale = %sale.id, %failure, "could not raise the counter");
-                            }
-                            continue;
-                        }
-                        Err(InsertError::SlotTaken) => {
-                            // Still colliding (a PostgreSQL-path claim keeps taking the slots
-                            // Redis hands out next): the ledger decides this one.
-                            self.ledger
-                                .claim_in_postgres(sale.id, cap, req, "postgres-conflict")
-                                .await
-                        }
-                        Err(err) => {
-                            // No order, so the units go back (HAZ-5). If Redis is gone too, the
-                            // over-count is harmless: sold-out answers are re-checked below.
-                            if let Err(failure) = redis.release(sale.id, quantity).await {
-                                tracing::warn!(sale = %sale.id, %failure, "could not release units");
-                            }
-                            Err(err.into())
-                        }
-                    };
-                }
-                Claim::SoldOut => {
-                    // Redis may count units whose orders never landed (lost replies, failed
-                    // releases): before saying sold out, the ledger confirms with one unlocked
-                    // read. When it has room, it sells the unit itself, so stranded units are
-                    // never lost (INV-5).
-                    // Slots kept by holds may be due to expire: the PostgreSQL path expires
-                    // them and decides, so their units are sold rather than stranded.
-                    let (units, held) = self.ledger.slots_taken(sale.id).await?;
-                    if units + quantity > cap && held == 0 {
-                        return Err(ClaimError::SoldOut);
-                    }
-                    if held > 0 {
-                        // Expired here rather than inside the PostgreSQL path (which would too),
-                        // so the units freed leave the Redis counter as well.
-                        let freed = holds::expire_due_of(self.ledger.pool(), sale.id).await?;
-                        self.give_back(sale.id, freed).await;
-                    }
-                    return self
-                        .ledger
-                        .claim_in_postgres(sale.id, cap, req, "postgres-recheck")
-                        .await;
-                }
-                Claim::NotLoaded if !seeded => {
-                    // A missing counter means "not loaded", never zero (HAZ-2).
-                    let units = self.ledger.units_claimed(sale.id).await?;
-                    if let Err(failure) = redis.seed(sale.id, units).await {
-                        self.breaker.record_failure();
-                        tracing::debug!(sale = %sale.id, %failure, "could not seed; falling back");
-                        return self
-                            .ledger
-                            .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
-                            .await;
-                    }
-                    seeded = true;
-                }
-                Claim::NotLoaded => {
-                    // Seeded, yet gone again (flushed under our feet): the ledger decides.
-                    return self
-                        .ledger
-                        .claim_in_postgres(sale.id, cap, req, "postgres-fallback")
-                        .await;
-                }
-            }
-        }
-    }
-
     /// Reserves units for a cart hold (issue 15): on the `redis` strategy the units are claimed
     /// through the same Lua counter as orders (one script decides orders and holds together) and
     /// the hold is stored with the slots it hints at; on the PostgreSQL path, and whenever Redis
@@ -419,7 +297,12 @@ impl Inventory {
         };
         match (self.strategy, &self.redis) {
             (InventoryStrategy::Redis, Some(redis)) => {
-                self.reserve_through_redis(redis, sale.id, cap, req).await
+                let reserve = admission::Reserve {
+                    sale_id: sale.id,
+                    cap,
+                    req,
+                };
+                self.admit_through_redis(redis, &reserve).await
             }
             _ => {
                 self.reserve_in_postgres(sale.id, cap, req, "postgres")
@@ -446,92 +329,6 @@ impl Inventory {
         if let (Some(redis), true) = (&self.redis, units > 0) {
             if let Err(failure) = redis.release(sale_id, units).await {
                 tracing::debug!(sale = %sale_id, %failure, "could not give units back to redis");
-            }
-        }
-    }
-
-    /// The Redis path of [`Self::reserve`], with the buy path's fail-open policy.
-    async fn reserve_through_redis(
-        &self,
-        redis: &RedisCounter,
-        sale_id: Uuid,
-        cap: i64,
-        req: &HoldRequest,
-    ) -> Result<Hold, HoldError> {
-        let quantity = i64::from(req.quantity);
-        let mut seeded = false;
-        let mut stale_hints = 0;
-        loop {
-            if !self.breaker.allow() {
-                return self
-                    .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
-                    .await;
-            }
-            let claim = match redis.claim(sale_id, cap, quantity).await {
-                Ok(claim) => {
-                    self.breaker.record_success();
-                    claim
-                }
-                Err(failure) => {
-                    self.breaker.record_failure();
-                    tracing::debug!(sale = %sale_id, %failure, "redis claim for a hold failed; falling back");
-                    return self
-                        .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
-                        .await;
-                }
-            };
-            match claim {
-                Claim::Granted { sold_after } => {
-                    let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
-                    match holds::insert(self.ledger.pool(), req, Some(cap), &slots, "redis").await {
-                        Ok(hold) => return Ok(hold),
-                        Err(HoldError::SlotTaken) if stale_hints < STALE_HINT_RETRIES => {
-                            // Redis behind the ledger: raise it past every taken slot, as buys do.
-                            stale_hints += 1;
-                            let highest = self.ledger.highest_slot(sale_id).await?;
-                            if let Err(failure) = redis.raise_to(sale_id, highest).await {
-                                tracing::debug!(sale = %sale_id, %failure, "could not raise the counter");
-                            }
-                        }
-                        Err(HoldError::SlotTaken) => {
-                            return self
-                                .reserve_in_postgres(sale_id, cap, req, "postgres-conflict")
-                                .await;
-                        }
-                        Err(err) => {
-                            // No hold, so the units go back (HAZ-5).
-                            self.give_back(sale_id, quantity).await;
-                            return Err(err);
-                        }
-                    }
-                }
-                Claim::SoldOut => {
-                    // As for buys: the ledger confirms, and when it has room or holds that may
-                    // be due, the PostgreSQL path decides (expiring them first).
-                    let (units, held) = self.ledger.slots_taken(sale_id).await?;
-                    if units + quantity > cap && held == 0 {
-                        return Err(HoldError::SoldOut);
-                    }
-                    return self
-                        .reserve_in_postgres(sale_id, cap, req, "postgres-recheck")
-                        .await;
-                }
-                Claim::NotLoaded if !seeded => {
-                    let units = self.ledger.units_claimed(sale_id).await?;
-                    if let Err(failure) = redis.seed(sale_id, units).await {
-                        self.breaker.record_failure();
-                        tracing::debug!(sale = %sale_id, %failure, "could not seed; falling back");
-                        return self
-                            .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
-                            .await;
-                    }
-                    seeded = true;
-                }
-                Claim::NotLoaded => {
-                    return self
-                        .reserve_in_postgres(sale_id, cap, req, "postgres-fallback")
-                        .await;
-                }
             }
         }
     }
