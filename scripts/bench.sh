@@ -21,7 +21,10 @@
 #
 # Output: results/bench/<UTC timestamp>/bench.json (every round's raw figure, the median and the
 # spread = (max - min) / median of each, the ratios of the medians) and bench.md (the same as a
-# table). The wrk/pgbench logs of every round are kept next to them.
+# table). The wrk/pgbench logs of every round are kept next to them. Every measurement also
+# records the CPU used meanwhile by processes that are not part of the benchmark
+# (scripts/bench-load.py): a round where they used more than DISTURBED cores (default 0.25) is
+# marked disturbed in both files, with the processes to blame.
 #
 # Usage: scripts/bench.sh            (env: ROUNDS=3 DURATION=10 CLIENTS=32 THREADS=2)
 # Needs PostgreSQL and Redis on 127.0.0.1 (scripts/ensure-services.sh), root or sudo for
@@ -37,6 +40,7 @@ DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-32}
 THREADS=${THREADS:-2}
 OHA_INSTALL_TIMEOUT=${OHA_INSTALL_TIMEOUT:-600}
+DISTURBED=${DISTURBED:-0.25}
 TOKEN=flashsale-bench-token
 PORT_REDIS=${PORT_REDIS:-18080}
 PORT_PG=${PORT_PG:-18081}
@@ -47,10 +51,26 @@ DB_URL=postgres://postgres@127.0.0.1:5432/$DB
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d "$DB")
 mkdir -p "$OUT/logs"
 RAW=$OUT/raw.tsv
+LOAD=$OUT/load.tsv
 : >"$RAW"
+: >"$LOAD"
 
 log() { echo "bench: $*" >&2; }
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RAW"; } # figure round value
+# Runs a measuring command (it prints the figure) and records its figure, and the CPU other
+# processes used meanwhile (cores, and the biggest of them) in load.tsv.
+measure() { # figure round command...
+  local fig=$1 round=$2 started value
+  shift 2
+  python3 scripts/bench-load.py snapshot "$OUT/logs/cpu-before.json"
+  started=$(date +%s.%N)
+  value=$("$@")
+  python3 scripts/bench-load.py snapshot "$OUT/logs/cpu-after.json"
+  record "$fig" "$round" "$value"
+  printf '%s\t%s\t%s\n' "$fig" "$round" "$(python3 scripts/bench-load.py foreign \
+    "$OUT/logs/cpu-before.json" "$OUT/logs/cpu-after.json" \
+    "$(python3 -c 'import sys,time; print(time.time() - float(sys.argv[1]))' "$started")")" >>"$LOAD"
+}
 
 # --- tools ------------------------------------------------------------------------------------
 scripts/ensure-services.sh >&2
@@ -70,9 +90,11 @@ if [ -z "$OHA" ]; then
   fi
 fi
 
-log "building release"
-cargo build --release --locked --bin flashsale-server --bin flashsale >&2
-cargo build --release --locked -p flashsale-harness --example checker_million >&2
+# The build `cargo build --release --workspace` makes, reused as it is: the same package
+# selection, so the same features and no rebuild of the dependency tree (checker-million is a
+# binary of the tests crate for that reason: an example would pull in dev-dependencies).
+log "building release (cargo build --release --workspace; nothing to do when it is up to date)"
+cargo build --release --locked --workspace >&2
 
 # --- servers ----------------------------------------------------------------------------------
 PIDS=()
@@ -134,6 +156,7 @@ wrk_rate() { # logname expect wrk-args...
 
 # Half a rate (a hold journey is two requests), empty when the rate is.
 half() { [ -n "$1" ] && python3 -c 'import sys; print(float(sys.argv[1]) / 2)' "$1" || true; }
+journeys_rate() { half "$(wrk_rate "$@")"; } # wrk_rate's arguments
 
 # The harness's own rate: `flashsale blast`, every attempt recorded, same connections, threads
 # and duration as wrk. Reported only if every answer was 2xx (like wrk_rate's check).
@@ -147,6 +170,13 @@ if s["errors"]:
     print(f"bench: {sys.argv[1]}: {s['errors']} of {s['requests']} attempts failed: {s['errors_by_kind']}", file=sys.stderr)
 print(s["requests_per_s"])
 PY
+}
+
+oha_rate() { # logname url
+  "$OHA" -z "${DURATION}s" -c "$CLIENTS" --no-tui --output-format json "$2" \
+    >"$OUT/logs/$1.json" 2>"$OUT/logs/$1.err" || true
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' \
+    "$OUT/logs/$1.json" 2>/dev/null || echo ""
 }
 
 # --- pgbench scratch tables (same PostgreSQL, same database as the server) -------------------
@@ -208,38 +238,32 @@ for round in $(seq 1 "$ROUNDS"); do
   # rotates with the round, so none always gets the quietest slot).
   for tool in $(case $((round % 3)) in 1) echo harness wrk oha ;; 2) echo wrk oha harness ;; *) echo oha harness wrk ;; esac); do
     case $tool in
-      wrk) record health_wrk "$round" "$(wrk_rate "health-wrk-$round" 2xx "$H/health")" ;;
-      oha)
-        if [ -n "$OHA" ]; then
-          "$OHA" -z "${DURATION}s" -c "$CLIENTS" --no-tui --output-format json "$H/health" \
-            >"$OUT/logs/health-oha-$round.json" 2>"$OUT/logs/health-oha-$round.err" || true
-          record health_oha "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' "$OUT/logs/health-oha-$round.json" 2>/dev/null || echo "")"
-        fi
-        ;;
-      harness) record health_harness "$round" "$(blast_rate "health-harness-$round" "$H/health")" ;;
+      wrk) measure health_wrk "$round" wrk_rate "health-wrk-$round" 2xx "$H/health" ;;
+      oha) [ -n "$OHA" ] && measure health_oha "$round" oha_rate "health-oha-$round" "$H/health" ;;
+      harness) measure health_harness "$round" blast_rate "health-harness-$round" "$H/health" ;;
     esac
   done
   # G2: sold-out decisions.
-  record soldout_wrk "$round" "$(wrk_rate "soldout-$round" non2xx -s scripts/bench.lua \
-    "$H/sales/$SOLD_OUT_SALE/orders" -- "so-$TS-$round")"
+  measure soldout_wrk "$round" wrk_rate "soldout-$round" non2xx -s scripts/bench.lua \
+    "$H/sales/$SOLD_OUT_SALE/orders" -- "so-$TS-$round"
   # G3: durable orders (Redis path) vs pgbench plain INSERT.
   sale=$(new_sale "$PORT_REDIS" 1000000000)
-  record orders_wrk "$round" "$(wrk_rate "orders-$round" 2xx -s scripts/bench.lua \
-    "$H/sales/$sale/orders" -- "ord-$TS-$round")"
-  record insert_pgbench "$round" "$(pgbench_rate "pgbench-insert-$round" pgbench-insert.sql)"
+  measure orders_wrk "$round" wrk_rate "orders-$round" 2xx -s scripts/bench.lua \
+    "$H/sales/$sale/orders" -- "ord-$TS-$round"
+  measure insert_pgbench "$round" pgbench_rate "pgbench-insert-$round" pgbench-insert.sql
   # G4: PostgreSQL claim path vs the naive hot-row UPDATE + INSERT.
   sale=$(new_sale "$PORT_PG" 1000000000)
-  record pgclaims_wrk "$round" "$(wrk_rate "pgclaims-$round" 2xx -s scripts/bench.lua \
-    "http://127.0.0.1:$PORT_PG/sales/$sale/orders" -- "pg-$TS-$round")"
-  record hotrow_pgbench "$round" "$(pgbench_rate "pgbench-hot-row-$round" pgbench-hot-row.sql)"
+  measure pgclaims_wrk "$round" wrk_rate "pgclaims-$round" 2xx -s scripts/bench.lua \
+    "http://127.0.0.1:$PORT_PG/sales/$sale/orders" -- "pg-$TS-$round"
+  measure hotrow_pgbench "$round" pgbench_rate "pgbench-hot-row-$round" pgbench-hot-row.sql
   # G9: cart-hold journeys (reserve + checkout) on both paths vs the seed's row-lock design.
   sale=$(new_sale "$PORT_REDIS" 1000000000)
-  record holds_wrk "$round" "$(half "$(wrk_rate "holds-$round" 2xx -s scripts/bench-holds.lua \
-    "$H/sales/$sale" -- "hold-$TS-$round")")"
+  measure holds_wrk "$round" journeys_rate "holds-$round" 2xx -s scripts/bench-holds.lua \
+    "$H/sales/$sale" -- "hold-$TS-$round"
   sale=$(new_sale "$PORT_PG" 1000000000)
-  record pgholds_wrk "$round" "$(half "$(wrk_rate "pgholds-$round" 2xx -s scripts/bench-holds.lua \
-    "http://127.0.0.1:$PORT_PG/sales/$sale" -- "pghold-$TS-$round")")"
-  record seedholds_pgbench "$round" "$(pgbench_rate "pgbench-seed-holds-$round" pgbench-seed-holds.sql)"
+  measure pgholds_wrk "$round" journeys_rate "pgholds-$round" 2xx -s scripts/bench-holds.lua \
+    "http://127.0.0.1:$PORT_PG/sales/$sale" -- "pghold-$TS-$round"
+  measure seedholds_pgbench "$round" pgbench_rate "pgbench-seed-holds-$round" pgbench-seed-holds.sql
 done
 
 # --- G5, G6, G7 -------------------------------------------------------------------------------
@@ -253,25 +277,38 @@ for round in $(seq 1 "$ROUNDS"); do
     record bigdrop_p99_ms "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["latency"]["from_intended"]["all"]["p99_us"] / 1000)' "$summary")"
   fi
   log "checker on 1,000,000 attempts $round/$ROUNDS"
-  target/release/examples/checker_million >"$OUT/logs/checker-$round.json"
+  target/release/checker-million >"$OUT/logs/checker-$round.json"
   record checker_s "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["check_s"])' "$OUT/logs/checker-$round.json")"
   record checker_peak_rss_mb "$round" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_rss_mb"])' "$OUT/logs/checker-$round.json")"
 done
 
 # --- report -----------------------------------------------------------------------------------
-python3 - "$OUT" "$TS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$(nproc)" <<'PY'
+python3 - "$OUT" "$TS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$(nproc)" "$DISTURBED" <<'PY'
 import json, statistics, sys
-out, ts, rounds, duration, clients, threads, cores = sys.argv[1:]
+out, ts, rounds, duration, clients, threads, cores, disturbed_at = sys.argv[1:]
+disturbed_at = float(disturbed_at)
 raw = {}
 for line in open(f"{out}/raw.tsv"):
     fig, rnd, val = line.rstrip("\n").split("\t")
     if val:
-        raw.setdefault(fig, []).append(float(val))
+        raw.setdefault(fig, []).append((int(rnd), float(val)))
+# CPU used by other processes during each measurement (cores), and who used it.
+load = {}
+for line in open(f"{out}/load.tsv"):
+    fig, rnd, cores_used, top = line.rstrip("\n").split("\t")
+    load[(fig, int(rnd))] = (float(cores_used), top)
 figs = {}
-for fig, vals in raw.items():
+for fig, pairs in raw.items():
+    vals = [v for _, v in pairs]
     med = statistics.median(vals)
+    foreign = [load.get((fig, r), (None, "-")) for r, _ in pairs]
     figs[fig] = {"rounds": vals, "median": med, "min": min(vals), "max": max(vals),
-                 "spread": (max(vals) - min(vals)) / med if med else None}
+                 "spread": (max(vals) - min(vals)) / med if med else None,
+                 "foreign_cpu_cores": [c for c, _ in foreign],
+                 "disturbed": [r for (r, _), (c, _) in zip(pairs, foreign)
+                               if c is not None and c > disturbed_at],
+                 "disturbed_by": {str(r): top for (r, _), (c, top) in zip(pairs, foreign)
+                                  if c is not None and c > disturbed_at}}
 def med(f): return figs[f]["median"] if f in figs else None
 def ratio(a, b): return med(a) / med(b) if med(a) is not None and med(b) else None
 targets = [
@@ -296,7 +333,8 @@ absolute = {
            "met": med("checker_peak_rss_mb") < 300 if med("checker_peak_rss_mb") is not None else None},
 }
 doc = {"timestamp": ts, "rounds": int(rounds), "duration_s": int(duration), "clients": int(clients),
-       "threads": int(threads), "cores": int(cores), "figures": figs, "ratios": ratios, "absolute": absolute}
+       "threads": int(threads), "cores": int(cores), "disturbed_above_cores": disturbed_at,
+       "figures": figs, "ratios": ratios, "absolute": absolute}
 json.dump(doc, open(f"{out}/bench.json", "w"), indent=2)
 labels = {
     "health_harness": "GET /health, flashsale blast (req/s, every attempt recorded)",
@@ -314,13 +352,22 @@ labels = {
 fmt = lambda v: "—" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
 lines = [f"# Benchmark {ts}", "",
          f"{rounds} rounds of {duration} s, {clients} clients, {threads} wrk/pgbench threads, {cores} cores, loopback.",
-         "Median of the rounds; spread = (max − min) / median.", "",
+         "Median of the rounds; spread = (max − min) / median. A round marked † was disturbed: other",
+         f"processes used more than {disturbed_at} cores while it ran (listed below the table).", "",
          "| figure | median | min | max | spread | rounds |", "|---|---|---|---|---|---|"]
+notes = []
 for key, label in labels.items():
     if key in figs:
         f = figs[key]
+        shown = [fmt(v) + (" †" if i + 1 in f["disturbed"] else "") for i, v in enumerate(f["rounds"])]
         lines.append(f"| {label} | {fmt(f['median'])} | {fmt(f['min'])} | {fmt(f['max'])} | "
-                     f"{f['spread']*100:.0f} % | {', '.join(fmt(v) for v in f['rounds'])} |")
+                     f"{f['spread']*100:.0f} % | {', '.join(shown)} |")
+        for r in f["disturbed"]:
+            notes.append(f"- {label}, round {r}: other processes used "
+                         f"{f['foreign_cpu_cores'][r - 1]:.2f} cores ({f['disturbed_by'][str(r)]})")
+worst = max((c for f in figs.values() for c in f["foreign_cpu_cores"] if c is not None), default=None)
+lines += [""] + (notes or [f"No round was disturbed (the most other processes used in one was "
+                           f"{worst:.2f} cores)." if worst is not None else "No load was recorded."])
 lines += ["", "| # | ratio of medians | measured | target | met |", "|---|---|---|---|---|"]
 for gid, r in ratios.items():
     met = "—" if r["met"] is None else ("yes" if r["met"] else "**no**")

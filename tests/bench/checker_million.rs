@@ -3,7 +3,10 @@
 //! matching ledger, times `checker::check` on it, and reports the process's peak resident memory
 //! (VmHWM), i.e. what the harness needs to hold and check a million recorded attempts.
 //!
-//! Run in release (`scripts/bench.sh` does): `cargo run --release --example checker_million`.
+//! Run in release (`scripts/bench.sh` does): `cargo run --release --bin checker-million`. It is a
+//! binary of the tests crate, not an example of the harness, so `cargo build --release
+//! --workspace` builds it with the same features as everything else (an example pulls in the
+//! dev-dependencies, which changes features and rebuilds the dependency tree).
 //! Prints one JSON line: `{"attempts":…,"build_s":…,"check_s":…,"peak_rss_mb":…,"all_held":…}`.
 //! Optional arguments: the number of attempts (default 1,000,000), then `keyless` to check the
 //! same run as a target that takes no idempotency keys would record it (orders without keys, two

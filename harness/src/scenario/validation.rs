@@ -204,7 +204,7 @@ pub(super) fn problems(s: &Scenario, name_was_given: bool) -> Vec<String> {
     out
 }
 
-/// What one attempt costs a run in memory, an estimate from `checker_million` (236 MB for a
+/// What one attempt costs a run in memory, an estimate from `checker-million` (236 MB for a
 /// million attempts in the checker) plus the buyer's task and its request while it waits.
 const BYTES_PER_ATTEMPT: u64 = 1024;
 /// The memory budget of one run (4 GiB) in attempts: a scenario that could make more is refused
