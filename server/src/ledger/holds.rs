@@ -203,42 +203,43 @@ pub async fn reserve(
     ))))
 }
 
-/// One attempt of [`reserve`] on a capped sale, in one transaction under the sale's lock.
+/// One attempt of [`reserve`] on a capped sale: one call of migration 0006's
+/// `flashsale_reserve_hold`, which takes the sale's lock, finds the free slots (expiring the
+/// sale's due holds first when too few are free) and stores the hold, so the lock is held for
+/// one round trip and the commit. The hold is then read back, outside the lock.
 async fn reserve_once(
     pool: &PgPool,
     cap: i64,
     req: &HoldRequest,
     decided_by: &str,
 ) -> Result<(Hold, i64), HoldError> {
-    let mut tx = claims::lock_sale(pool, req.sale_id, cap).await?;
-    let quantity = i64::from(req.quantity);
-    let mut slots = free_slots(&mut tx, req.sale_id, cap, quantity).await?;
-    let mut freed = 0;
-    if (slots.len() as i64) < quantity {
-        freed = expire_due_in(&mut *tx, Some(req.sale_id)).await?;
-        if freed > 0 {
-            slots = free_slots(&mut tx, req.sale_id, cap, quantity).await?;
-        }
-    }
-    if (slots.len() as i64) < quantity {
-        // Expiring what was due is worth keeping even when this reservation does not fit.
-        tx.commit().await?;
+    let ttl = i64::try_from(req.ttl.as_micros()).unwrap_or(i64::MAX);
+    let (stored, freed): (Option<Uuid>, i64) = sqlx::query_as(
+        "SELECT hold_id, freed FROM flashsale_reserve_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(Uuid::new_v4())
+    .bind(req.sale_id)
+    .bind(cap)
+    .bind(&req.product_id)
+    .bind(&req.buyer_id)
+    .bind(req.quantity)
+    .bind(req.unit_price_cents)
+    .bind(&req.idempotency_key)
+    .bind(ttl)
+    .bind(decided_by)
+    .fetch_one(pool)
+    .await
+    .map_err(classify)?;
+    // Sold out. The expiry of due holds is kept (their units are free in the ledger; the Redis
+    // counter catches up at the next reconcile).
+    let Some(hold_id) = stored else {
         return Err(HoldError::SoldOut);
-    }
-    let hold = insert(&mut *tx, req, Some(cap), &slots, decided_by).await?;
-    tx.commit().await?;
+    };
+    let hold = sqlx::query_as(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"))
+        .bind(hold_id)
+        .fetch_one(pool)
+        .await?;
     Ok((hold, freed))
-}
-
-/// Up to `wanted` free slots of the sale (see [`claims::free_slots`]).
-async fn free_slots(
-    tx: &mut Transaction<'static, Postgres>,
-    sale_id: Uuid,
-    cap: i64,
-    wanted: i64,
-) -> Result<Vec<i64>, sqlx::Error> {
-    let highest = claims::highest_slot_in(&mut **tx, sale_id).await?;
-    claims::free_slots(tx, sale_id, cap, Some(highest), wanted).await
 }
 
 /// Expires every live hold past its `expires_at` (of one sale, or all) and gives its slots back,
