@@ -253,10 +253,12 @@ fn per_second(
     let mut wait: Vec<Histogram<u64>> = (0..seconds).map(|_| new_histogram()).collect();
     // A run whose buyers all reserved and never bought has schedule samples but no attempt, so
     // no second to put them in (found by generated journeys: one buyer who abandoned a hold).
-    for sample in schedule.iter().filter(|_| seconds > 0) {
-        let at = (second_of(sample.intended_us, doors_open_us) as usize).min(seconds - 1);
-        record(&mut lag[at], sample.lag_us());
-        record(&mut wait[at], sample.connection_wait_us());
+    if let Some(last) = seconds.checked_sub(1) {
+        for sample in schedule {
+            let at = (second_of(sample.intended_us, doors_open_us) as usize).min(last);
+            record(&mut lag[at], sample.lag_us());
+            record(&mut wait[at], sample.connection_wait_us());
+        }
     }
     let mut acked = acks.iter().peekable();
     let mut units = 0;

@@ -33,14 +33,20 @@ use crate::ledger::orders::{InsertError, NewOrder, Order, OrderRequest};
 /// the PostgreSQL path decides it.
 const STALE_HINT_RETRIES: u32 = 3;
 
-/// What goes through the admission loop: a buy ([`Buy`]) or a cart hold ([`Reserve`]). They
-/// differ only in what they store and in how the PostgreSQL path decides them.
+/// One claim on a capped sale through the admission loop: a buy (`Admit<OrderRequest>`) or a
+/// cart hold (`Admit<HoldRequest>`; unlimited sales' holds are advisory and never come here).
+pub(super) struct Admit<'a, R> {
+    pub sale_id: Uuid,
+    pub cap: i64,
+    pub req: &'a R,
+}
+
+/// What differs between a buy and a cart hold in the admission loop: what is stored, and how the
+/// PostgreSQL path decides.
 pub(super) trait Admission {
     type Admitted;
     type Error: From<sqlx::Error>;
 
-    fn sale_id(&self) -> Uuid;
-    fn cap(&self) -> i64;
     /// Units asked for.
     fn quantity(&self) -> i64;
     /// The error that says "sold out".
@@ -60,23 +66,10 @@ pub(super) trait Admission {
     ) -> Result<Self::Admitted, Self::Error>;
 }
 
-/// A buy on a capped sale.
-pub(super) struct Buy<'a> {
-    pub sale_id: Uuid,
-    pub cap: i64,
-    pub req: &'a OrderRequest,
-}
-
-impl Admission for Buy<'_> {
+impl Admission for Admit<'_, OrderRequest> {
     type Admitted = Order;
     type Error = ClaimError;
 
-    fn sale_id(&self) -> Uuid {
-        self.sale_id
-    }
-    fn cap(&self) -> i64 {
-        self.cap
-    }
     fn quantity(&self) -> i64 {
         i64::from(self.req.quantity)
     }
@@ -114,23 +107,10 @@ impl Admission for Buy<'_> {
     }
 }
 
-/// A cart hold on a capped sale (unlimited sales' holds are advisory and never come here).
-pub(super) struct Reserve<'a> {
-    pub sale_id: Uuid,
-    pub cap: i64,
-    pub req: &'a HoldRequest,
-}
-
-impl Admission for Reserve<'_> {
+impl Admission for Admit<'_, HoldRequest> {
     type Admitted = Hold;
     type Error = HoldError;
 
-    fn sale_id(&self) -> Uuid {
-        self.sale_id
-    }
-    fn cap(&self) -> i64 {
-        self.cap
-    }
     fn quantity(&self) -> i64 {
         i64::from(self.req.quantity)
     }
@@ -171,12 +151,15 @@ impl Admission for Reserve<'_> {
 
 impl Inventory {
     /// The Redis path with its fail-open policy (the module's doc, steps 1–5).
-    pub(super) async fn admit_through_redis<A: Admission>(
+    pub(super) async fn admit_through_redis<'a, R>(
         &self,
         redis: &RedisCounter,
-        claim: &A,
-    ) -> Result<A::Admitted, A::Error> {
-        let (sale_id, cap, quantity) = (claim.sale_id(), claim.cap(), claim.quantity());
+        claim: &Admit<'a, R>,
+    ) -> Result<<Admit<'a, R> as Admission>::Admitted, <Admit<'a, R> as Admission>::Error>
+    where
+        Admit<'a, R>: Admission,
+    {
+        let (sale_id, cap, quantity) = (claim.sale_id, claim.cap, claim.quantity());
         let mut seeded = false;
         let mut stale_hints = 0;
         loop {

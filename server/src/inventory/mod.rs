@@ -259,7 +259,7 @@ impl Inventory {
         let result = match self.strategy {
             InventoryStrategy::Redis => match &self.redis {
                 Some(redis) => {
-                    let buy = admission::Buy {
+                    let buy = admission::Admit {
                         sale_id: sale.id,
                         cap,
                         req,
@@ -297,7 +297,7 @@ impl Inventory {
         };
         match (self.strategy, &self.redis) {
             (InventoryStrategy::Redis, Some(redis)) => {
-                let reserve = admission::Reserve {
+                let reserve = admission::Admit {
                     sale_id: sale.id,
                     cap,
                     req,

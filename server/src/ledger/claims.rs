@@ -185,10 +185,11 @@ pub async fn claim_together(
 /// transaction open on a pooled connection that sqlx believed idle: sqlx only rolls back a
 /// transaction it has registered, and it registers one after its BEGIN statement returns. That
 /// connection then kept the sale's lock until the process died, and every later PostgreSQL-path
-/// claim of the sale waited for it (`tests/api/holds.rs`,
-/// `a_reservation_dropped_while_it_waits_for_the_sale_lock_leaves_no_lock_behind`). A plain BEGIN
-/// returns at once; the lock is then taken inside a transaction sqlx rolls back on release if
-/// its caller is dropped.
+/// claim of the sale waited for it (shown by `tests/api/holds.rs`,
+/// `a_reservation_dropped_while_it_waits_for_the_sale_lock_leaves_no_lock_behind`, when
+/// reservations still came through here; they now take the lock inside migration 0006's
+/// function). A plain BEGIN returns at once; the lock is then taken inside a transaction sqlx
+/// rolls back on release if its caller is dropped.
 pub(super) async fn lock_sale(
     pool: &PgPool,
     sale_id: Uuid,

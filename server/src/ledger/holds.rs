@@ -235,10 +235,9 @@ async fn reserve_once(
     let Some(hold_id) = stored else {
         return Err(HoldError::SoldOut);
     };
-    let hold = sqlx::query_as(&format!("SELECT {HOLD_COLUMNS} FROM holds WHERE id = $1"))
-        .bind(hold_id)
-        .fetch_one(pool)
-        .await?;
+    let hold = find(pool, req.sale_id, hold_id)
+        .await?
+        .ok_or(HoldError::Database(sqlx::Error::RowNotFound))?;
     Ok((hold, freed))
 }
 
