@@ -123,13 +123,18 @@ fn oversell_property_catches_broken_naive_with_a_small_counterexample() {
     );
 }
 
-/// The seed's design fails only when Redis does: restarted empty, its `GET … or '0'` sells the
-/// cap again, and its fallback decides from the lagging quantity_sold. What it shrinks to (seen
+/// The seed's design fails when Redis does: restarted empty, its `GET … or '0'` sells the cap
+/// again, and its fallback decides from the lagging quantity_sold. What it shrinks to (seen
 /// here): one kill (or stop) while units remain, with a small cap and a few dozen buyers.
+/// It also strands units with no fault at all when a buyer reuses another's key with another
+/// body (the unit its counter took is never given back: seen here with cap 4 and 5 buyers, half
+/// of them reusing keys, in 3 runs of 4); that bug is not this test's, so the search draws no
+/// reused keys and the restart is what it must find.
 #[test]
 fn oversell_property_catches_broken_seed_when_redis_restarts_empty() {
     let mut profile = GenProfile::ci();
     profile.fault_kinds = vec![FaultKind::Kill, FaultKind::Stop];
+    profile.reused_keys = false;
     // Depending on when the restart lands, the seed's design oversells (INV-1: the empty counter
     // sells the cap again) or strands units (INV-5: its fallback trusts the lagging
     // quantity_sold and answers sold out with units left); both are its bugs.

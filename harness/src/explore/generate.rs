@@ -26,6 +26,9 @@ pub struct GenProfile {
     /// Draw buyer journeys through cart holds: only for a target with holds (the reference
     /// server, or a profile with `[holds]`); elsewhere they would be plain buys.
     pub journeys: bool,
+    /// Draw buyers who reuse another buyer's idempotency key with another body; off lets a
+    /// search aim at a hazard that needs none.
+    pub reused_keys: bool,
 }
 
 impl GenProfile {
@@ -37,6 +40,7 @@ impl GenProfile {
             faults: true,
             fault_kinds: Vec::new(),
             journeys: true,
+            reused_keys: true,
         }
     }
 
@@ -48,6 +52,7 @@ impl GenProfile {
             faults,
             fault_kinds: Vec::new(),
             journeys: true,
+            reused_keys: true,
         }
     }
 }
@@ -67,7 +72,7 @@ fn cap(max_cap: u64) -> impl Strategy<Value = Cap> {
     ]
 }
 
-fn buyers(max_buyers: u32) -> impl Strategy<Value = BuyerSpec> {
+fn buyers(max_buyers: u32, reused_keys: bool) -> impl Strategy<Value = BuyerSpec> {
     let count = prop_oneof![
         3 => 0..=20u32,
         3 => 0..=max_buyers.min(200),
@@ -79,7 +84,9 @@ fn buyers(max_buyers: u32) -> impl Strategy<Value = BuyerSpec> {
         2 => (2..=3u32).prop_map(QuantitySpec::Fixed),
         2 => (2..=3u32).prop_map(|max| QuantitySpec::Range { min: 1, max }),
     ];
-    let reused = prop_oneof![3 => Just(0.0), 1 => Just(0.1), 1 => Just(0.5)];
+    // Drawn either way, so turning reuse off changes no other draw of the same seed.
+    let reused = prop_oneof![3 => Just(0.0), 1 => Just(0.1), 1 => Just(0.5)]
+        .prop_map(move |share| if reused_keys { share } else { 0.0 });
     (count, quantity, 4..=128u32, reused).prop_map(|(count, quantity, connections, reused_keys)| {
         let mut spec = base().buyers;
         spec.count = count;
@@ -234,7 +241,7 @@ pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
     };
     (
         cap(profile.max_cap),
-        buyers(profile.max_buyers),
+        buyers(profile.max_buyers, profile.reused_keys),
         arrival(),
         requests(),
         any::<u64>(),
