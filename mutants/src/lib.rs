@@ -19,6 +19,8 @@
 //! - [`racy_buyer_limit`]: one buyer's orders sent together all pass a per-buyer limit (INV-9).
 //! - [`checkout_after_expiry`], [`expiry_returns_twice`], [`holds_not_counted`]: cart holds
 //!   checked out after they expired, given back twice, or not counted as taken (INV-7).
+//! - [`alerts_recorded_at_end`]: correct claims; wishlist alerts recorded only at the end of the
+//!   fan-out, so a restart mid-fan-out sends them twice (INV-8).
 //! - [`unit_without_order`]: every 500th claim consumes its units, writes no order, answers 503
 //!   (HAZ-5 unhandled; INV-5).
 //! - [`seed_model`]: what the first two share: orders without slots, one query per key lookup.
@@ -87,6 +89,7 @@ macro_rules! holds_of_the_correct_inventory {
     };
 }
 
+pub mod alerts_recorded_at_end;
 pub mod ack_without_order;
 pub mod broken_naive;
 pub mod broken_seed;
@@ -142,6 +145,9 @@ pub enum InventoryStrategy {
     HoldsNotCounted,
     /// Every 500th claim consumes its units without an order and answers 503 (INV-5).
     UnitWithoutOrder,
+    /// Correct claims; wishlist alerts recorded only when the fan-out has nothing left to send,
+    /// so a restart mid-fan-out sends them again (INV-8).
+    AlertsRecordedAtEnd,
 }
 
 impl InventoryStrategy {
@@ -160,6 +166,7 @@ impl InventoryStrategy {
             InventoryStrategy::ExpiryReturnsTwice => expiry_returns_twice::NAME,
             InventoryStrategy::HoldsNotCounted => holds_not_counted::NAME,
             InventoryStrategy::UnitWithoutOrder => unit_without_order::NAME,
+            InventoryStrategy::AlertsRecordedAtEnd => alerts_recorded_at_end::NAME,
         }
     }
 
@@ -179,6 +186,7 @@ impl InventoryStrategy {
             InventoryStrategy::CheckoutAfterExpiry,
             InventoryStrategy::ExpiryReturnsTwice,
             InventoryStrategy::HoldsNotCounted,
+            InventoryStrategy::AlertsRecordedAtEnd,
         ]
     }
 
@@ -203,7 +211,8 @@ impl InventoryStrategy {
             InventoryStrategy::Redis
             | InventoryStrategy::Postgres
             | InventoryStrategy::AckWithoutOrder
-            | InventoryStrategy::OrderAnsweredSoldOut => LedgerKind::Slots,
+            | InventoryStrategy::OrderAnsweredSoldOut
+            | InventoryStrategy::AlertsRecordedAtEnd => LedgerKind::Slots,
             InventoryStrategy::BrokenNaive | InventoryStrategy::BrokenSeed => seed_model::LEDGER,
             InventoryStrategy::OversellAtBoundary
             | InventoryStrategy::RacyIdempotency
@@ -218,7 +227,9 @@ impl InventoryStrategy {
     /// The claim strategy itself, from the server's connected dependencies.
     fn make(self, parts: StrategyParts) -> Arc<dyn ClaimStrategy> {
         match self {
-            InventoryStrategy::Redis | InventoryStrategy::Postgres => Arc::new(parts.correct),
+            InventoryStrategy::Redis
+            | InventoryStrategy::Postgres
+            | InventoryStrategy::AlertsRecordedAtEnd => Arc::new(parts.correct),
             InventoryStrategy::BrokenNaive => Arc::new(broken_naive::strategy(parts)),
             InventoryStrategy::BrokenSeed => Arc::new(broken_seed::strategy(parts)),
             InventoryStrategy::OversellAtBoundary => {
@@ -272,7 +283,13 @@ pub async fn build(
             "DELIBERATELY BROKEN inventory strategy: this server breaks an invariant; for harness tests only"
         );
     }
-    flashsale_server::build_with(settings, move |parts| strategy.make(parts)).await
+    let server = flashsale_server::build_with(settings, move |parts| strategy.make(parts)).await?;
+    Ok(match strategy {
+        InventoryStrategy::AlertsRecordedAtEnd => server.with_delivery_journal(|pool| {
+            Arc::new(alerts_recorded_at_end::RecordAtEnd::new(pool))
+        }),
+        _ => server,
+    })
 }
 
 #[cfg(test)]
@@ -306,6 +323,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 11);
+        assert_eq!(all.iter().filter(|s| s.is_broken()).count(), 12);
     }
 }

@@ -13,6 +13,8 @@ pub mod http;
 pub mod inventory;
 pub mod jobs;
 pub mod ledger;
+pub mod notify;
+pub mod preflight;
 pub mod sales;
 mod serve;
 pub mod settings;
@@ -56,6 +58,10 @@ pub enum StartError {
         #[source]
         source: redis::RedisError,
     },
+    #[error(transparent)]
+    Email(#[from] notify::email::EmailSetupError),
+    #[error(transparent)]
+    Vapid(#[from] notify::push::VapidKeyError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -69,6 +75,11 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     state: AppState,
+    /// The alert senders of the channels that are configured.
+    senders: Vec<notify::worker::Sender>,
+    /// Where alert workers take and record deliveries: the server's own journal unless a test
+    /// replaced it ([`Server::with_delivery_journal`]).
+    journal: Arc<dyn notify::DeliveryJournal>,
 }
 
 /// What a claim strategy is made from, handed to the factory of [`build_with`] once the
@@ -125,6 +136,24 @@ pub async fn build_with(
     } else {
         None
     };
+    let mut senders = Vec::new();
+    if let Some(url) = &settings.notify.smtp_url {
+        senders.push(notify::worker::Sender::Email(notify::email::EmailSender::new(
+            url,
+            &settings.notify,
+        )?));
+    }
+    if let Some(key) = &settings.notify.vapid_private_key {
+        senders.push(notify::worker::Sender::Push(notify::push::PushSender::new(
+            key,
+            &settings.notify,
+        )?));
+    }
+    let journal: Arc<dyn notify::DeliveryJournal> = Arc::new(notify::journal::PgJournal::new(
+        pool.clone(),
+        settings.notify.claim_lapse,
+        settings.notify.max_attempts,
+    ));
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -152,7 +181,12 @@ pub async fn build_with(
         pool,
         settings: Arc::new(settings),
     };
-    Ok(Server { listener, state })
+    Ok(Server {
+        listener,
+        state,
+        senders,
+        journal,
+    })
 }
 
 impl Server {
@@ -164,6 +198,15 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Replaces the alert workers' journal (the seam the fan-out mutants use; see `mutants/`).
+    pub fn with_delivery_journal(
+        mut self,
+        journal: impl FnOnce(PgPool) -> Arc<dyn notify::DeliveryJournal>,
+    ) -> Self {
+        self.journal = journal(self.state.pool.clone());
+        self
     }
 
     /// Serves until `shutdown` resolves, then stops the background jobs and drains connections
@@ -179,11 +222,38 @@ impl Server {
             self.state.settings.units_sync_interval,
             jobs_stopped,
         ));
+        let alerts = Arc::new(tokio::sync::Notify::new());
+        let cache = self.state.sales.clone();
+        let lifecycle = tokio::spawn(jobs::lifecycle::run(
+            self.state.pool.clone(),
+            self.state.settings.lifecycle_poll_interval,
+            Arc::new(move |sale| cache.invalidate(sale)),
+            alerts.clone(),
+            stop_jobs.subscribe(),
+        ));
+        let workers: Vec<_> = self
+            .senders
+            .into_iter()
+            .map(|sender| {
+                tokio::spawn(notify::worker::run(
+                    self.journal.clone(),
+                    sender,
+                    self.state.settings.notify.clone(),
+                    alerts.clone(),
+                    stop_jobs.subscribe(),
+                ))
+            })
+            .collect();
         let limits = serve::Limits::from(&*self.state.settings);
         let app = router(self.state);
         let served = serve::serve(self.listener, app, limits, shutdown).await;
         let _ = stop_jobs.send(true);
         let _ = sync.await;
+        let _ = lifecycle.await;
+        // Alert workers finish and record the sends they started (bounded by the send timeout).
+        for worker in workers {
+            let _ = worker.await;
+        }
         served
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
 use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
+use flashsale_server::notify::NotifySettings;
 use flashsale_server::{AdminToken, InventoryStrategy, Settings};
 
 /// The strategies a deployed server may run. The deliberately broken ones are not listed, so no
@@ -61,6 +62,29 @@ struct Args {
     /// many as the open-file limit leaves room for.
     #[arg(long, env = "FLASHSALE_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// SMTP relay for wishlist alert emails, `smtp://host:port`. Without it no email is sent
+    /// (planned alerts wait until it is set).
+    #[arg(long, env = "FLASHSALE_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// Sender address of alert emails.
+    #[arg(long, env = "FLASHSALE_MAIL_FROM", default_value = "flashsale@localhost")]
+    mail_from: String,
+    /// VAPID private key for Web Push alerts: the raw 32-byte P-256 key, base64url. Without it
+    /// no push message is sent. Keep it stable: browsers subscribe with its public key.
+    #[arg(long, env = "FLASHSALE_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    vapid_private_key: Option<String>,
+    /// How push services reach the operator (VAPID `sub`): a mailto: or https: URL.
+    #[arg(long, env = "FLASHSALE_VAPID_SUBJECT", default_value = "mailto:ops@localhost")]
+    vapid_subject: String,
+    /// Alert sends per second, per channel, at most.
+    #[arg(long, env = "FLASHSALE_NOTIFY_RATE", default_value_t = 2000)]
+    notify_rate: u32,
+    /// Alert sends in flight, per channel, at most.
+    #[arg(long, env = "FLASHSALE_NOTIFY_CONCURRENCY", default_value_t = 32)]
+    notify_concurrency: u32,
+    /// How long one alert send may take before it counts as a temporary failure.
+    #[arg(long, env = "FLASHSALE_NOTIFY_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    notify_send_timeout: Duration,
 }
 
 impl Args {
@@ -82,6 +106,16 @@ impl Args {
             body_read_timeout: self.body_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            notify: NotifySettings {
+                smtp_url: self.smtp_url,
+                mail_from: self.mail_from,
+                vapid_private_key: self.vapid_private_key,
+                vapid_subject: self.vapid_subject,
+                sends_per_second: self.notify_rate,
+                concurrency: self.notify_concurrency,
+                send_timeout: self.notify_send_timeout,
+                ..NotifySettings::default()
+            },
             ..Settings::default()
         }
     }
@@ -108,12 +142,34 @@ async fn main() -> anyhow::Result<()> {
         .context("starting the server")?;
     tracing::info!(addr = %server.local_addr(), "flashsale-server listening");
     server
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .run_until(stop_signal())
         .await
         .context("serving")?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what a service manager or orchestrator sends for a restart): either stops
+/// the server gracefully, alerts in flight included.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

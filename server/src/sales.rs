@@ -124,6 +124,11 @@ pub struct NewSale {
     #[serde(default)]
     pub per_buyer_limit: Option<i32>,
     pub products: Vec<NewProduct>,
+    /// Let the activation job make the sale live at `starts_at`, after the preflight
+    /// (`preflight.rs`). Without it the sale waits for an admin's hand activation, which skips the
+    /// preflight.
+    #[serde(default)]
+    pub activate_on_schedule: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,8 +213,9 @@ pub async fn create(pool: &PgPool, new: &NewSale, ledger: LedgerKind) -> Result<
     };
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO flash_sales (id, name, starts_at, ends_at, unit_cap, per_buyer_limit, ledger)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO flash_sales
+             (id, name, starts_at, ends_at, unit_cap, per_buyer_limit, ledger, activate_on_schedule)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(&new.name)
@@ -218,7 +224,18 @@ pub async fn create(pool: &PgPool, new: &NewSale, ledger: LedgerKind) -> Result<
     .bind(new.cap)
     .bind(new.per_buyer_limit)
     .bind(ledger_name)
+    .bind(new.activate_on_schedule)
     .execute(&mut *tx)
+    .await?;
+    // The sale and its lifecycle jobs commit together: no sale without its expiration (and, if
+    // asked, activation) job, whenever the process dies.
+    crate::jobs::lifecycle::schedule(
+        &mut tx,
+        id,
+        new.starts_at,
+        new.ends_at,
+        new.activate_on_schedule,
+    )
     .await?;
     for p in &new.products {
         sqlx::query(
@@ -378,6 +395,7 @@ mod tests {
                 product_id: "tee".into(),
                 sale_price_cents: 1500,
             }],
+            activate_on_schedule: false,
         }
     }
 

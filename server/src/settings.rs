@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::inventory::InventoryStrategy;
+use crate::notify::NotifySettings;
 
 /// The admin bearer token. Its `Debug` never prints the secret, so settings can be logged.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,6 +77,11 @@ pub struct Settings {
     /// room for (see [`Settings::connection_limit`]). Beyond the limit, new connections are
     /// answered at once with `503 too_many_connections` (`/health` still answers) and closed.
     pub max_connections: Option<usize>,
+    /// How often the lifecycle job queue is polled when no job is due (activation and expiration
+    /// run at most this late; activation is scheduled ahead of `starts_at` to absorb it).
+    pub lifecycle_poll_interval: Duration,
+    /// Wishlist alerts: SMTP relay, VAPID key, rates.
+    pub notify: NotifySettings,
 }
 
 /// The defaults of a fresh development machine, written only here: the binary's flags, the
@@ -104,6 +110,8 @@ impl Default for Settings {
             body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(5),
             max_connections: None,
+            lifecycle_poll_interval: Duration::from_millis(100),
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -185,6 +193,9 @@ impl Settings {
             ("db_acquire_timeout", self.db_acquire_timeout, false),
             // Zero is meaningful here: no caching.
             ("sale_cache_ttl", self.sale_cache_ttl, true),
+            ("lifecycle_poll_interval", self.lifecycle_poll_interval, false),
+            ("--notify-send-timeout", self.notify.send_timeout, false),
+            ("notify.claim_lapse", self.notify.claim_lapse, false),
         ];
         for (setting, value, zero_allowed) in durations {
             if (value.is_zero() && !zero_allowed) || value > MAX_DURATION {
@@ -196,6 +207,39 @@ impl Settings {
                     "pass a duration in that range, e.g. 10s or 250ms",
                 ));
             }
+        }
+        if self.notify.claim_lapse <= self.notify.send_timeout {
+            return Err(out_of_range(
+                "notify.claim_lapse",
+                humantime::format_duration(self.notify.claim_lapse),
+                format!(
+                    "must exceed the send timeout ({}), or a slow send would be taken for a \
+                     dead worker's",
+                    humantime::format_duration(self.notify.send_timeout)
+                ),
+                "raise it, or lower --notify-send-timeout",
+            ));
+        }
+        for (setting, value) in [
+            ("--notify-rate", self.notify.sends_per_second),
+            ("--notify-concurrency", self.notify.concurrency),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(out_of_range(
+                    setting,
+                    value,
+                    "must be between 1 and 100000",
+                    "pass a value in that range",
+                ));
+            }
+        }
+        if !(1..=1000).contains(&self.notify.max_attempts) {
+            return Err(out_of_range(
+                "notify.max_attempts",
+                self.notify.max_attempts,
+                "must be between 1 and 1000",
+                "pass a value in that range",
+            ));
         }
         if let Some(wanted) = self.max_connections {
             let room = self.connection_room();

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, body};
 use crate::error::{ApiError, ErrorCode};
+use crate::jobs::lifecycle::{self, Activation};
 use crate::ledger::{claims, orders};
 use crate::sales::{self, NewSale, SaleState, sale_not_found};
 
@@ -51,12 +52,31 @@ pub async fn create_sale(
     Ok((StatusCode::CREATED, Json(json!(sale))))
 }
 
+/// Activation by hand: an operator's override, so no preflight (the activation job runs it); the
+/// sale's wishlist alerts are planned as when the job activates it.
 pub async fn activate(
     _admin: Admin,
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    transition(state, &raw_id, SaleState::Active).await
+    let id = body::sale_id(&raw_id)?;
+    let mut tx = state.pool.begin().await?;
+    let outcome = lifecycle::activate(&mut tx, id, false).await?;
+    tx.commit().await?;
+    state.sales.invalidate(id);
+    match outcome {
+        Activation::NotFound => Err(sale_not_found(id)),
+        Activation::Expired => Err(ApiError::new(
+            ErrorCode::InvalidStateTransition,
+            "a expired sale cannot become active",
+        )),
+        Activation::Activated { .. } | Activation::AlreadyActive | Activation::Refused(_) => {
+            let sale = sales::load(&state.pool, id)
+                .await?
+                .ok_or_else(|| sale_not_found(id))?;
+            Ok(Json(json!(sale)))
+        }
+    }
 }
 
 pub async fn expire(

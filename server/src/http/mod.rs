@@ -2,6 +2,7 @@
 //! `server/openapi.json` is the contract; a test keeps routes and error codes in step with it.
 
 mod admin;
+mod alerts;
 mod body;
 mod buyer;
 mod holds;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -49,7 +50,14 @@ pub fn router(state: AppState) -> Router {
             "/sales/{sale_id}/holds/{hold_id}/release",
             post(holds::release),
         )
+        .route("/wishlist", post(alerts::put_wishlist))
+        .route("/admin/products/{product_id}", put(alerts::put_product))
         .route("/admin/sales", post(admin::create_sale))
+        .route(
+            "/admin/sales/{sale_id}/preflight",
+            post(alerts::preflight),
+        )
+        .route("/admin/sales/{sale_id}/alerts", get(alerts::export_alerts))
         .route("/admin/sales/{sale_id}/activate", post(admin::activate))
         .route("/admin/sales/{sale_id}/expire", post(admin::expire))
         .route("/admin/sales/{sale_id}/orders", get(admin::export_orders))

@@ -1,0 +1,315 @@
+//! Wishlists, the product catalog, the preflight dry run and the alert record.
+//!
+//! - `POST /wishlist` (buyer): a user's wishlisted products and how to reach them (an email
+//!   address, a Web Push subscription as the browser's `PushSubscription.toJSON()` gives it, or
+//!   both). Validated whole before anything is stored; storing again replaces the contact and
+//!   adds the products.
+//! - `PUT /admin/products/{product_id}`: a catalog entry (name, list price), which the preflight
+//!   measures a sale's price against.
+//! - `POST /admin/sales/{sale_id}/preflight`: the preflight as a dry run; changes nothing.
+//! - `GET /admin/sales/{sale_id}/alerts`: every planned alert with its state, and counts per
+//!   channel; what the harness judges INV-8 against.
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use base64ct::{Base64UrlUnpadded, Encoding};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::admin::Admin;
+use super::{AppState, body};
+use crate::error::ApiError;
+use crate::preflight::{self, Stage};
+use crate::sales::sale_not_found;
+
+const MAX_USER_LEN: usize = 128;
+const MAX_WISHLIST_PRODUCTS: usize = 100;
+const MAX_ENDPOINT_LEN: usize = 2000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WishlistBody {
+    user_id: String,
+    product_ids: Vec<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    push_subscription: Option<PushSubscription>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PushSubscription {
+    endpoint: String,
+    keys: PushSubscriptionKeys,
+    // `PushSubscription.toJSON()` also carries expirationTime; accepted and unused.
+    #[serde(default, rename = "expirationTime")]
+    _expiration_time: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushSubscriptionKeys {
+    p256dh: String,
+    auth: String,
+}
+
+fn text_field(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.chars().count() > max {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
+    text_field("user_id", &body.user_id, MAX_USER_LEN)?;
+    if body.product_ids.is_empty() || body.product_ids.len() > MAX_WISHLIST_PRODUCTS {
+        return Err(ApiError::invalid_field(
+            "product_ids",
+            format!("must list 1 to {MAX_WISHLIST_PRODUCTS} products"),
+        ));
+    }
+    for (i, product) in body.product_ids.iter().enumerate() {
+        text_field(&format!("product_ids[{i}]"), product, 100)?;
+    }
+    if body.email.is_none() && body.push_subscription.is_none() {
+        return Err(ApiError::invalid_field(
+            "email",
+            "give an email address, a push_subscription, or both: an alert needs somewhere to go",
+        ));
+    }
+    if let Some(email) = &body.email {
+        if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+            return Err(ApiError::invalid_field(
+                "email",
+                "must be an email address (local@domain, at most 254 bytes)",
+            ));
+        }
+    }
+    if let Some(sub) = &body.push_subscription {
+        let endpoint_ok = sub.endpoint.len() <= MAX_ENDPOINT_LEN
+            && url::Url::parse(&sub.endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
+        if !endpoint_ok {
+            return Err(ApiError::invalid_field(
+                "push_subscription.endpoint",
+                "must be an http(s) URL of at most 2000 bytes",
+            ));
+        }
+        let p256dh_ok = Base64UrlUnpadded::decode_vec(sub.keys.p256dh.trim_end_matches('='))
+            .ok()
+            .is_some_and(|bytes| web_push_native::p256::PublicKey::from_sec1_bytes(&bytes).is_ok());
+        if !p256dh_ok {
+            return Err(ApiError::invalid_field(
+                "push_subscription.keys.p256dh",
+                "must be a P-256 public key, base64url",
+            ));
+        }
+        let auth_ok = Base64UrlUnpadded::decode_vec(sub.keys.auth.trim_end_matches('='))
+            .is_ok_and(|bytes| bytes.len() == 16);
+        if !auth_ok {
+            return Err(ApiError::invalid_field(
+                "push_subscription.keys.auth",
+                "must be a 16-byte secret, base64url",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub async fn put_wishlist(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let raw = body::read(request, state.settings.body_read_timeout).await?;
+    let value = body::value_from_slice(&raw)?;
+    let wishlist: WishlistBody = serde_json::from_value(value)
+        .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
+    check_wishlist(&wishlist)?;
+    let (endpoint, p256dh, auth) = match &wishlist.push_subscription {
+        Some(sub) => (
+            Some(sub.endpoint.as_str()),
+            Some(sub.keys.p256dh.trim_end_matches('=')),
+            Some(sub.keys.auth.trim_end_matches('=')),
+        ),
+        None => (None, None, None),
+    };
+    let mut tx = state.pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO notification_contacts (user_id, email, push_endpoint, push_p256dh, push_auth)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email,
+             push_endpoint = EXCLUDED.push_endpoint, push_p256dh = EXCLUDED.push_p256dh,
+             push_auth = EXCLUDED.push_auth",
+    )
+    .bind(&wishlist.user_id)
+    .bind(&wishlist.email)
+    .bind(endpoint)
+    .bind(p256dh)
+    .bind(auth)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO wishlist_entries (user_id, product_id)
+         SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(&wishlist.user_id)
+    .bind(&wishlist.product_ids)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({
+        "user_id": wishlist.user_id,
+        "product_ids": wishlist.product_ids,
+        "email": wishlist.email.is_some(),
+        "push": wishlist.push_subscription.is_some(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    name: String,
+    list_price_cents: i64,
+}
+
+pub async fn put_product(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    text_field("product_id", &product_id, 100)?;
+    let raw = body::read(request, state.settings.body_read_timeout).await?;
+    let value = body::value_from_slice(&raw)?;
+    let product: ProductBody = serde_json::from_value(value)
+        .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
+    if product.name.trim().is_empty() || product.name.chars().count() > 200 {
+        return Err(ApiError::invalid_field("name", "must be 1 to 200 characters"));
+    }
+    if product.name.contains('\0') {
+        return Err(ApiError::invalid_field(
+            "name",
+            "must not contain a NUL character (U+0000)",
+        ));
+    }
+    if product.list_price_cents < 1 {
+        return Err(ApiError::invalid_field(
+            "list_price_cents",
+            "must be at least 1",
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO products (product_id, name, list_price_cents) VALUES ($1, $2, $3)
+         ON CONFLICT (product_id) DO UPDATE
+         SET name = EXCLUDED.name, list_price_cents = EXCLUDED.list_price_cents",
+    )
+    .bind(&product_id)
+    .bind(&product.name)
+    .bind(product.list_price_cents)
+    .execute(&state.pool)
+    .await?;
+    Ok(Json(json!({
+        "product_id": product_id,
+        "name": product.name,
+        "list_price_cents": product.list_price_cents,
+    })))
+}
+
+pub async fn preflight(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(&raw_id)?;
+    let mut conn = state.pool.acquire().await?;
+    let problems = preflight::check(&mut conn, id, Stage::DryRun)
+        .await?
+        .ok_or_else(|| sale_not_found(id))?;
+    let (state_now, refused_with): (String, Option<Value>) =
+        sqlx::query_as("SELECT state, preflight_problems FROM flash_sales WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Json(json!({
+        "sale_id": id,
+        "state": state_now,
+        "ready": problems.is_empty(),
+        "problems": problems,
+        // What stopped the activation job, if it ran and refused.
+        "activation_refused_with": refused_with,
+    })))
+}
+
+type AlertRow = (
+    String,
+    String,
+    String,
+    i32,
+    Option<OffsetDateTime>,
+    Option<String>,
+);
+
+pub async fn export_alerts(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = body::sale_id(&raw_id)?;
+    let sale: Option<(String, Option<OffsetDateTime>)> =
+        sqlx::query_as("SELECT state, activated_at FROM flash_sales WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let (sale_state, activated_at) = sale.ok_or_else(|| sale_not_found(id))?;
+    let rows: Vec<AlertRow> = sqlx::query_as(
+        "SELECT user_id, channel, state, attempts, sent_at, detail
+         FROM notification_deliveries WHERE sale_id = $1 ORDER BY channel, user_id",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut counts = json!({});
+    let mut unfinished = 0usize;
+    for (_, channel, delivery_state, ..) in &rows {
+        let slot = &mut counts[channel.as_str()][delivery_state.as_str()];
+        *slot = json!(slot.as_u64().unwrap_or(0) + 1);
+        if matches!(delivery_state.as_str(), "pending" | "sending") {
+            unfinished += 1;
+        }
+    }
+    let rfc3339 = |at: Option<OffsetDateTime>| {
+        at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+    };
+    let deliveries: Vec<Value> = rows
+        .iter()
+        .map(|(user_id, channel, delivery_state, attempts, sent_at, detail)| {
+            json!({
+                "user_id": user_id,
+                "channel": channel,
+                "state": delivery_state,
+                "attempts": attempts,
+                "sent_at": rfc3339(*sent_at),
+                "detail": detail,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "sale_id": id,
+        "state": sale_state,
+        "activated_at": rfc3339(activated_at),
+        // Every planned alert is sent, refused or in doubt: nothing more will happen.
+        "finished": unfinished == 0,
+        "counts": counts,
+        "deliveries": deliveries,
+    })))
+}

@@ -1,0 +1,161 @@
+//! The server's delivery journal: deliveries are taken by marking them `sending` (committed before
+//! the first byte goes out) and each outcome is recorded as soon as it is known. A worker that
+//! dies leaves at most the deliveries it was sending as `sending`; once their claim lapses they
+//! become `in_doubt` and are never resent (migration 0007, rule 2).
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
+
+#[derive(Debug, Clone)]
+pub struct PgJournal {
+    pool: PgPool,
+    /// Marks this process's claims, so a late record of another (lapsed) worker's claim is not
+    /// mistaken for ours.
+    worker: Uuid,
+    claim_lapse: Duration,
+    max_attempts: i32,
+}
+
+impl PgJournal {
+    pub fn new(pool: PgPool, claim_lapse: Duration, max_attempts: i32) -> Self {
+        Self {
+            pool,
+            worker: Uuid::new_v4(),
+            claim_lapse,
+            max_attempts,
+        }
+    }
+
+    async fn lapse_dead_claims(&self, channel: Channel) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE notification_deliveries
+             SET state = 'in_doubt',
+                 detail = 'the worker sending it stopped before recording the outcome'
+             WHERE state = 'sending' AND channel = $1
+               AND claimed_at < clock_timestamp() - make_interval(secs => $2)",
+        )
+        .bind(channel.as_str())
+        .bind(self.claim_lapse.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+type DueRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+);
+
+impl DeliveryJournal for PgJournal {
+    fn take_due(
+        &self,
+        channel: Channel,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<Delivery>, sqlx::Error>> {
+        Box::pin(async move {
+            self.lapse_dead_claims(channel).await?;
+            let rows: Vec<DueRow> = sqlx::query_as(
+                "WITH due AS (
+                     SELECT sale_id, user_id, channel FROM notification_deliveries
+                     WHERE state = 'pending' AND channel = $1
+                       AND next_attempt_at <= clock_timestamp()
+                     ORDER BY next_attempt_at LIMIT $2
+                     FOR UPDATE SKIP LOCKED)
+                 UPDATE notification_deliveries d
+                 SET state = 'sending', claimed_by = $3, claimed_at = clock_timestamp()
+                 FROM due, flash_sales s
+                 WHERE d.sale_id = due.sale_id AND d.user_id = due.user_id
+                   AND d.channel = due.channel AND s.id = d.sale_id
+                 RETURNING d.sale_id, s.name, d.user_id, d.address, d.attempts,
+                     (SELECT c.push_p256dh FROM notification_contacts c
+                      WHERE c.user_id = d.user_id AND c.push_endpoint = d.address),
+                     (SELECT c.push_auth FROM notification_contacts c
+                      WHERE c.user_id = d.user_id AND c.push_endpoint = d.address)",
+            )
+            .bind(channel.as_str())
+            .bind(limit)
+            .bind(self.worker)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(sale_id, sale_name, user_id, address, attempts, p256dh, auth)| Delivery {
+                        sale_id,
+                        sale_name,
+                        user_id,
+                        channel,
+                        address,
+                        attempts,
+                        push_keys: p256dh.zip(auth).map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+                    },
+                )
+                .collect())
+        })
+    }
+
+    fn record<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+        outcome: &'a Outcome,
+        retry_after: Duration,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let (state, detail) = match outcome {
+                Outcome::Sent => ("sent", None),
+                Outcome::Temporary(why) if delivery.attempts + 1 >= self.max_attempts => (
+                    "refused",
+                    Some(format!(
+                        "gave up after {} attempts; the last: {why}",
+                        delivery.attempts + 1
+                    )),
+                ),
+                Outcome::Temporary(why) => ("pending", Some(why.clone())),
+                Outcome::Refused(why) | Outcome::Gone(why) => ("refused", Some(why.clone())),
+            };
+            let mut tx = self.pool.begin().await?;
+            // A claim that lapsed into `in_doubt` while the send was slow is still ours to
+            // settle: we know its outcome now.
+            sqlx::query(
+                "UPDATE notification_deliveries
+                 SET state = $5, detail = $6, attempts = attempts + 1,
+                     sent_at = CASE WHEN $5 = 'sent' THEN clock_timestamp() END,
+                     next_attempt_at = clock_timestamp() + make_interval(secs => $7)
+                 WHERE sale_id = $1 AND user_id = $2 AND channel = $3 AND claimed_by = $4
+                   AND state IN ('sending', 'in_doubt')",
+            )
+            .bind(delivery.sale_id)
+            .bind(&delivery.user_id)
+            .bind(delivery.channel.as_str())
+            .bind(self.worker)
+            .bind(state)
+            .bind(detail)
+            .bind(retry_after.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+            if matches!(outcome, Outcome::Gone(_)) {
+                sqlx::query(
+                    "UPDATE notification_contacts
+                     SET push_endpoint = NULL, push_p256dh = NULL, push_auth = NULL
+                     WHERE user_id = $1 AND push_endpoint = $2",
+                )
+                .bind(&delivery.user_id)
+                .bind(&delivery.address)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
+    }
+}
