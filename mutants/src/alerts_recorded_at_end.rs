@@ -34,7 +34,15 @@ impl RecordAtEnd {
     }
 }
 
-type DueRow = (Uuid, String, String, String, i32, Option<String>, Option<String>);
+type DueRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+);
 
 impl DeliveryJournal for RecordAtEnd {
     fn take_due(
@@ -74,7 +82,9 @@ impl DeliveryJournal for RecordAtEnd {
             let mut sent = self.sent.lock().expect("sent set");
             Ok(rows
                 .into_iter()
-                .filter(|(sale_id, _, user_id, ..)| sent.insert((*sale_id, user_id.clone(), channel)))
+                .filter(|(sale_id, _, user_id, ..)| {
+                    sent.insert((*sale_id, user_id.clone(), channel))
+                })
                 .map(
                     |(sale_id, sale_name, user_id, address, attempts, p256dh, auth)| Delivery {
                         sale_id,
@@ -83,7 +93,9 @@ impl DeliveryJournal for RecordAtEnd {
                         channel,
                         address,
                         attempts,
-                        push_keys: p256dh.zip(auth).map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+                        push_keys: p256dh
+                            .zip(auth)
+                            .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
                     },
                 )
                 .collect())

@@ -89,8 +89,8 @@ macro_rules! holds_of_the_correct_inventory {
     };
 }
 
-pub mod alerts_recorded_at_end;
 pub mod ack_without_order;
+pub mod alerts_recorded_at_end;
 pub mod broken_naive;
 pub mod broken_seed;
 pub mod checkout_after_expiry;
@@ -285,9 +285,8 @@ pub async fn build(
     }
     let server = flashsale_server::build_with(settings, move |parts| strategy.make(parts)).await?;
     Ok(match strategy {
-        InventoryStrategy::AlertsRecordedAtEnd => server.with_delivery_journal(|pool| {
-            Arc::new(alerts_recorded_at_end::RecordAtEnd::new(pool))
-        }),
+        InventoryStrategy::AlertsRecordedAtEnd => server
+            .with_delivery_journal(|pool| Arc::new(alerts_recorded_at_end::RecordAtEnd::new(pool))),
         _ => server,
     })
 }

@@ -138,10 +138,9 @@ pub async fn build_with(
     };
     let mut senders = Vec::new();
     if let Some(url) = &settings.notify.smtp_url {
-        senders.push(notify::worker::Sender::Email(notify::email::EmailSender::new(
-            url,
-            &settings.notify,
-        )?));
+        senders.push(notify::worker::Sender::Email(
+            notify::email::EmailSender::new(url, &settings.notify)?,
+        ));
     }
     if let Some(key) = &settings.notify.vapid_private_key {
         senders.push(notify::worker::Sender::Push(notify::push::PushSender::new(

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, ValueEnum};
-use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use flashsale_server::notify::NotifySettings;
+use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use flashsale_server::{AdminToken, InventoryStrategy, Settings};
 
 /// The strategies a deployed server may run. The deliberately broken ones are not listed, so no
@@ -67,14 +67,22 @@ struct Args {
     #[arg(long, env = "FLASHSALE_SMTP_URL")]
     smtp_url: Option<String>,
     /// Sender address of alert emails.
-    #[arg(long, env = "FLASHSALE_MAIL_FROM", default_value = "flashsale@localhost")]
+    #[arg(
+        long,
+        env = "FLASHSALE_MAIL_FROM",
+        default_value = "flashsale@localhost"
+    )]
     mail_from: String,
     /// VAPID private key for Web Push alerts: the raw 32-byte P-256 key, base64url. Without it
     /// no push message is sent. Keep it stable: browsers subscribe with its public key.
     #[arg(long, env = "FLASHSALE_VAPID_PRIVATE_KEY", hide_env_values = true)]
     vapid_private_key: Option<String>,
     /// How push services reach the operator (VAPID `sub`): a mailto: or https: URL.
-    #[arg(long, env = "FLASHSALE_VAPID_SUBJECT", default_value = "mailto:ops@localhost")]
+    #[arg(
+        long,
+        env = "FLASHSALE_VAPID_SUBJECT",
+        default_value = "mailto:ops@localhost"
+    )]
     vapid_subject: String,
     /// Alert sends per second, per channel, at most.
     #[arg(long, env = "FLASHSALE_NOTIFY_RATE", default_value_t = 2000)]
@@ -141,10 +149,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the server")?;
     tracing::info!(addr = %server.local_addr(), "flashsale-server listening");
-    server
-        .run_until(stop_signal())
-        .await
-        .context("serving")?;
+    server.run_until(stop_signal()).await.context("serving")?;
     Ok(())
 }
 

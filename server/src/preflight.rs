@@ -76,7 +76,10 @@ pub fn problems(sale: &SaleTerms, now: OffsetDateTime, stage: Stage) -> Vec<Prob
         Stage::DryRun if sale.starts_at <= now => problem(
             "starts_at".into(),
             "window_started",
-            format!("the sale starts at {}, which is not in the future", sale.starts_at),
+            format!(
+                "the sale starts at {}, which is not in the future",
+                sale.starts_at
+            ),
         ),
         Stage::Activation if sale.ends_at <= now => problem(
             "ends_at".into(),
@@ -139,7 +142,8 @@ pub fn problems(sale: &SaleTerms, now: OffsetDateTime, stage: Stage) -> Vec<Prob
                     p.product_id, p.sale_price_cents
                 ),
             );
-        } else if p.sale_price_cents.saturating_mul(100) < list.saturating_mul(100 - MAX_DISCOUNT_PERCENT)
+        } else if p.sale_price_cents.saturating_mul(100)
+            < list.saturating_mul(100 - MAX_DISCOUNT_PERCENT)
         {
             problem(
                 format!("{field}.sale_price_cents"),
@@ -169,7 +173,13 @@ pub async fn check(
     sale_id: Uuid,
     stage: Stage,
 ) -> Result<Option<Vec<Problem>>, sqlx::Error> {
-    type Row = (OffsetDateTime, OffsetDateTime, Option<i64>, Option<i32>, OffsetDateTime);
+    type Row = (
+        OffsetDateTime,
+        OffsetDateTime,
+        Option<i64>,
+        Option<i32>,
+        OffsetDateTime,
+    );
     let row: Option<Row> = sqlx::query_as(
         "SELECT starts_at, ends_at, unit_cap, per_buyer_limit, clock_timestamp()
          FROM flash_sales WHERE id = $1",
@@ -209,11 +219,13 @@ pub async fn check(
         per_buyer_limit,
         products: products
             .into_iter()
-            .map(|(product_id, sale_price_cents, list_price_cents)| ProductTerms {
-                product_id,
-                sale_price_cents,
-                list_price_cents,
-            })
+            .map(
+                |(product_id, sale_price_cents, list_price_cents)| ProductTerms {
+                    product_id,
+                    sale_price_cents,
+                    list_price_cents,
+                },
+            )
             .collect(),
         overlapping,
     };

@@ -193,7 +193,11 @@ impl Settings {
             ("db_acquire_timeout", self.db_acquire_timeout, false),
             // Zero is meaningful here: no caching.
             ("sale_cache_ttl", self.sale_cache_ttl, true),
-            ("lifecycle_poll_interval", self.lifecycle_poll_interval, false),
+            (
+                "lifecycle_poll_interval",
+                self.lifecycle_poll_interval,
+                false,
+            ),
             ("--notify-send-timeout", self.notify.send_timeout, false),
             ("notify.claim_lapse", self.notify.claim_lapse, false),
         ];

@@ -20,6 +20,9 @@
 //! which needs keys, is "not checked". A per-buyer limit adds INV-9 to the report and tells
 //! INV-5 which requests a buyer could still have been sold; without one, INV-9 is not in the
 //! report at all, because the sale has no such rule.
+//!
+//! INV-8 (wishlist alerts, `inv8_alerts.rs`) is judged on a fan-out run's own evidence — what the
+//! harness's SMTP sink and push receiver received — not on a buy history; `fanout/` calls it.
 
 #[cfg(test)]
 mod fixtures;
@@ -30,6 +33,7 @@ mod inv4_idempotency;
 mod inv5_exactly_cap;
 mod inv6_convergence;
 mod inv7_holds;
+pub mod inv8_alerts;
 mod inv9_per_buyer_limit;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -194,7 +194,10 @@ pub async fn put_product(
     let product: ProductBody = serde_json::from_value(value)
         .map_err(|err| ApiError::invalid_field("body", err.to_string()))?;
     if product.name.trim().is_empty() || product.name.chars().count() > 200 {
-        return Err(ApiError::invalid_field("name", "must be 1 to 200 characters"));
+        return Err(ApiError::invalid_field(
+            "name",
+            "must be 1 to 200 characters",
+        ));
     }
     if product.name.contains('\0') {
         return Err(ApiError::invalid_field(
@@ -288,20 +291,25 @@ pub async fn export_alerts(
         }
     }
     let rfc3339 = |at: Option<OffsetDateTime>| {
-        at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        at.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
     };
     let deliveries: Vec<Value> = rows
         .iter()
-        .map(|(user_id, channel, delivery_state, attempts, sent_at, detail)| {
-            json!({
-                "user_id": user_id,
-                "channel": channel,
-                "state": delivery_state,
-                "attempts": attempts,
-                "sent_at": rfc3339(*sent_at),
-                "detail": detail,
-            })
-        })
+        .map(
+            |(user_id, channel, delivery_state, attempts, sent_at, detail)| {
+                json!({
+                    "user_id": user_id,
+                    "channel": channel,
+                    "state": delivery_state,
+                    "attempts": attempts,
+                    "sent_at": rfc3339(*sent_at),
+                    "detail": detail,
+                })
+            },
+        )
         .collect();
     Ok(Json(json!({
         "sale_id": id,

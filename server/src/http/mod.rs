@@ -53,10 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/wishlist", post(alerts::put_wishlist))
         .route("/admin/products/{product_id}", put(alerts::put_product))
         .route("/admin/sales", post(admin::create_sale))
-        .route(
-            "/admin/sales/{sale_id}/preflight",
-            post(alerts::preflight),
-        )
+        .route("/admin/sales/{sale_id}/preflight", post(alerts::preflight))
         .route("/admin/sales/{sale_id}/alerts", get(alerts::export_alerts))
         .route("/admin/sales/{sale_id}/activate", post(admin::activate))
         .route("/admin/sales/{sale_id}/expire", post(admin::expire))

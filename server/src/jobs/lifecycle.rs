@@ -29,7 +29,9 @@ pub const ACTIVATION_LEAD: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Activation {
     /// Now live; this many alerts were planned.
-    Activated { alerts_planned: u64 },
+    Activated {
+        alerts_planned: u64,
+    },
     AlreadyActive,
     /// Expired sales never come back.
     Expired,
@@ -150,18 +152,20 @@ pub async fn run_one(pool: &PgPool) -> Result<Option<Uuid>, sqlx::Error> {
         return Ok(None);
     };
     let ran = match job.kind {
-        JobKind::Activate => activate(&mut tx, job.sale_id, true).await.map(|outcome| {
-            match &outcome {
-                Activation::Refused(problems) => tracing::warn!(
-                    sale = %job.sale_id, problems = problems.len(),
-                    "the sale failed its preflight and was not activated"
-                ),
-                Activation::Activated { alerts_planned } => tracing::info!(
-                    sale = %job.sale_id, alerts_planned, "the sale went live on schedule"
-                ),
-                _ => {}
-            }
-        }),
+        JobKind::Activate => {
+            activate(&mut tx, job.sale_id, true)
+                .await
+                .map(|outcome| match &outcome {
+                    Activation::Refused(problems) => tracing::warn!(
+                        sale = %job.sale_id, problems = problems.len(),
+                        "the sale failed its preflight and was not activated"
+                    ),
+                    Activation::Activated { alerts_planned } => tracing::info!(
+                        sale = %job.sale_id, alerts_planned, "the sale went live on schedule"
+                    ),
+                    _ => {}
+                })
+        }
         JobKind::Expire => expire(&mut tx, job.sale_id).await,
     };
     match ran {

@@ -98,7 +98,9 @@ impl DeliveryJournal for PgJournal {
                         channel,
                         address,
                         attempts,
-                        push_keys: p256dh.zip(auth).map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+                        push_keys: p256dh
+                            .zip(auth)
+                            .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
                     },
                 )
                 .collect())

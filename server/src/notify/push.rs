@@ -53,16 +53,16 @@ pub struct VapidKeyError {
 
 impl PushSender {
     pub fn new(vapid_private_key: &str, settings: &NotifySettings) -> Result<Self, VapidKeyError> {
-        let raw = Base64UrlUnpadded::decode_vec(vapid_private_key.trim()).map_err(|e| {
-            VapidKeyError {
+        let raw =
+            Base64UrlUnpadded::decode_vec(vapid_private_key.trim()).map_err(|e| VapidKeyError {
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let vapid = ES256KeyPair::from_bytes(&raw).map_err(|e| VapidKeyError {
             reason: e.to_string(),
         })?;
-        let vapid_public =
-            Base64UrlUnpadded::encode_string(&vapid.public_key().public_key().to_bytes_uncompressed());
+        let vapid_public = Base64UrlUnpadded::encode_string(
+            &vapid.public_key().public_key().to_bytes_uncompressed(),
+        );
         let http = reqwest::Client::builder()
             .timeout(settings.send_timeout)
             .pool_max_idle_per_host(settings.concurrency as usize)
@@ -173,7 +173,9 @@ pub fn classify(status: u16) -> Outcome {
             "the push service answered {status}: the subscription no longer exists"
         )),
         429 | 500..=599 => Outcome::Temporary(format!("the push service answered {status}")),
-        _ => Outcome::Refused(format!("the push service refused the message with {status}")),
+        _ => Outcome::Refused(format!(
+            "the push service refused the message with {status}"
+        )),
     }
 }
 

@@ -30,6 +30,7 @@ pub struct TestApp {
     pub pool: PgPool,
     pub redis: redis::aio::MultiplexedConnection,
     db_name: String,
+    settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -64,7 +65,7 @@ pub async fn spawn_app_with(
         ..Settings::default()
     };
     tweak(&mut settings);
-    let server = flashsale_server::build(settings)
+    let server = flashsale_server::build(settings.clone())
         .await
         .expect("server starts");
     let base = format!("http://{}", server.local_addr());
@@ -84,6 +85,7 @@ pub async fn spawn_app_with(
         pool,
         redis,
         db_name,
+        settings,
         stop: Some(stop),
         served: Some(served),
     }
@@ -213,6 +215,37 @@ impl TestApp {
     }
 
     /// Stops the server and drops its database.
+    /// Stops the server gracefully (background jobs and alert workers finish what they started),
+    /// waits `pause`, and starts a new one on the same database (a new port: `base` changes).
+    pub async fn restart(&mut self, pause: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        tokio::time::sleep(pause).await;
+        let server = flashsale_server::build(self.settings.clone())
+            .await
+            .expect("server restarts");
+        self.base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.served = Some(tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
+    pub async fn admin_put(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn finish(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

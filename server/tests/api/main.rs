@@ -10,4 +10,5 @@ mod helpers;
 mod holds;
 mod idempotency;
 mod ledger;
+mod lifecycle;
 mod startup;
