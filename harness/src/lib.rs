@@ -25,6 +25,7 @@ pub mod cli;
 pub mod compare;
 pub mod conformance;
 pub mod explore;
+pub mod fanout;
 pub mod faults;
 pub mod ground_truth;
 pub mod history;

@@ -5,6 +5,7 @@ mod blast;
 mod compare;
 pub mod exit;
 mod explore;
+mod fanout;
 mod run;
 mod verify;
 

@@ -14,6 +14,12 @@ use crate::scenario::Scenario;
 
 /// `flashsale run`: validates the arguments, runs, prints the summary, returns the exit status.
 pub async fn run(args: RunArgs) -> i32 {
+    // A wishlist-fanout scenario is another kind of run (INV-8, alerts), told by its `kind`.
+    if std::fs::read_to_string(&args.scenario)
+        .is_ok_and(|text| crate::fanout::scenario::is_fanout_file(&text))
+    {
+        return super::fanout::run(args).await;
+    }
     let scenario = match Scenario::from_path(&args.scenario) {
         Ok(scenario) => scenario,
         Err(err) => {

@@ -176,12 +176,16 @@ async fn receive(
         Ok(payload) => {
             let value: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
             let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-            shared.received.lock().expect("push store").push(ReceivedPush {
-                subscriber: index,
-                sale_id: text("sale_id"),
-                user_id: text("user_id"),
-                at: Instant::now(),
-            });
+            shared
+                .received
+                .lock()
+                .expect("push store")
+                .push(ReceivedPush {
+                    subscriber: index,
+                    sale_id: text("sale_id"),
+                    user_id: text("user_id"),
+                    at: Instant::now(),
+                });
             (
                 StatusCode::CREATED,
                 [(header::LOCATION, format!("/messages/{index}"))],
@@ -222,15 +226,24 @@ fn accept(
             "the VAPID key is not the one the subscription was made with".into(),
         ));
     }
-    let public = ES256PublicKey::from_bytes(&key_bytes)
-        .map_err(|e| (StatusCode::UNAUTHORIZED, format!("k= is not a P-256 key: {e}")))?;
+    let public = ES256PublicKey::from_bytes(&key_bytes).map_err(|e| {
+        (
+            StatusCode::UNAUTHORIZED,
+            format!("k= is not a P-256 key: {e}"),
+        )
+    })?;
     let options = VerificationOptions {
         allowed_audiences: Some(HashSet::from([shared.origin.clone()])),
         ..Default::default()
     };
     let claims = public
         .verify_token::<NoCustomClaims>(token, Some(options))
-        .map_err(|e| (StatusCode::FORBIDDEN, format!("the VAPID token does not verify: {e}")))?;
+        .map_err(|e| {
+            (
+                StatusCode::FORBIDDEN,
+                format!("the VAPID token does not verify: {e}"),
+            )
+        })?;
     let now = web_push_native::jwt_simple::prelude::Clock::now_since_epoch();
     let day = web_push_native::jwt_simple::prelude::Duration::from_hours(24);
     match claims.expires_at {

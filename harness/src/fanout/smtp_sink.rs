@@ -1,7 +1,9 @@
 //! A mail server on loopback that stores every message it accepts, for wishlist-alert runs. The
 //! SMTP dialogue (commands, states, replies) is the `mailin` crate's; the socket loop is here, on
-//! tokio, so the sink stops with the run. While "refusing" it answers the end of each message with
-//! 451 (a temporary failure: a correct sender retries later) and stores nothing.
+//! tokio, so the sink stops with the run. While "refusing" it answers each DATA command with 451
+//! (a temporary failure: a correct sender retries later) and stores nothing. (Refused at DATA, not
+//! after the message: mailin keeps a session whose end-of-data reply was an error in its data
+//! state, so the client's next command would be read as message text and never answered.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -127,6 +129,10 @@ struct Collector {
 
 impl Handler for Collector {
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        if self.shared.refusing.load(Ordering::SeqCst) {
+            self.shared.refused.fetch_add(1, Ordering::SeqCst);
+            return Response::custom(451, "4.3.0 the sink is refusing mail for a while".into());
+        }
         self.data.clear();
         self.recipients = to.to_vec();
         mailin::response::OK
@@ -138,10 +144,6 @@ impl Handler for Collector {
     }
 
     fn data_end(&mut self) -> Response {
-        if self.shared.refusing.load(Ordering::SeqCst) {
-            self.shared.refused.fetch_add(1, Ordering::SeqCst);
-            return Response::custom(451, "4.3.0 the sink is refusing mail for a while".into());
-        }
         let headers = parse_headers(&self.data);
         let header = |name: &str| {
             headers

@@ -13,7 +13,7 @@
 mod console;
 #[cfg(test)]
 mod fixtures;
-mod hgrm;
+pub mod hgrm;
 mod html;
 mod interval_log;
 mod summary;

@@ -125,6 +125,7 @@ impl DeliveryJournal for PgJournal {
                 ),
                 Outcome::Temporary(why) => ("pending", Some(why.clone())),
                 Outcome::Refused(why) | Outcome::Gone(why) => ("refused", Some(why.clone())),
+                Outcome::NoAnswer(why) => ("in_doubt", Some(why.clone())),
             };
             let mut tx = self.pool.begin().await?;
             // A claim that lapsed into `in_doubt` while the send was slow is still ours to

@@ -75,6 +75,9 @@ pub enum Outcome {
     /// The push service says the subscription no longer exists (404/410): recorded as refused,
     /// and the subscription is removed so no later sale tries it.
     Gone(String),
+    /// No answer within the send timeout: the message may or may not have been accepted.
+    /// Recorded `in_doubt` and never resent (at most once wins).
+    NoAnswer(String),
 }
 
 /// Where a worker takes due deliveries from and records what happened to them.

@@ -24,9 +24,15 @@ use super::{Delivery, NotifySettings, Outcome};
 /// How long a push service should keep an undelivered alert: a flash sale is short.
 pub const MESSAGE_TTL: Duration = Duration::from_secs(3600);
 
+/// A VAPID token is good for 12 hours; it is signed again after this long, per origin.
+const TOKEN_REUSE: Duration = Duration::from_secs(3600);
+
 #[derive(Clone)]
 pub struct PushSender {
     vapid: Arc<ES256KeyPair>,
+    /// Signed tokens per push-service origin: every subscription of one push service shares an
+    /// audience, so one ECDSA signature serves a whole fan-out (as push libraries do).
+    tokens: Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>>,
     /// The VAPID public key as the `k=` parameter carries it (uncompressed point, base64url).
     vapid_public: String,
     subject: String,
@@ -72,6 +78,7 @@ impl PushSender {
             })?;
         Ok(Self {
             vapid: Arc::new(vapid),
+            tokens: Arc::default(),
             vapid_public,
             subject: settings.vapid_subject.clone(),
             http,
@@ -153,15 +160,26 @@ impl PushSender {
     }
 
     /// The VAPID JWT (RFC 8292 §2): audience the endpoint's origin, expiry 12 hours ahead (the
-    /// RFC allows at most 24), subject the operator's contact.
+    /// RFC allows at most 24), subject the operator's contact; reused for an hour per origin.
     fn vapid_token(&self, endpoint: &url::Url) -> Result<String, String> {
         let origin = endpoint.origin().ascii_serialization();
+        if let Some((signed_at, token)) = self.tokens.lock().expect("token cache").get(&origin) {
+            if signed_at.elapsed() < TOKEN_REUSE {
+                return Ok(token.clone());
+            }
+        }
         let claims = Claims::create(JwtDuration::from_hours(12))
-            .with_audience(origin)
+            .with_audience(&origin)
             .with_subject(&self.subject);
-        self.vapid
+        let token = self
+            .vapid
             .sign(claims)
-            .map_err(|e| format!("the VAPID token could not be signed: {e}"))
+            .map_err(|e| format!("the VAPID token could not be signed: {e}"))?;
+        self.tokens
+            .lock()
+            .expect("token cache")
+            .insert(origin, (std::time::Instant::now(), token.clone()));
+        Ok(token)
     }
 }
 

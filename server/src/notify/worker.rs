@@ -144,8 +144,18 @@ pub async fn run(
         for (delivery, permit) in due.into_iter().zip(held) {
             let journal = journal.clone();
             let sender = sender.clone();
+            // The clients' own timeouts do not cover every wait (lettre's leaves a pooled
+            // connection's reads unbounded); this one does, so a hung server cannot hold a send,
+            // or a graceful stop, forever.
+            let limit = settings.send_timeout;
             in_flight.spawn(async move {
-                let outcome = sender.send(&delivery).await;
+                let outcome = match tokio::time::timeout(limit, sender.send(&delivery)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::NoAnswer(format!(
+                        "no answer within {}",
+                        humantime::format_duration(limit)
+                    )),
+                };
                 record(&*journal, &delivery, &outcome).await;
                 drop(permit);
             });
