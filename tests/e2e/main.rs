@@ -2,6 +2,7 @@
 //! PostgreSQL, through the committed scenario files.
 
 mod broken_strategies;
+mod fanout;
 mod faults;
 mod hold_mutants;
 mod holds;

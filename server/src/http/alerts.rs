@@ -96,7 +96,8 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         }
     }
     if let Some(sub) = &body.push_subscription {
-        let endpoint_ok = sub.endpoint.len() <= MAX_ENDPOINT_LEN
+        let endpoint_ok = !sub.endpoint.chars().any(char::is_control)
+            && sub.endpoint.len() <= MAX_ENDPOINT_LEN
             && url::Url::parse(&sub.endpoint)
                 .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
         if !endpoint_ok {
