@@ -12,7 +12,10 @@ and compares them with the server's ground truth:
 - every sale in the database was answered 201 by `POST /admin/sales` or seeded by the script
   (a refused create made no sale), and the database holds exactly the acknowledged orders;
 - each sale's state follows from the activations and expiries that were answered 200 alone
-  (a refused transition moved nothing);
+  (a refused transition moved nothing), and from the lifecycle jobs, which the server runs on its
+  own: a sale whose `ends_at` has passed may be expired by its expiration job, and one created
+  with `activate_on_schedule` may have been made live by its activation job (it then says so in
+  the preflight view: no refusal recorded);
 - each sale's counters agree once the sync job has run: `quantity_sold` equals the units in its
   orders, and the Redis counter, when it is loaded, the slots taken by its orders and live holds
   (a refused buy or reservation left no unit claimed, an ended hold none held).
@@ -23,6 +26,7 @@ Usage: ledger_check.py HAR SEEDED_JSON BASE_URL ADMIN_TOKEN DATABASE_URL
 
 import json
 import re
+from datetime import datetime, timezone
 import subprocess
 import sys
 import time
@@ -35,6 +39,25 @@ SALE_PATH = re.compile(r"^/(?:admin/)?sales/([^/]+)(/[a-z]+)?$")
 HOLD_PATH = re.compile(r"^/sales/([^/]+)/holds/[^/]+/checkout$")
 # How long the counters may take to agree: the units-sync job runs every second by default.
 CONVERGENCE_S = 10.0
+
+
+def request_body(entry):
+    """The JSON a request sent, or None."""
+    text = (entry["request"].get("postData") or {}).get("text")
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+def parse_instant(text):
+    """An RFC 3339 instant as an aware datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def answer_body(entry):
@@ -55,6 +78,7 @@ def main(har_path, seeded_path, base_url, token, database_url):
     server_errors = []
     sales = dict(seeded)  # every sale that exists by an acknowledged request: id -> expected state
     activated, expired = set(), set()
+    scheduled_to_activate = {}  # sale id -> created with "activate_on_schedule": true
     acknowledged = defaultdict(set)  # sale id -> order ids answered 201
     held = defaultdict(set)  # sale id -> hold ids answered 201
     for entry in entries:
@@ -67,6 +91,9 @@ def main(har_path, seeded_path, base_url, token, database_url):
         body = answer_body(entry)
         if method == "POST" and path == "/admin/sales" and status == 201:
             sales.setdefault(body["id"], "scheduled")
+            sent = request_body(entry)
+            scheduled_to_activate[body["id"]] = isinstance(sent, dict) and sent.get(
+                "activate_on_schedule") is True
         checkout = HOLD_PATH.match(path)
         if method == "POST" and checkout and status == 201 and isinstance(body, dict):
             acknowledged[checkout.group(1)].add(body["order_id"])
@@ -102,8 +129,16 @@ def main(har_path, seeded_path, base_url, token, database_url):
 
     for sale, seeded_state in sales.items():
         want = "expired" if sale in expired else "active" if sale in activated else seeded_state
-        got = admin(f"/sales/{sale}").get("state")
-        if got != want:
+        view = admin(f"/sales/{sale}")
+        got = view.get("state")
+        # What the lifecycle jobs may have done since (see the module's docstring).
+        allowed = {want}
+        ends_at = parse_instant(view.get("ends_at"))
+        if ends_at is not None and ends_at <= datetime.now(timezone.utc) and want != "expired":
+            allowed.add("expired")
+        if want == "scheduled" and scheduled_to_activate.get(sale):
+            allowed.add("active")
+        if got not in allowed:
             problems.append(f"sale {sale} is {got}; the answered transitions make it {want}")
         export = admin(f"/admin/sales/{sale}/orders")
         exported = {o["order_id"] for o in export.get("orders", [])}

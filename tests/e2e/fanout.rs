@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 /// The committed scenario, scaled to 1,500 subscribers with its faults at the same fractions.
 fn scaled_scenario() -> FanoutScenario {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/wishlist-fanout.toml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/wishlist-fanout.toml");
     let mut scenario = FanoutScenario::from_path(&path).expect("the committed scenario parses");
     let full = scenario.expected_arrivals();
     scenario.fanout.subscribers = 1_500;
@@ -70,7 +70,11 @@ async fn each_alert_arrives_once_through_an_smtp_refusal_and_a_server_restart() 
     let inv8 = &s.invariants["INV-8"];
     assert_eq!(inv8.verdict, Verdict::Held, "{inv8:#?}\n{s:#?}");
     assert!(s.finished);
-    assert!(s.faults_not_applied.is_empty(), "{:?}", s.faults_not_applied);
+    assert!(
+        s.faults_not_applied.is_empty(),
+        "{:?}",
+        s.faults_not_applied
+    );
     assert_eq!(s.faults_applied.len(), 2);
     // Both faults fired mid-fan-out, and the refusal was real: the sender had to retry.
     for fault in &s.faults_applied {
@@ -82,11 +86,18 @@ async fn each_alert_arrives_once_through_an_smtp_refusal_and_a_server_restart() 
     assert_eq!((email.arrived, email.distinct_users), (1_500, 1_500));
     assert_eq!((push.arrived, push.distinct_users), (1_490, 1_490));
     // Gone subscriptions: refused for good, recorded, never retried past the 410.
-    assert_eq!(s.server_counts["push"]["refused"], 10, "{}", s.server_counts);
+    assert_eq!(
+        s.server_counts["push"]["refused"], 10,
+        "{}",
+        s.server_counts
+    );
     assert_eq!(s.push_gone_answers, 10);
     assert!(s.push_rejected.is_empty(), "{:?}", s.push_rejected);
     // The activation job ran ahead of the start, across nothing but its own schedule.
-    assert!(s.activation_vs_start_ms.is_some_and(|ms| ms <= 0.0), "{s:#?}");
+    assert!(
+        s.activation_vs_start_ms.is_some_and(|ms| ms <= 0.0),
+        "{s:#?}"
+    );
     assert!(outcome.out_dir.join("email-alerts.hgrm").exists());
     assert!(outcome.out_dir.join("push-alerts.hgrm").exists());
 }
@@ -134,7 +145,11 @@ async fn the_push_receiver_checks_the_vapid_key_and_decrypts_with_the_subscripti
     let message = delivery(Channel::Push, receiver.endpoint(0), Some(keys));
     assert!(matches!(wrong.send(&message).await, Outcome::Refused(_)));
     assert_eq!(receiver.received_count(), 0);
-    assert!(receiver.rejected()[0].contains("VAPID key"), "{:?}", receiver.rejected());
+    assert!(
+        receiver.rejected()[0].contains("VAPID key"),
+        "{:?}",
+        receiver.rejected()
+    );
     assert_eq!(right.send(&message).await, Outcome::Sent);
     let got = receiver.received();
     assert_eq!(got.len(), 1);

@@ -39,6 +39,7 @@ struct WishlistBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PushSubscription {
     endpoint: String,
     keys: PushSubscriptionKeys,
@@ -70,6 +71,24 @@ fn text_field(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A product id as a sale's products take it (`sales::NewSale::problems`): 1 to 100 characters,
+/// no NUL; a catalog entry or a wishlist must be able to name any product a sale can sell.
+fn product_id_field(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.chars().count() > 100 {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be 1 to 100 characters",
+        ));
+    }
+    if value.contains('\0') {
+        return Err(ApiError::invalid_field(
+            field,
+            "must not contain a NUL character (U+0000)",
+        ));
+    }
+    Ok(())
+}
+
 fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
     text_field("user_id", &body.user_id, MAX_USER_LEN)?;
     if body.product_ids.is_empty() || body.product_ids.len() > MAX_WISHLIST_PRODUCTS {
@@ -79,7 +98,7 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         ));
     }
     for (i, product) in body.product_ids.iter().enumerate() {
-        text_field(&format!("product_ids[{i}]"), product, 100)?;
+        product_id_field(&format!("product_ids[{i}]"), product)?;
     }
     if body.email.is_none() && body.push_subscription.is_none() {
         return Err(ApiError::invalid_field(
@@ -88,36 +107,32 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         ));
     }
     if let Some(email) = &body.email {
-        if email.len() > 254 || email.parse::<lettre::Address>().is_err() {
+        if !is_plain_address(email) {
             return Err(ApiError::invalid_field(
                 "email",
-                "must be an email address (local@domain, at most 254 bytes)",
+                "must be a plain address: letters, digits and . _ % + - before the @ (no \
+                 leading, trailing or double dot), a domain of letter/digit/hyphen labels after \
+                 it, at most 254 bytes",
             ));
         }
     }
     if let Some(sub) = &body.push_subscription {
-        let endpoint_ok = !sub.endpoint.chars().any(char::is_control)
-            && sub.endpoint.len() <= MAX_ENDPOINT_LEN
-            && url::Url::parse(&sub.endpoint)
-                .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some());
-        if !endpoint_ok {
+        if !is_push_endpoint(&sub.endpoint) {
             return Err(ApiError::invalid_field(
                 "push_subscription.endpoint",
-                "must be an http(s) URL of at most 2000 bytes",
+                "must be an http(s) URL (host of letter-led labels, optional port, a path of \
+                 letters, digits and . _ ~ / -) of at most 2000 bytes",
             ));
         }
-        let p256dh_ok = Base64UrlUnpadded::decode_vec(sub.keys.p256dh.trim_end_matches('='))
-            .ok()
-            .is_some_and(|bytes| web_push_native::p256::PublicKey::from_sec1_bytes(&bytes).is_ok());
-        if !p256dh_ok {
+        // The shape only: whether p256dh is a point on the curve is found when the alert is
+        // encrypted, and recorded as a permanent refusal then (browsers always give one).
+        if !decodes_to(&sub.keys.p256dh, 65).is_some_and(|key| key[0] == 4) {
             return Err(ApiError::invalid_field(
                 "push_subscription.keys.p256dh",
-                "must be a P-256 public key, base64url",
+                "must be an uncompressed P-256 public key: 65 bytes starting with 0x04, base64url",
             ));
         }
-        let auth_ok = Base64UrlUnpadded::decode_vec(sub.keys.auth.trim_end_matches('='))
-            .is_ok_and(|bytes| bytes.len() == 16);
-        if !auth_ok {
+        if decodes_to(&sub.keys.auth, 16).is_none() {
             return Err(ApiError::invalid_field(
                 "push_subscription.keys.auth",
                 "must be a 16-byte secret, base64url",
@@ -125,6 +140,73 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Canonical unpadded base64url (as browsers give keys) decoding to exactly `len` bytes.
+fn decodes_to(text: &str, len: usize) -> Option<Vec<u8>> {
+    Base64UrlUnpadded::decode_vec(text)
+        .ok()
+        .filter(|bytes| bytes.len() == len)
+}
+
+/// The address rule of the contract (`server/openapi.json`, Wishlist.email): a dot-atom local
+/// part of letters, digits and `._%+-`, `@`, a domain of 1-63-character labels of letters, digits
+/// and inner hyphens; 254 bytes at most. Narrower than RFC 5322 on purpose: every address it
+/// accepts is one the SMTP client sends to, so a stored address never fails later.
+pub fn is_plain_address(address: &str) -> bool {
+    let Some((local, domain)) = address.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_%+-".contains(c))
+        });
+    address.len() <= 254 && local_ok && is_host(domain, true)
+}
+
+/// Dot-separated labels of 1-63 ASCII letters, digits and inner hyphens; unless
+/// `digits_allowed_first`, each label starts with a letter (so no host reads as an IPv4 number).
+fn is_host(host: &str, digits_allowed_first: bool) -> bool {
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+                && (digits_allowed_first || bytes[0].is_ascii_alphabetic())
+        })
+}
+
+/// The endpoint rule of the contract: `http(s)://host[:port][/path]`, the host's labels led by a
+/// letter, a port of 1-4 digits, a path of letters, digits and `._~/-`; 2000 bytes at most.
+pub fn is_push_endpoint(endpoint: &str) -> bool {
+    let Some(rest) = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._~/-".contains(c));
+    endpoint.len() <= MAX_ENDPOINT_LEN && is_host(host, false) && port_ok && path_ok
 }
 
 pub async fn put_wishlist(
@@ -139,8 +221,8 @@ pub async fn put_wishlist(
     let (endpoint, p256dh, auth) = match &wishlist.push_subscription {
         Some(sub) => (
             Some(sub.endpoint.as_str()),
-            Some(sub.keys.p256dh.trim_end_matches('=')),
-            Some(sub.keys.auth.trim_end_matches('=')),
+            Some(sub.keys.p256dh.as_str()),
+            Some(sub.keys.auth.as_str()),
         ),
         None => (None, None, None),
     };
@@ -189,7 +271,7 @@ pub async fn put_product(
     Path(product_id): Path<String>,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    text_field("product_id", &product_id, 100)?;
+    product_id_field("product_id", &product_id)?;
     let raw = body::read(request, state.settings.body_read_timeout).await?;
     let value = body::value_from_slice(&raw)?;
     let product: ProductBody = serde_json::from_value(value)
@@ -321,4 +403,76 @@ pub async fn export_alerts(
         "counts": counts,
         "deliveries": deliveries,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_follow_the_contract_rule() {
+        for good in [
+            "a@b",
+            "first.last+tag@mail.example.test",
+            "x_%-@1.2.3.4",
+            "a@b-c.d",
+        ] {
+            assert!(is_plain_address(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "@b",
+            "a@",
+            ".a@b",
+            "a.@b",
+            "a..b@c",
+            "a@-b",
+            "a@b-",
+            "a@b..c",
+            "a b@c",
+            "\"q\"@c",
+            "a@b@c",
+            &format!("a@{}", "x".repeat(64)),
+        ] {
+            assert!(!is_plain_address(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints_follow_the_contract_rule() {
+        for good in [
+            "https://push.example.test/abc",
+            "http://a:8080/push/12",
+            "https://a",
+            "https://fcm.googleapis.com/fcm/send/x-Y_z~1",
+        ] {
+            assert!(is_push_endpoint(good), "{good}");
+        }
+        for bad in [
+            "ftp://a/b",
+            "https://",
+            "https://1.2.3.4/x",
+            "https://a:/x",
+            "https://a:12345",
+            "https://a/x?y=1",
+            "https://-a/x",
+            "https://a b/x",
+            "https://a/\u{0}",
+        ] {
+            assert!(!is_push_endpoint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_must_be_canonical_unpadded_base64url() {
+        let p256dh = format!("BA{}A", "A".repeat(84));
+        assert_eq!(decodes_to(&p256dh, 65).map(|k| k[0]), Some(4));
+        // The same with padding, or with non-zero bits after the last byte, is refused: the
+        // contract's pattern admits exactly the canonical form.
+        assert!(decodes_to(&format!("{p256dh}="), 65).is_none());
+        assert!(decodes_to(&format!("BA{}B", "A".repeat(84)), 65).is_none());
+        assert!(decodes_to(&format!("{}g", "A".repeat(21)), 16).is_some());
+        assert!(decodes_to(&format!("{}h", "A".repeat(21)), 16).is_none());
+    }
 }

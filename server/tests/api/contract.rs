@@ -39,7 +39,11 @@ async fn every_documented_operation_is_routed() {
     assert!(paths.len() >= 8);
     for (path, operations) in paths {
         for method in operations.as_object().unwrap().keys() {
-            let url = app.url(&path.replace("{sale_id}", &uuid::Uuid::new_v4().to_string()));
+            let url = app.url(
+                &path
+                    .replace("{sale_id}", &uuid::Uuid::new_v4().to_string())
+                    .replace("{product_id}", "contract-product"),
+            );
             let request = match method.as_str() {
                 "get" => app.client.get(url),
                 "post" => app
@@ -47,6 +51,7 @@ async fn every_documented_operation_is_routed() {
                     .post(url)
                     .header("idempotency-key", "contract")
                     .body("{}"),
+                "put" => app.client.put(url).body("{}"),
                 other => panic!("unexpected method {other}"),
             };
             let response = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
