@@ -126,7 +126,7 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         }
         // The shape only: whether p256dh is a point on the curve is found when the alert is
         // encrypted, and recorded as a permanent refusal then (browsers always give one).
-        if !decodes_to(&sub.keys.p256dh, 65).is_some_and(|key| key[0] == 4) {
+        if decodes_to(&sub.keys.p256dh, 65).is_none_or(|key| key[0] != 4) {
             return Err(ApiError::invalid_field(
                 "push_subscription.keys.p256dh",
                 "must be an uncompressed P-256 public key: 65 bytes starting with 0x04, base64url",
