@@ -120,8 +120,8 @@ fn check_wishlist(body: &WishlistBody) -> Result<(), ApiError> {
         if !is_push_endpoint(&sub.endpoint) {
             return Err(ApiError::invalid_field(
                 "push_subscription.endpoint",
-                "must be an http(s) URL (host of letter-led labels, optional port, a path of \
-                 letters, digits and . _ ~ / -) of at most 2000 bytes",
+                "must be an http(s) URL (a host of letter-led labels or an IPv4 address, an \
+                 optional port, a path of letters, digits and . _ ~ / -) of at most 2000 bytes",
             ));
         }
         // The shape only: whether p256dh is a point on the curve is found when the alert is
@@ -185,7 +185,9 @@ fn is_host(host: &str, digits_allowed_first: bool) -> bool {
 }
 
 /// The endpoint rule of the contract: `http(s)://host[:port][/path]`, the host's labels led by a
-/// letter, a port of 1-4 digits, a path of letters, digits and `._~/-`; 2000 bytes at most.
+/// letter or a plain dotted-quad IPv4 address, a port up to 65535 (1-4 digits, or 5 without a
+/// leading zero), a path of letters, digits
+/// and `._~/-`; 2000 bytes at most.
 pub fn is_push_endpoint(endpoint: &str) -> bool {
     let Some(rest) = endpoint
         .strip_prefix("https://")
@@ -201,12 +203,34 @@ pub fn is_push_endpoint(endpoint: &str) -> bool {
         Some((host, port)) => (host, Some(port)),
         None => (authority, None),
     };
-    let port_ok =
-        port.is_none_or(|p| (1..=4).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok = port.is_none_or(|p| {
+        p.bytes().all(|b| b.is_ascii_digit())
+            && match p.len() {
+                1..=4 => true,
+                5 => !p.starts_with('0') && p.parse::<u16>().is_ok(),
+                _ => false,
+            }
+    });
     let path_ok = path
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "._~/-".contains(c));
-    endpoint.len() <= MAX_ENDPOINT_LEN && is_host(host, false) && port_ok && path_ok
+    endpoint.len() <= MAX_ENDPOINT_LEN
+        && (is_host(host, false) || is_ipv4(host))
+        && port_ok
+        && path_ok
+}
+
+/// A dotted-quad IPv4 address in its plain form (no leading zeros): 127.0.0.1.
+fn is_ipv4(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
 }
 
 pub async fn put_wishlist(
@@ -452,9 +476,12 @@ mod tests {
         for bad in [
             "ftp://a/b",
             "https://",
-            "https://1.2.3.4/x",
+            "https://1.2.3/x",
+            "https://01.2.3.4/x",
+            "https://1.2.3.256/x",
             "https://a:/x",
-            "https://a:12345",
+            "https://a:65536",
+            "https://a:01234",
             "https://a/x?y=1",
             "https://-a/x",
             "https://a b/x",
