@@ -7,9 +7,8 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use flashsale_server::notify::{Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
+use flashsale_server::notify::{Attempted, Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -102,20 +101,17 @@ impl DeliveryJournal for RecordAtEnd {
         })
     }
 
-    fn record<'a>(
-        &'a self,
-        delivery: &'a Delivery,
-        outcome: &'a Outcome,
-        _retry_after: Duration,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn record<'a>(&'a self, outcomes: &'a [Attempted]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
-            if !matches!(outcome, Outcome::Sent) {
-                // Anything but a success is tried again later, as the correct journal would.
-                self.sent.lock().expect("sent set").remove(&(
-                    delivery.sale_id,
-                    delivery.user_id.clone(),
-                    delivery.channel,
-                ));
+            let mut sent = self.sent.lock().expect("sent set");
+            for Attempted {
+                delivery, outcome, ..
+            } in outcomes
+            {
+                if !matches!(outcome, Outcome::Sent) {
+                    // Anything but a success is tried again later, as the correct journal would.
+                    sent.remove(&(delivery.sale_id, delivery.user_id.clone(), delivery.channel));
+                }
             }
             Ok(())
         })

@@ -93,6 +93,9 @@ async fn serve(stream: TcpStream, builder: SessionBuilder, handler: Collector) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
+    // One small reply per command: without this, Nagle's algorithm holds a reply back until the
+    // client's delayed ACK of the previous one (tens of milliseconds per message).
+    let _ = stream.set_nodelay(true);
     let mut session = builder.build(peer.ip(), handler);
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);

@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
+use super::{Attempted, Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
 
 #[derive(Debug, Clone)]
 pub struct PgJournal {
@@ -107,58 +107,91 @@ impl DeliveryJournal for PgJournal {
         })
     }
 
-    fn record<'a>(
-        &'a self,
-        delivery: &'a Delivery,
-        outcome: &'a Outcome,
-        retry_after: Duration,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn record<'a>(&'a self, outcomes: &'a [Attempted]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(async move {
-            let (state, detail) = match outcome {
-                Outcome::Sent => ("sent", None),
-                Outcome::Temporary(why) if delivery.attempts + 1 >= self.max_attempts => (
-                    "refused",
-                    Some(format!(
-                        "gave up after {} attempts; the last: {why}",
-                        delivery.attempts + 1
-                    )),
-                ),
-                Outcome::Temporary(why) => ("pending", Some(why.clone())),
-                Outcome::Refused(why) | Outcome::Gone(why) => ("refused", Some(why.clone())),
-                Outcome::NoAnswer(why) => ("in_doubt", Some(why.clone())),
-            };
+            if outcomes.is_empty() {
+                return Ok(());
+            }
+            let mut sales = Vec::with_capacity(outcomes.len());
+            let mut users = Vec::with_capacity(outcomes.len());
+            let mut channels = Vec::with_capacity(outcomes.len());
+            let mut states = Vec::with_capacity(outcomes.len());
+            let mut details: Vec<Option<String>> = Vec::with_capacity(outcomes.len());
+            let mut retries = Vec::with_capacity(outcomes.len());
+            let mut gone_users = Vec::new();
+            let mut gone_endpoints = Vec::new();
+            for Attempted {
+                delivery,
+                outcome,
+                retry_after,
+            } in outcomes
+            {
+                let (state, detail) = self.settle(delivery, outcome);
+                sales.push(delivery.sale_id);
+                users.push(delivery.user_id.clone());
+                channels.push(delivery.channel.as_str());
+                states.push(state);
+                details.push(detail);
+                retries.push(retry_after.as_secs_f64());
+                if matches!(outcome, Outcome::Gone(_)) {
+                    gone_users.push(delivery.user_id.clone());
+                    gone_endpoints.push(delivery.address.clone());
+                }
+            }
             let mut tx = self.pool.begin().await?;
             // A claim that lapsed into `in_doubt` while the send was slow is still ours to
             // settle: we know its outcome now.
             sqlx::query(
-                "UPDATE notification_deliveries
-                 SET state = $5, detail = $6, attempts = attempts + 1,
-                     sent_at = CASE WHEN $5 = 'sent' THEN clock_timestamp() END,
-                     next_attempt_at = clock_timestamp() + make_interval(secs => $7)
-                 WHERE sale_id = $1 AND user_id = $2 AND channel = $3 AND claimed_by = $4
-                   AND state IN ('sending', 'in_doubt')",
+                "UPDATE notification_deliveries d
+                 SET state = t.state, detail = t.detail, attempts = d.attempts + 1,
+                     sent_at = CASE WHEN t.state = 'sent' THEN clock_timestamp() END,
+                     next_attempt_at = clock_timestamp() + make_interval(secs => t.retry)
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::float8[]) AS t (sale_id, user_id, channel, state, detail, retry)
+                 WHERE d.sale_id = t.sale_id AND d.user_id = t.user_id AND d.channel = t.channel
+                   AND d.claimed_by = $7 AND d.state IN ('sending', 'in_doubt')",
             )
-            .bind(delivery.sale_id)
-            .bind(&delivery.user_id)
-            .bind(delivery.channel.as_str())
+            .bind(&sales)
+            .bind(&users)
+            .bind(&channels)
+            .bind(&states)
+            .bind(&details)
+            .bind(&retries)
             .bind(self.worker)
-            .bind(state)
-            .bind(detail)
-            .bind(retry_after.as_secs_f64())
             .execute(&mut *tx)
             .await?;
-            if matches!(outcome, Outcome::Gone(_)) {
+            if !gone_users.is_empty() {
                 sqlx::query(
-                    "UPDATE notification_contacts
+                    "UPDATE notification_contacts c
                      SET push_endpoint = NULL, push_p256dh = NULL, push_auth = NULL
-                     WHERE user_id = $1 AND push_endpoint = $2",
+                     FROM unnest($1::text[], $2::text[]) AS g (user_id, endpoint)
+                     WHERE c.user_id = g.user_id AND c.push_endpoint = g.endpoint",
                 )
-                .bind(&delivery.user_id)
-                .bind(&delivery.address)
+                .bind(&gone_users)
+                .bind(&gone_endpoints)
                 .execute(&mut *tx)
                 .await?;
             }
             tx.commit().await
         })
+    }
+}
+
+impl PgJournal {
+    /// The state and detail an outcome leaves a delivery in.
+    fn settle(&self, delivery: &Delivery, outcome: &Outcome) -> (&'static str, Option<String>) {
+        match outcome {
+            Outcome::Sent => ("sent", None),
+            Outcome::Temporary(why) if delivery.attempts + 1 >= self.max_attempts => (
+                "refused",
+                Some(format!(
+                    "gave up after {} attempts; the last: {why}",
+                    delivery.attempts + 1
+                )),
+            ),
+            Outcome::Temporary(why) => ("pending", Some(why.clone())),
+            Outcome::Refused(why) | Outcome::Gone(why) => ("refused", Some(why.clone())),
+            Outcome::NoAnswer(why) => ("in_doubt", Some(why.clone())),
+        }
     }
 }

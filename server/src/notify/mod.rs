@@ -80,6 +80,14 @@ pub enum Outcome {
     NoAnswer(String),
 }
 
+/// One attempt's outcome, on its way to the journal.
+#[derive(Debug, Clone)]
+pub struct Attempted {
+    pub delivery: Delivery,
+    pub outcome: Outcome,
+    pub retry_after: Duration,
+}
+
 /// Where a worker takes due deliveries from and records what happened to them.
 pub trait DeliveryJournal: Send + Sync + std::fmt::Debug {
     /// Up to `limit` deliveries of `channel` that are due, each now the caller's to send.
@@ -89,13 +97,9 @@ pub trait DeliveryJournal: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> BoxFuture<'_, Result<Vec<Delivery>, sqlx::Error>>;
 
-    /// Records the outcome of one attempt.
-    fn record<'a>(
-        &'a self,
-        delivery: &'a Delivery,
-        outcome: &'a Outcome,
-        retry_after: Duration,
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+    /// Records the outcomes of attempts (each with the wait before a retry, if it failed for
+    /// now), all in one transaction.
+    fn record<'a>(&'a self, outcomes: &'a [Attempted]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
 
     /// Called when nothing of `channel` was due.
     fn idle(&self, _channel: Channel) -> BoxFuture<'_, Result<(), sqlx::Error>> {

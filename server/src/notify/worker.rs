@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::email::EmailSender;
 use super::push::PushSender;
-use super::{Channel, Delivery, DeliveryJournal, NotifySettings, Outcome, retry_delay};
+use super::{Attempted, Channel, Delivery, DeliveryJournal, NotifySettings, Outcome, retry_delay};
 
 /// The sender of one channel.
 #[derive(Debug, Clone)]
@@ -95,6 +95,22 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(concurrency as usize));
     let mut pacer = Pacer::new(settings.sends_per_second, concurrency);
     let mut in_flight = JoinSet::new();
+    // Outcomes are recorded by one task, as many per transaction as have come in since the last
+    // one: a commit per alert would cap a channel at what one connection commits per second.
+    let (outcomes, mut arrived) = mpsc::unbounded_channel::<Attempted>();
+    let recorder_journal = journal.clone();
+    let recorder = tokio::spawn(async move {
+        while let Some(first) = arrived.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_RECORD_BATCH {
+                match arrived.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            record(&*recorder_journal, &batch).await;
+        }
+    });
     loop {
         if *stop.borrow() {
             break;
@@ -142,7 +158,7 @@ pub async fn run(
             continue;
         }
         for (delivery, permit) in due.into_iter().zip(held) {
-            let journal = journal.clone();
+            let outcomes = outcomes.clone();
             let sender = sender.clone();
             // The clients' own timeouts do not cover every wait (lettre's leaves a pooled
             // connection's reads unbounded); this one does, so a hung server cannot hold a send,
@@ -156,27 +172,35 @@ pub async fn run(
                         humantime::format_duration(limit)
                     )),
                 };
-                record(&*journal, &delivery, &outcome).await;
                 drop(permit);
+                let retry_after = retry_delay(delivery.attempts);
+                let _ = outcomes.send(Attempted {
+                    delivery,
+                    outcome,
+                    retry_after,
+                });
             });
         }
     }
     // Graceful: every send started is finished and recorded before the worker returns.
     while in_flight.join_next().await.is_some() {}
+    drop(outcomes);
+    let _ = recorder.await;
 }
 
-/// Records an outcome, retrying a failing database for a few seconds: a send whose outcome
+/// Outcomes recorded in one transaction, at most.
+const MAX_RECORD_BATCH: usize = 256;
+
+/// Records outcomes, retrying a failing database for a few seconds: a send whose outcome
 /// cannot be recorded stays `sending` and becomes `in_doubt` later — never resent.
-async fn record(journal: &dyn DeliveryJournal, delivery: &Delivery, outcome: &Outcome) {
-    let retry_after = retry_delay(delivery.attempts);
+async fn record(journal: &dyn DeliveryJournal, batch: &[Attempted]) {
     for attempt in 0..10 {
-        match journal.record(delivery, outcome, retry_after).await {
+        match journal.record(batch).await {
             Ok(()) => return,
             Err(e) if attempt == 9 => {
                 tracing::error!(
-                    sale = %delivery.sale_id, user = %delivery.user_id,
-                    channel = delivery.channel.as_str(), error = %e,
-                    "could not record a delivery's outcome; it will be in doubt"
+                    outcomes = batch.len(), error = %e,
+                    "could not record the outcomes of alert sends; they will be in doubt"
                 );
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
