@@ -377,3 +377,49 @@ async fn an_alert_whose_sender_died_is_in_doubt_and_never_taken_again() {
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_gone_subscription_is_refused_for_good_and_removed() {
+    use flashsale_server::notify::{Attempted, Outcome};
+    let app = spawn_app(InventoryStrategy::Postgres).await;
+    let endpoint = "https://push.example.test/gone";
+    let response = app
+        .client
+        .post(app.url("/wishlist"))
+        .json(&json!({"user_id": "u", "product_ids": ["tee"], "email": "u@example.test",
+            "push_subscription": {"endpoint": endpoint, "keys": {
+                "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM",
+                "auth": "tBHItJI5svbpez7KI4CCXg"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let sale = app.live_sale(Some(5)).await;
+    let journal = PgJournal::new(app.pool.clone(), Duration::from_secs(60), 8);
+    let taken = journal.take_due(Channel::Push, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(taken[0].push_keys.is_some());
+    journal
+        .record(&[Attempted {
+            delivery: taken[0].clone(),
+            outcome: Outcome::Gone("410".into()),
+            retry_after: Duration::from_millis(1),
+        }])
+        .await
+        .unwrap();
+    let (state, subscription, email): (String, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT d.state, c.push_endpoint, c.email
+         FROM notification_deliveries d JOIN notification_contacts c USING (user_id)
+         WHERE d.sale_id = $1 AND d.channel = 'push'",
+    )
+    .bind(sale)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "refused");
+    assert_eq!(subscription, None, "the gone subscription is removed");
+    assert_eq!(email.as_deref(), Some("u@example.test"), "the email address stays");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(journal.take_due(Channel::Push, 10).await.unwrap().is_empty(), "never retried");
+    app.finish().await;
+}
