@@ -418,8 +418,19 @@ async fn a_gone_subscription_is_refused_for_good_and_removed() {
     .unwrap();
     assert_eq!(state, "refused");
     assert_eq!(subscription, None, "the gone subscription is removed");
-    assert_eq!(email.as_deref(), Some("u@example.test"), "the email address stays");
+    assert_eq!(
+        email.as_deref(),
+        Some("u@example.test"),
+        "the email address stays"
+    );
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(journal.take_due(Channel::Push, 10).await.unwrap().is_empty(), "never retried");
+    assert!(
+        journal
+            .take_due(Channel::Push, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "never retried"
+    );
     app.finish().await;
 }
