@@ -30,6 +30,7 @@ pub async fn run_in_process(
             strategy,
             deps: Dependencies::from_env(),
             keep_database: false,
+            replicas: 1,
         },
         seed: None,
         out_dir: Some(out.to_owned()),

@@ -39,6 +39,8 @@ pub enum TargetChoice {
         strategy: InventoryStrategy,
         deps: Dependencies,
         keep_database: bool,
+        /// Servers sharing the database and Redis (`--replicas`); buyers are spread across them.
+        replicas: usize,
     },
     /// A server already running at this URL, described by a profile.
     Url {
@@ -250,6 +252,10 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         clock_origin_at: measured.clock_origin_at,
         wall_time: wall.elapsed(),
         sale_id: measured.sale_id.clone(),
+        replicas: match driver.buy_urls() {
+            urls if urls.len() > 1 => urls,
+            _ => Vec::new(),
+        },
     };
     let summary = report::write_all(
         &out_dir,
@@ -339,6 +345,7 @@ async fn start_target(
             strategy,
             deps,
             keep_database,
+            replicas,
         } => {
             let mut overrides = ServerOverrides {
                 redis_timeout: scenario.redis.timeout,
@@ -375,12 +382,20 @@ async fn start_target(
                 overrides.postgres_via = Some(proxy.local_addr());
                 env.pg_proxy = Some(proxy);
             }
-            let server = InProcessServer::start(&deps, strategy, &overrides, keep_database).await?;
+            let server = InProcessServer::start_replicas(
+                &deps,
+                strategy,
+                &overrides,
+                keep_database,
+                replicas,
+            )
+            .await?;
             let driver = Driver::new(
                 Arc::new(Profile::openapi(&server.admin_token)),
                 &server.base_url,
                 Default::default(),
-            );
+            )
+            .with_buy_urls(server.replica_urls.clone());
             let label = match &env.redis_container {
                 Some(c) => format!("in-process (Redis container {})", c.image()),
                 None => "in-process".to_owned(),
@@ -744,7 +759,8 @@ async fn run_against(
         driver.base_url(),
         &sale_id,
         scenario.sale.products.first().map(|p| p.id.clone()),
-    );
+    )
+    .with_replicas(driver.buy_urls());
     let journeys = scenario.journeys.is_some();
     let holds = driver
         .profile()

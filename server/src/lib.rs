@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod inventory;
+pub mod job_queue;
 pub mod jobs;
 pub mod ledger;
 pub mod notify;

@@ -229,7 +229,7 @@ pub async fn create(pool: &PgPool, new: &NewSale, ledger: LedgerKind) -> Result<
     .await?;
     // The sale and its lifecycle jobs commit together: no sale without its expiration (and, if
     // asked, activation) job, whenever the process dies.
-    crate::jobs::lifecycle::schedule(
+    crate::job_queue::schedule_sale(
         &mut tx,
         id,
         new.starts_at,

@@ -10,5 +10,6 @@ mod mutants;
 mod own_services;
 mod per_buyer_limit;
 mod reference_server;
+mod replicas;
 mod soak;
 mod verify_mutants;

@@ -71,6 +71,7 @@ async fn with_nothing_answering_the_harness_starts_its_own_services_and_removes_
             strategy: InventoryStrategy::Redis,
             deps: provided.deps.clone(),
             keep_database: false,
+            replicas: 1,
         },
         seed: None,
         out_dir: Some(out.path().to_owned()),

@@ -24,6 +24,7 @@ async fn caught_and_replayed(strategy: InventoryStrategy, invariant: &str) {
         strategy,
         deps: Dependencies::from_env(),
         keep_database: false,
+        replicas: 1,
     };
     // Some mutants break only when requests interleave (eight copies of a key at one instant);
     // a loaded 2-core machine can serialize a whole campaign. A campaign that caught nothing is

@@ -15,6 +15,7 @@ fn in_process(strategy: InventoryStrategy) -> TargetChoice {
         strategy,
         deps: Dependencies::from_env(),
         keep_database: false,
+        replicas: 1,
     }
 }
 

@@ -26,6 +26,13 @@ pub async fn run(args: RunArgs) -> i32 {
         );
         return exit::SETUP;
     }
+    if args.replicas > 1 {
+        eprintln!(
+            "error: --replicas is for buy scenarios; a wishlist-fanout run restarts one server \
+             (alerts from several replicas share the queue and journal, but no scenario runs them yet)"
+        );
+        return exit::SETUP;
+    }
     if args.repeat > 1 || args.dry_run {
         eprintln!(
             "error: --repeat and --dry-run apply to buy scenarios; drop them for a wishlist-fanout scenario"
@@ -50,6 +57,7 @@ pub async fn run(args: RunArgs) -> i32 {
         strategy,
         deps,
         keep_database,
+        ..
     } = target
     else {
         eprintln!("error: a wishlist-fanout scenario needs the in-process reference server");

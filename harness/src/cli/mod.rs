@@ -214,6 +214,10 @@ pub struct RunArgs {
     /// against a live service without sending a buy.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run the in-process reference server as N replicas on one PostgreSQL database and one
+    /// Redis, buyers spread across them by buyer; the summary shows each replica's share.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub replicas: u32,
 }
 
 /// Runs the command, returns its exit status.
@@ -294,6 +298,7 @@ pub(crate) fn target_choice(
             strategy: inventory.unwrap_or(InventoryStrategy::Redis),
             deps: Dependencies::from_env(),
             keep_database,
+            replicas: 1,
         }),
     }
 }

@@ -34,6 +34,18 @@ pub async fn run(args: RunArgs) -> i32 {
             return exit::SETUP;
         }
     };
+    if args.replicas > 1 {
+        match &mut target {
+            TargetChoice::InProcess { replicas, .. } => *replicas = args.replicas as usize,
+            _ => {
+                eprintln!(
+                    "error: --replicas runs the in-process reference server as several replicas; \
+                     a --target or --profile service is as many servers as it is: drop --replicas"
+                );
+                return exit::SETUP;
+            }
+        }
+    }
     // Held to the end of the command: the containers started for it go when it returns.
     let _services = match provide_services(&mut target).await {
         Ok(services) => services,

@@ -156,6 +156,7 @@ pub fn search(options: SearchOptions, runtime: &Handle) -> Result<SearchOutcome,
             strategy,
             deps,
             keep_database,
+            ..
         } if !options.profile.faults => Some(
             runtime
                 .block_on(InProcessServer::start(
@@ -470,6 +471,7 @@ mod tests {
             strategy: InventoryStrategy::BrokenNaive,
             deps: crate::target::Dependencies::from_env(),
             keep_database: false,
+            replicas: 1,
         };
         assert_eq!(
             replay_command(path, &in_process, Some(3)),

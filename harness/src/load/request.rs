@@ -20,6 +20,19 @@ pub struct BuyTemplate {
     fixed: Values,
     /// The product of a buyer who names none (a sale of one product).
     default_product: Option<String>,
+    /// With server replicas: each buyer's `base_url` is one of these ([`replica_of`]).
+    replica_urls: Vec<String>,
+}
+
+/// Which of `replicas` servers a buyer goes to: a hash of the buyer id (FNV-1a), so a buyer keeps
+/// one replica for all its tries and the split is the same in the load and in the summary.
+pub fn replica_of(buyer_id: &str, replicas: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in buyer_id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % replicas.max(1) as u64) as usize
 }
 
 /// A request ready to send.
@@ -51,12 +64,28 @@ impl BuyTemplate {
             answers: buy.answers.clone(),
             fixed,
             default_product,
+            replica_urls: Vec::new(),
         }
+    }
+
+    /// Spreads the buyers across `urls` (several server replicas); one URL changes nothing.
+    pub fn with_replicas(mut self, urls: Vec<String>) -> Self {
+        if urls.len() > 1 {
+            self.replica_urls = urls
+                .into_iter()
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .collect();
+        }
+        self
     }
 
     /// The request of `buyer`.
     pub fn prepare(&self, buyer: &Buyer) -> PreparedBuy {
         let mut values = self.fixed.clone();
+        if !self.replica_urls.is_empty() {
+            let replica = replica_of(&buyer.buyer_id, self.replica_urls.len());
+            values.insert("base_url", Value::from(self.replica_urls[replica].clone()));
+        }
         values.insert("buyer_id", Value::from(buyer.buyer_id.clone()));
         values.insert("quantity", Value::from(buyer.quantity));
         values.insert(

@@ -100,6 +100,15 @@ pub fn console_summary(summary: &Summary) -> String {
             by_code(&o.unknown_by_code)
         ),
     );
+    for r in summary.replicas.iter().flatten() {
+        line(
+            &mut s,
+            format!(
+                "  replica {} ({}): {} buyers, {} attempts, {} ok ({} units)",
+                r.replica, r.base_url, r.buyers, r.attempts, r.ok, r.units_acknowledged
+            ),
+        );
+    }
     line(
         &mut s,
         format!(

@@ -110,6 +110,7 @@ pub fn run(extra_order: bool) -> Run {
         clock_origin_at: datetime!(2026-11-26 11:15:01 +01:00),
         wall_time: Duration::from_millis(3_250),
         sale_id: "sale-123".into(),
+        replicas: Vec::new(),
     };
     Run {
         info,

@@ -60,6 +60,8 @@ pub struct RunInfo {
     pub clock_origin_at: OffsetDateTime,
     pub wall_time: Duration,
     pub sale_id: String,
+    /// The servers buyers were spread across (`--replicas`); empty for one server.
+    pub replicas: Vec<String>,
 }
 
 /// Everything a run produced, borrowed so the caller keeps ownership of large histories.

@@ -117,6 +117,55 @@ pub struct Summary {
     /// Resident memory over the run (harness, and a service it started); absent when not sampled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<crate::memory::MemoryReport>,
+    /// Per server replica (`--replicas`): what its buyers sent and were sold; absent for one
+    /// server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Vec<ReplicaFigures>>,
+}
+
+/// One replica's share of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaFigures {
+    pub replica: usize,
+    pub base_url: String,
+    /// Distinct buyers sent to it.
+    pub buyers: u64,
+    pub attempts: u64,
+    /// Attempts it answered `ok`, and the units in them.
+    pub ok: u64,
+    pub units_acknowledged: u64,
+}
+
+/// The per-replica figures of `history`, buyers mapped to replicas as the load mapped them.
+pub fn replica_figures(history: &[Attempt], urls: &[String]) -> Option<Vec<ReplicaFigures>> {
+    if urls.len() < 2 {
+        return None;
+    }
+    let mut figures: Vec<ReplicaFigures> = urls
+        .iter()
+        .enumerate()
+        .map(|(replica, url)| ReplicaFigures {
+            replica,
+            base_url: url.clone(),
+            buyers: 0,
+            attempts: 0,
+            ok: 0,
+            units_acknowledged: 0,
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for attempt in history {
+        let f = &mut figures[crate::load::request::replica_of(&attempt.buyer, urls.len())];
+        f.attempts += 1;
+        if seen.insert(attempt.buyer.as_str()) {
+            f.buyers += 1;
+        }
+        if attempt.outcome == crate::history::Outcome::Ok {
+            f.ok += 1;
+            f.units_acknowledged += u64::from(attempt.quantity);
+        }
+    }
+    Some(figures)
 }
 
 impl Summary {
@@ -438,6 +487,7 @@ pub(super) fn build(
         goodput: timeline.goodput,
         sellout: timeline.sellout,
         per_second: timeline.per_second,
+        replicas: replica_figures(out.history, &info.replicas),
         generator: Some(GeneratorReport::assess(out.generator, out.history)),
         all_thresholds_passed: thresholds.iter().all(|t| t.passed),
         thresholds,

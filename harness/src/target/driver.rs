@@ -44,6 +44,8 @@ pub struct Driver {
     context: Values,
     http: reqwest::Client,
     pools: Arc<Mutex<HashMap<String, PgPool>>>,
+    /// Where buys go when the target is several replicas (`--replicas`); empty: `base_url`.
+    buy_urls: Vec<String>,
 }
 
 /// `decided_by` of an order whose service does not say which path decided it.
@@ -71,6 +73,23 @@ impl Driver {
                 .build()
                 .expect("a plain HTTP client builds"),
             pools: Arc::default(),
+            buy_urls: Vec::new(),
+        }
+    }
+
+    /// Buys spread across these servers (replicas of one service); the sale is set up and the
+    /// ledger read through `base_url`.
+    pub fn with_buy_urls(mut self, urls: Vec<String>) -> Self {
+        self.buy_urls = urls;
+        self
+    }
+
+    /// Where buys go: the replicas, or `base_url` alone.
+    pub fn buy_urls(&self) -> Vec<String> {
+        if self.buy_urls.is_empty() {
+            vec![self.base_url().to_owned()]
+        } else {
+            self.buy_urls.clone()
         }
     }
 

@@ -1,5 +1,6 @@
 //! The reference server started inside the harness's process for one run, on port 0 and a
-//! database of its own.
+//! database of its own; with replicas, several servers on that one database and one Redis, as a
+//! fleet behind a load balancer would be.
 
 use std::time::Duration;
 
@@ -13,13 +14,16 @@ use super::{Dependencies, ServerOverrides, TargetError, with_database, with_host
 
 /// A reference server running inside this process for one run, on its own database.
 pub struct InProcessServer {
+    /// The first replica's: where the harness sets the sale up and reads the ledger.
     pub base_url: String,
+    /// Every replica's, the first included: where buyers go.
+    pub replica_urls: Vec<String>,
     pub admin_token: String,
     database_name: String,
     maintenance_url: String,
     keep_database: bool,
-    stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    stops: Vec<oneshot::Sender<()>>,
+    served: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl std::fmt::Debug for InProcessServer {
@@ -39,6 +43,19 @@ impl InProcessServer {
         strategy: InventoryStrategy,
         overrides: &ServerOverrides,
         keep_database: bool,
+    ) -> Result<Self, TargetError> {
+        Self::start_replicas(deps, strategy, overrides, keep_database, 1).await
+    }
+
+    /// [`InProcessServer::start`] with `replicas` servers (at least one) sharing the database and
+    /// Redis, each on its own port, started one after the other (the first creates and migrates
+    /// the database).
+    pub async fn start_replicas(
+        deps: &Dependencies,
+        strategy: InventoryStrategy,
+        overrides: &ServerOverrides,
+        keep_database: bool,
+        replicas: usize,
     ) -> Result<Self, TargetError> {
         let maintenance_url = with_database(&deps.database_url, "postgres");
         // Probe PostgreSQL first so that an unreachable server is reported as such, not as a
@@ -73,20 +90,27 @@ impl InProcessServer {
         if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
-        let server = flashsale_mutants::build(settings, strategy).await?;
-        let base_url = format!("http://{}", server.local_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
+        let mut replica_urls = Vec::new();
+        let mut stops = Vec::new();
+        let mut served = Vec::new();
+        for _ in 0..replicas.max(1) {
+            let server = flashsale_mutants::build(settings.clone(), strategy).await?;
+            replica_urls.push(format!("http://{}", server.local_addr()));
+            let (stop, stopped) = oneshot::channel::<()>();
+            served.push(tokio::spawn(server.run_until(async {
+                let _ = stopped.await;
+            })));
+            stops.push(stop);
+        }
         Ok(Self {
-            base_url,
+            base_url: replica_urls[0].clone(),
+            replica_urls,
             admin_token,
             database_name,
             maintenance_url,
             keep_database,
-            stop: Some(stop),
-            served: Some(served),
+            stops,
+            served,
         })
     }
 
@@ -96,10 +120,10 @@ impl InProcessServer {
 
     /// Stops the server and drops its database (unless asked to keep it for inspection).
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in self.stops.drain(..) {
             let _ = stop.send(());
         }
-        if let Some(served) = self.served.take() {
+        for served in self.served.drain(..) {
             let _ = served.await;
         }
         if self.keep_database {

@@ -366,6 +366,7 @@ impl Session<'_> {
                 strategy,
                 deps,
                 keep_database,
+                ..
             } => {
                 let server = InProcessServer::start(
                     deps,

@@ -237,6 +237,7 @@ mod tests {
             strategy: InventoryStrategy::BrokenNaive,
             deps: Dependencies::from_env(),
             keep_database: false,
+            replicas: 1,
         };
         assert_eq!(
             replay_command(
@@ -270,6 +271,7 @@ mod tests {
             strategy: InventoryStrategy::Redis,
             deps: Dependencies::from_env(),
             keep_database: false,
+            replicas: 1,
         };
         let x = write_counterexample(
             dir.path(),

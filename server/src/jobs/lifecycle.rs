@@ -1,9 +1,9 @@
 //! Sale activation and expiration (the seed's `FlashSaleActivationJob` and
-//! `FlashSaleExpirationJob`), run from the durable queue in `queue.rs`.
+//! `FlashSaleExpirationJob`), run from the durable queue in `job_queue.rs`.
 //!
 //! Activation runs the preflight (`preflight.rs`); a sale with problems stays scheduled with the
 //! problems stored on it. A sale that goes live has its wishlist alerts planned in the same
-//! transaction (`notify::plan_fanout`). The job runs [`ACTIVATION_LEAD`] before `starts_at`, so the
+//! transaction (`notify::plan_fanout`). The job runs `job_queue::ACTIVATION_LEAD` before `starts_at`, so the
 //! sale is live on every server when its window opens: the claim path checks the window itself at
 //! the instant of each claim (`Sale::live_problem`), so running early sells nothing early.
 //! Both jobs are idempotent: activating an active sale or expiring an expired one changes nothing.
@@ -13,17 +13,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
-use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::queue::{self, JobKind};
+use crate::job_queue::{self as queue, JobKind};
 use crate::notify;
 use crate::preflight::{self, Problem, Stage};
-
-/// How long before `starts_at` the activation job runs: longer than the poll interval and the
-/// sale cache's lifetime on any server, so every server knows the sale is live when it opens.
-pub const ACTIVATION_LEAD: Duration = Duration::from_secs(1);
 
 /// What an activation came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,24 +87,6 @@ pub async fn expire(conn: &mut PgConnection, sale_id: Uuid) -> Result<(), sqlx::
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Enqueues a new sale's jobs in its creation transaction: expiration at `ends_at` always,
-/// activation [`ACTIVATION_LEAD`] before `starts_at` when the sale asked for it.
-pub async fn schedule(
-    conn: &mut PgConnection,
-    sale_id: Uuid,
-    starts_at: OffsetDateTime,
-    ends_at: OffsetDateTime,
-    activate_on_schedule: bool,
-) -> Result<(), sqlx::Error> {
-    if activate_on_schedule {
-        let run_at = starts_at
-            .checked_sub(time::Duration::try_from(ACTIVATION_LEAD).unwrap_or_default())
-            .unwrap_or(starts_at);
-        queue::enqueue(conn, JobKind::Activate, sale_id, run_at).await?;
-    }
-    queue::enqueue(conn, JobKind::Expire, sale_id, ends_at).await
 }
 
 /// What the runner tells the rest of the server after a job changed a sale.

@@ -1,4 +1,7 @@
-//! A durable job queue in PostgreSQL (`lifecycle_jobs`, migration 0007): a job is a row due at
+//! A durable job queue in PostgreSQL, and when a sale's lifecycle jobs are due. (A module of its
+//! own, apart from the jobs that run from it in `jobs/`, because creating a sale enqueues them.)
+//!
+//! The queue:  (`lifecycle_jobs`, migration 0007): a job is a row due at
 //! `run_at`; a worker takes the oldest due one with `FOR UPDATE SKIP LOCKED` and runs it inside
 //! the transaction that marks it done. A worker that dies mid-job loses its connection, the
 //! transaction rolls back, and the row is due again for the next worker — so jobs survive
@@ -73,6 +76,29 @@ pub async fn enqueue(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// How long before `starts_at` the activation job runs: longer than the poll interval and the
+/// sale cache's lifetime on any server, so every server knows the sale is live when it opens
+/// (the claim path checks the window itself, so running early sells nothing early).
+pub const ACTIVATION_LEAD: Duration = Duration::from_secs(1);
+
+/// Enqueues a new sale's jobs in its creation transaction: expiration at `ends_at` always,
+/// activation [`ACTIVATION_LEAD`] before `starts_at` when the sale asked for it.
+pub async fn schedule_sale(
+    conn: &mut PgConnection,
+    sale_id: Uuid,
+    starts_at: OffsetDateTime,
+    ends_at: OffsetDateTime,
+    activate_on_schedule: bool,
+) -> Result<(), sqlx::Error> {
+    if activate_on_schedule {
+        let run_at = starts_at
+            .checked_sub(time::Duration::try_from(ACTIVATION_LEAD).unwrap_or_default())
+            .unwrap_or(starts_at);
+        enqueue(&mut *conn, JobKind::Activate, sale_id, run_at).await?;
+    }
+    enqueue(conn, JobKind::Expire, sale_id, ends_at).await
 }
 
 /// Takes the oldest due job, locked for this transaction (`None` when nothing is due or every due
