@@ -296,6 +296,21 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     })
 }
 
+/// The servers of a `--target` that lists several base URLs (`URL,URL,…`): a fleet of replicas
+/// of one service. Always at least one.
+pub fn fleet_urls(target: &str) -> Vec<String> {
+    let urls: Vec<String> = target
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        vec![target.to_owned()]
+    } else {
+        urls
+    }
+}
+
 /// A target ready for a run: what was started, how to talk to it, how to name it, and what its
 /// faults act on.
 struct StartedTarget {
@@ -434,7 +449,10 @@ async fn start_target(
                     context.insert("redis_url", render(url));
                 }
             }
-            let driver = Driver::new(profile, &base_url, context);
+            // A fleet: buys spread across every URL; the sale, the ledger and the counters go
+            // through the first (the servers share one database).
+            let urls = fleet_urls(&base_url);
+            let driver = Driver::new(profile, &urls[0], context).with_buy_urls(urls);
             (None, driver, None, label)
         }
         TargetChoice::Service {

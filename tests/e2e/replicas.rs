@@ -71,3 +71,46 @@ async fn broken_naive_oversells_across_replicas_and_is_caught() {
     }
     panic!("broken-naive never oversold across two replicas in three runs");
 }
+
+/// Any fleet: `--target URL,URL` spreads the buyers across the servers listed (here two replicas
+/// of the reference server the test starts itself), sets the sale up through the first.
+#[tokio::test]
+async fn a_target_of_several_urls_spreads_buyers_across_the_fleet() {
+    use flashsale_harness::run::TargetProfile;
+    use flashsale_harness::target::{InProcessServer, ServerOverrides};
+    let fleet = InProcessServer::start_replicas(
+        &Dependencies::from_env(),
+        InventoryStrategy::Redis,
+        &ServerOverrides::default(),
+        false,
+        2,
+    )
+    .await
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let result = run::run(RunOptions {
+        scenario: load_scenario("last-ten-units.toml"),
+        target: TargetChoice::Url {
+            base_url: fleet.replica_urls.join(","),
+            profile: TargetProfile::Contract {
+                admin_token: fleet.admin_token.clone(),
+            },
+        },
+        seed: None,
+        out_dir: Some(out.path().to_owned()),
+        results_root: out.path().to_owned(),
+    })
+    .await
+    .expect("the run sets up");
+    let urls = fleet.replica_urls.clone();
+    fleet.shutdown().await;
+    assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
+    let replicas = result
+        .summary
+        .replicas
+        .as_ref()
+        .expect("per-replica figures");
+    let seen: Vec<&str> = replicas.iter().map(|r| r.base_url.as_str()).collect();
+    assert_eq!(seen, urls.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(replicas.iter().all(|r| r.attempts > 0), "{replicas:?}");
+}

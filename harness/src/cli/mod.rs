@@ -167,8 +167,10 @@ pub struct VerifyArgs {
 /// Which server a command talks to; shared by `run`, `explore` and `verify`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// URL of a running server to test instead of the in-process reference server.
-    #[arg(long, value_name = "URL")]
+    /// URL of a running server to test instead of the in-process reference server; several,
+    /// separated by commas, for replicas of one service: buyers are spread across them (by
+    /// buyer), the sale is set up and the ledger read through the first.
+    #[arg(long, value_name = "URL[,URL…]")]
     pub target: Option<String>,
     /// Admin bearer token of the --target server (a server implementing server/openapi.json;
     /// a --profile may use it as ${FLASHSALE_ADMIN_TOKEN}).
@@ -264,6 +266,22 @@ pub(crate) fn target_choice(
             ))
         }
     };
+    if let Some(target) = &target {
+        for url in crate::run::fleet_urls(target) {
+            let parsed = url::Url::parse(&url).map_err(|e| {
+                format!(
+                    "--target {url:?} is not a URL ({e}): give the server's base URL, e.g. \
+                     http://127.0.0.1:8080, or several separated by commas for a fleet"
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!(
+                    "--target {url:?} is not an http(s) URL: give the server's base URL, e.g. \
+                     http://127.0.0.1:8080"
+                ));
+            }
+        }
+    }
     match (target, profile) {
         (Some(base_url), Some(profile)) => Ok(TargetChoice::Url {
             base_url,
