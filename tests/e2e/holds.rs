@@ -147,46 +147,61 @@ async fn a_profile_without_holds_leaves_inv7_not_checked_and_its_buyers_buy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_survive_redis_restarting_empty() {
-    let out = tempfile::tempdir().unwrap();
-    let scenario = load_scenario("holds-redis-restarts.toml");
-    let result = run_in_process(scenario, InventoryStrategy::Redis, out.path()).await;
-    assert!(
-        result.faults_not_applied.is_empty() && result.faults.len() == 1,
-        "the kill took effect: {:?}",
-        result.faults_not_applied
-    );
-    assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
-    assert!(result.check.all_held(), "{:#?}", result.check);
-    let ops = hold_ops(out.path());
-    let (kill_from, kill_to) = (
-        result.faults[0].started_us,
-        result.faults[0].ended_us.unwrap(),
-    );
-    // Holds taken before the kill were checked out after Redis came back empty.
-    let before: std::collections::HashSet<&str> = ops
-        .iter()
-        .filter(|op| {
-            op.kind == HoldOp::Reserve && op.outcome == Outcome::Ok && op.completed_us < kill_from
-        })
-        .filter_map(|op| op.hold_id.as_deref())
-        .collect();
-    let across = ops
-        .iter()
-        .filter(|op| {
-            op.kind == HoldOp::Checkout
-                && op.outcome == Outcome::Ok
-                && op.sent_us > kill_to
-                && op.hold_id.as_deref().is_some_and(|id| before.contains(id))
-        })
-        .count();
-    assert!(
-        across > 0,
-        "a hold taken before the kill checked out after Redis came back ({} taken before)",
-        before.len()
-    );
-    assert_eq!(
-        result.ledger.persisted_units(),
-        result.summary.scenario.sale.cap.as_option().unwrap()
+    // Every run must hold every invariant. Whether a run also shows what this test is about — a
+    // hold taken before the kill checked out after it, and the sale sold out to the last unit —
+    // depends on timing (a hold abandoned near the end may expire after the last buyer, leaving a
+    // unit unsold, which INV-5 allows): the scenario is run again, at most three times, until one
+    // shows both.
+    for attempt in 1..=3 {
+        let out = tempfile::tempdir().unwrap();
+        let scenario = load_scenario("holds-redis-restarts.toml");
+        let result = run_in_process(scenario, InventoryStrategy::Redis, out.path()).await;
+        assert!(
+            result.faults_not_applied.is_empty() && result.faults.len() == 1,
+            "the kill took effect: {:?}",
+            result.faults_not_applied
+        );
+        assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
+        assert!(result.check.all_held(), "{:#?}", result.check);
+        let ops = hold_ops(out.path());
+        let (kill_from, kill_to) = (
+            result.faults[0].started_us,
+            result.faults[0].ended_us.unwrap(),
+        );
+        // Holds taken before the kill were checked out after Redis came back empty.
+        let before: std::collections::HashSet<&str> = ops
+            .iter()
+            .filter(|op| {
+                op.kind == HoldOp::Reserve
+                    && op.outcome == Outcome::Ok
+                    && op.completed_us < kill_from
+            })
+            .filter_map(|op| op.hold_id.as_deref())
+            .collect();
+        let across = ops
+            .iter()
+            .filter(|op| {
+                op.kind == HoldOp::Checkout
+                    && op.outcome == Outcome::Ok
+                    && op.sent_us > kill_to
+                    && op.hold_id.as_deref().is_some_and(|id| before.contains(id))
+            })
+            .count();
+        let cap = result.summary.scenario.sale.cap.as_option().unwrap();
+        let sold = result.ledger.persisted_units();
+        assert!(sold <= cap);
+        if across > 0 && sold == cap {
+            return;
+        }
+        eprintln!(
+            "attempt {attempt}: {across} holds taken before the kill checked out after it \
+             ({} taken before), {sold} of {cap} units sold; running the scenario again",
+            before.len()
+        );
+    }
+    panic!(
+        "in three runs, none both checked out a hold taken before the kill after Redis came back \
+         and sold the sale out"
     );
 }
 
