@@ -1,7 +1,8 @@
 //! The reference server as a fleet (issue 17, first part): `--replicas N` runs N servers on one
 //! PostgreSQL database and one Redis, buyers spread across them by buyer. The claim paths hold
 //! across replicas (every invariant of `last-ten-units.toml` with 3 replicas), the summary shows
-//! each replica's share, and a broken strategy is still caught when its races span servers.
+//! each replica's share, a broken strategy is still caught when its races span servers, and Redis
+//! restarting empty under three replicas breaks nothing.
 
 use flashsale_e2e::load_scenario;
 use flashsale_harness::cli::exit;
@@ -10,9 +11,17 @@ use flashsale_harness::target::Dependencies;
 use flashsale_mutants::InventoryStrategy;
 
 async fn run_replicas(strategy: InventoryStrategy, replicas: usize) -> RunResult {
+    run_file_on_replicas("last-ten-units.toml", strategy, replicas).await
+}
+
+async fn run_file_on_replicas(
+    file: &str,
+    strategy: InventoryStrategy,
+    replicas: usize,
+) -> RunResult {
     let out = tempfile::tempdir().unwrap();
     run::run(RunOptions {
-        scenario: load_scenario("last-ten-units.toml"),
+        scenario: load_scenario(file),
         target: TargetChoice::InProcess {
             strategy,
             deps: Dependencies::from_env(),
@@ -51,6 +60,22 @@ async fn three_replicas_sell_exactly_the_last_ten_units_and_each_serves_its_buye
         replicas.iter().map(|r| r.units_acknowledged).sum::<u64>(),
         10
     );
+}
+
+/// Redis SIGKILLed and back empty under three replicas (Docker): each replica fails over and
+/// reseeds on its own, and together they still sell exactly the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarting_empty_under_three_replicas_holds_every_invariant() {
+    let result =
+        run_file_on_replicas("redis-restarts-empty.toml", InventoryStrategy::Redis, 3).await;
+    assert!(
+        result.faults_not_applied.is_empty(),
+        "{:?}",
+        result.faults_not_applied
+    );
+    assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
+    assert!(result.check.all_held(), "{:#?}", result.check);
+    assert_eq!(result.summary.replicas.as_ref().map(Vec::len), Some(3));
 }
 
 #[tokio::test]
