@@ -93,6 +93,10 @@ struct Args {
     /// How long one alert send may take before it counts as a temporary failure.
     #[arg(long, env = "FLASHSALE_NOTIFY_SEND_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     notify_send_timeout: Duration,
+    /// An alert found still being sent this long after it was taken belongs to a server that
+    /// died: it is recorded in doubt, never resent. Must exceed --notify-send-timeout.
+    #[arg(long, env = "FLASHSALE_NOTIFY_CLAIM_LAPSE", default_value = "60s", value_parser = humantime::parse_duration)]
+    notify_claim_lapse: Duration,
 }
 
 impl Args {
@@ -122,6 +126,7 @@ impl Args {
                 sends_per_second: self.notify_rate,
                 concurrency: self.notify_concurrency,
                 send_timeout: self.notify_send_timeout,
+                claim_lapse: self.notify_claim_lapse,
                 ..NotifySettings::default()
             },
             ..Settings::default()

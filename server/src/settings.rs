@@ -199,7 +199,7 @@ impl Settings {
                 false,
             ),
             ("--notify-send-timeout", self.notify.send_timeout, false),
-            ("notify.claim_lapse", self.notify.claim_lapse, false),
+            ("--notify-claim-lapse", self.notify.claim_lapse, false),
         ];
         for (setting, value, zero_allowed) in durations {
             if (value.is_zero() && !zero_allowed) || value > MAX_DURATION {
@@ -214,7 +214,7 @@ impl Settings {
         }
         if self.notify.claim_lapse <= self.notify.send_timeout {
             return Err(out_of_range(
-                "notify.claim_lapse",
+                "--notify-claim-lapse",
                 humantime::format_duration(self.notify.claim_lapse),
                 format!(
                     "must exceed the send timeout ({}), or a slow send would be taken for a \

@@ -34,6 +34,9 @@ fn scaled_scenario() -> FanoutScenario {
             FanoutFault::RestartServer {
                 after_deliveries, ..
             }
+            | FanoutFault::KillServer {
+                after_deliveries, ..
+            }
             | FanoutFault::SmtpRefuse {
                 after_deliveries, ..
             } => after_deliveries,
@@ -173,4 +176,68 @@ async fn the_smtp_sink_stores_what_it_accepts_and_refuses_while_told_to() {
     assert_eq!(got[0].user_id.as_deref(), Some("u-1"));
     assert_eq!(got[0].sale_id, Some(message.sale_id.to_string()));
     assert_eq!(got[0].recipients, ["u-1@example.test"]);
+}
+
+/// The server SIGKILLed mid-fan-out (`wishlist-fanout-kill.toml`, scaled to 1,500 subscribers):
+/// at most once holds — nothing arrives twice — and every alert that did not arrive is one the
+/// killed server had in flight, recorded in doubt (never "sent", never retried). INV-8 reports
+/// those as lost: the price of at-most-once over channels that cannot say whether a message
+/// whose answer was lost arrived (docs/lifecycle.md).
+#[tokio::test]
+async fn a_kill_mid_fanout_sends_nothing_twice_and_loses_only_what_was_in_flight() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/wishlist-fanout-kill.toml");
+    let mut scenario = FanoutScenario::from_path(&path).expect("the committed scenario parses");
+    scenario.fanout.subscribers = 1_500;
+    for fault in &mut scenario.faults {
+        if let FanoutFault::KillServer {
+            after_deliveries, ..
+        } = fault
+        {
+            *after_deliveries = 1_500;
+        }
+    }
+    let concurrency = u64::from(scenario.fanout.concurrency);
+    let (outcome, _out) = run_fanout(scenario, InventoryStrategy::Redis).await;
+    let s = &outcome.summary;
+    assert!(
+        s.faults_not_applied.is_empty(),
+        "{:?}",
+        s.faults_not_applied
+    );
+    assert!(
+        s.finished,
+        "the in-doubt claims lapsed and the fan-out settled: {s:#?}"
+    );
+    let inv8 = &s.invariants["INV-8"];
+    let why = inv8
+        .counterexample
+        .as_ref()
+        .map(|c| c.explanation.clone())
+        .unwrap_or_default();
+    assert!(!why.contains("more than once"), "nothing twice: {why}");
+    assert!(!why.contains("wrong recipient"), "{why}");
+    for channel in ["email", "push"] {
+        let counts = &s.server_counts[channel];
+        let count = |state: &str| counts[state].as_u64().unwrap_or(0);
+        assert_eq!(count("pending") + count("sending"), 0, "{counts}");
+        // In doubt: only what was in flight (sends, and outcomes not yet written) at the kill.
+        assert!(count("in_doubt") <= 2 * concurrency, "{channel}: {counts}");
+        assert_eq!(
+            count("sent") + count("in_doubt"),
+            1_500,
+            "{channel}: {counts}"
+        );
+    }
+    // Every alert that never arrived is one the server recorded in doubt.
+    if inv8.verdict == Verdict::Violated {
+        assert!(
+            why.starts_with(|c: char| c.is_ascii_digit()) && why.contains("never arrived"),
+            "{why}"
+        );
+        assert!(
+            !why.contains("recorded sent") && !why.contains("recorded pending"),
+            "{why}"
+        );
+    }
 }

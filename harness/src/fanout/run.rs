@@ -115,37 +115,186 @@ impl FanoutOutcome {
     }
 }
 
-/// The in-process server of one run, restartable on its database.
-struct RunningServer {
-    base_url: String,
-    stop: oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+/// The server of one run, restartable on its database: in-process, or — when the scenario kills
+/// it — the `flashsale-server` binary as a child process, so the kill is a real SIGKILL.
+enum RunningServer {
+    InProcess {
+        base_url: String,
+        stop: oneshot::Sender<()>,
+        served: tokio::task::JoinHandle<std::io::Result<()>>,
+    },
+    Process {
+        base_url: String,
+        child: tokio::process::Child,
+    },
 }
 
-async fn start_server(
+/// How a run's server is started.
+#[derive(Debug, Clone)]
+enum ServerKind {
+    InProcess(InventoryStrategy),
+    /// The binary, on this loopback port (the same across restarts), with this admin token.
+    Process {
+        binary: PathBuf,
+        port: u16,
+        admin_token: String,
+    },
+}
+
+async fn start_server(settings: &Settings, kind: &ServerKind) -> Result<RunningServer, String> {
+    match kind {
+        ServerKind::InProcess(strategy) => {
+            let server = flashsale_mutants::build(settings.clone(), *strategy)
+                .await
+                .map_err(|e| format!("the reference server did not start: {e}"))?;
+            let base_url = format!("http://{}", server.local_addr());
+            let (stop, stopped) = oneshot::channel::<()>();
+            let served = tokio::spawn(server.run_until(async {
+                let _ = stopped.await;
+            }));
+            Ok(RunningServer::InProcess {
+                base_url,
+                stop,
+                served,
+            })
+        }
+        ServerKind::Process {
+            binary,
+            port,
+            admin_token,
+        } => start_process(binary, *port, admin_token, settings).await,
+    }
+}
+
+async fn start_process(
+    binary: &std::path::Path,
+    port: u16,
+    admin_token: &str,
     settings: &Settings,
-    strategy: InventoryStrategy,
 ) -> Result<RunningServer, String> {
-    let server = flashsale_mutants::build(settings.clone(), strategy)
-        .await
-        .map_err(|e| format!("the reference server did not start: {e}"))?;
-    let base_url = format!("http://{}", server.local_addr());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
-    Ok(RunningServer {
-        base_url,
-        stop,
-        served,
-    })
+    let notify = &settings.notify;
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--database-url", &settings.database_url])
+        .args(["--redis-url", &settings.redis_url])
+        .arg("--notify-rate")
+        .arg(notify.sends_per_second.to_string())
+        .arg("--notify-concurrency")
+        .arg(notify.concurrency.to_string())
+        .arg("--notify-send-timeout")
+        .arg(humantime::format_duration(notify.send_timeout).to_string())
+        .arg("--notify-claim-lapse")
+        .arg(humantime::format_duration(notify.claim_lapse).to_string())
+        .env("FLASHSALE_ADMIN_TOKEN", admin_token)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(url) = &notify.smtp_url {
+        command.args(["--smtp-url", url]);
+    }
+    if let Some(key) = &notify.vapid_private_key {
+        command.env("FLASHSALE_VAPID_PRIVATE_KEY", key);
+    }
+    let mut child = command.spawn().map_err(|e| {
+        format!(
+            "cannot start {} ({e}): build it with `cargo build -p flashsale-server`, or set \
+             FLASHSALE_SERVER_BIN",
+            binary.display()
+        )
+    })?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("flashsale-server exited at start-up ({status})"));
+        }
+        let healthy = client
+            .get(format!("{base_url}/health"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if healthy {
+            return Ok(RunningServer::Process { base_url, child });
+        }
+        if Instant::now() >= deadline {
+            let _ = child.start_kill();
+            return Err("flashsale-server did not answer /health within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl RunningServer {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.served.await;
+    fn base_url(&self) -> &str {
+        match self {
+            RunningServer::InProcess { base_url, .. } | RunningServer::Process { base_url, .. } => {
+                base_url
+            }
+        }
     }
+
+    /// Stops it as a deploy does: in-process, the shutdown signal; a process, SIGTERM (which the
+    /// server handles gracefully, alert sends included), then SIGKILL after 30 s.
+    async fn stop(self) {
+        match self {
+            RunningServer::InProcess { stop, served, .. } => {
+                let _ = stop.send(());
+                let _ = served.await;
+            }
+            RunningServer::Process { mut child, .. } => {
+                if let Some(pid) = child.id() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status()
+                        .await;
+                }
+                if tokio::time::timeout(Duration::from_secs(30), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+        }
+    }
+
+    /// SIGKILL: nothing is finished or recorded. Only a process can be killed so.
+    async fn kill(self) {
+        match self {
+            RunningServer::Process { mut child, .. } => {
+                let _ = child.kill().await;
+            }
+            in_process => in_process.stop().await,
+        }
+    }
+}
+
+/// The `flashsale-server` binary: `FLASHSALE_SERVER_BIN`, else beside this executable (or one
+/// directory up, for test binaries under `target/*/deps/`).
+fn server_binary() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("FLASHSALE_SERVER_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [
+        dir.join("flashsale-server"),
+        dir.parent()?.join("flashsale-server"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
 }
 
 /// A fresh VAPID key pair: (private, public), base64url.
@@ -248,18 +397,44 @@ pub async fn run(options: FanoutOptions) -> Result<FanoutOutcome, String> {
             vapid_private_key: scenario.uses("push").then(|| vapid_private.clone()),
             sends_per_second: spec.sends_per_second,
             concurrency: spec.concurrency,
-            send_timeout: Duration::from_secs(5),
-            claim_lapse: Duration::from_secs(15),
+            // Short, so a killed server's unrecorded sends are declared in doubt within the run.
+            send_timeout: Duration::from_secs(2),
+            claim_lapse: Duration::from_secs(3),
             ..NotifySettings::default()
         },
         ..Settings::default()
     };
-    let mut server = Some(start_server(&settings, strategy).await?);
+    let kills = scenario
+        .faults
+        .iter()
+        .any(|f| matches!(f, FanoutFault::KillServer { .. }));
+    let kind = if kills {
+        if strategy.is_broken() {
+            return Err(format!(
+                "a kill-server fault runs the flashsale-server binary, which holds no deliberately \
+                 broken strategy: drop --inventory {strategy}, or use restart-server"
+            ));
+        }
+        let binary = server_binary().ok_or(
+            "a kill-server fault runs the flashsale-server binary, and none was found beside \
+             flashsale: build it (`cargo build -p flashsale-server`, or --release for a release \
+             flashsale) or set FLASHSALE_SERVER_BIN",
+        )?;
+        ServerKind::Process {
+            binary,
+            port: free_port()?,
+            admin_token: admin_token.clone(),
+        }
+    } else {
+        ServerKind::InProcess(strategy)
+    };
+    let mut server = Some(start_server(&settings, &kind).await?);
     let result = drive(
         &scenario,
         strategy,
         &settings,
         &mut server,
+        &kind,
         &admin_token,
         &user_ids,
         &subscription_keys,
@@ -297,6 +472,7 @@ async fn drive(
     strategy: InventoryStrategy,
     settings: &Settings,
     server: &mut Option<RunningServer>,
+    kind: &ServerKind,
     admin_token: &str,
     user_ids: &[String],
     subscription_keys: &[(String, String)],
@@ -310,7 +486,7 @@ async fn drive(
     let base = |server: &Option<RunningServer>| {
         server
             .as_ref()
-            .map(|s| s.base_url.clone())
+            .map(|s| s.base_url().to_owned())
             .unwrap_or_default()
     };
     let product = "wishlisted-item";
@@ -438,7 +614,21 @@ async fn drive(
                         running.stop().await;
                     }
                     tokio::time::sleep(*down_for).await;
-                    *server = Some(start_server(settings, strategy).await?);
+                    *server = Some(start_server(settings, kind).await?);
+                    applied.push(AppliedFault {
+                        fault: fault.describe(),
+                        at_ms,
+                        deliveries_before: seen,
+                        took_ms: Some(millis(began.elapsed())),
+                    });
+                }
+                FanoutFault::KillServer { down_for, .. } => {
+                    let began = Instant::now();
+                    if let Some(running) = server.take() {
+                        running.kill().await;
+                    }
+                    tokio::time::sleep(*down_for).await;
+                    *server = Some(start_server(settings, kind).await?);
                     applied.push(AppliedFault {
                         fault: fault.describe(),
                         at_ms,

@@ -92,6 +92,14 @@ pub enum FanoutFault {
         #[serde(with = "humantime_serde", default = "default_down_for")]
         down_for: Duration,
     },
+    /// The server SIGKILLed (the `flashsale-server` binary is run as a child process for this),
+    /// started again on the same database after `down_for`: the sends it had in flight are in
+    /// doubt — recorded so a few seconds later, never resent.
+    KillServer {
+        after_deliveries: u64,
+        #[serde(with = "humantime_serde", default = "default_down_for")]
+        down_for: Duration,
+    },
     /// The SMTP server answers every message with 451 (try again later) for `for`.
     SmtpRefuse {
         after_deliveries: u64,
@@ -110,6 +118,9 @@ impl FanoutFault {
             FanoutFault::RestartServer {
                 after_deliveries, ..
             }
+            | FanoutFault::KillServer {
+                after_deliveries, ..
+            }
             | FanoutFault::SmtpRefuse {
                 after_deliveries, ..
             } => *after_deliveries,
@@ -123,6 +134,13 @@ impl FanoutFault {
                 down_for,
             } => format!(
                 "restart-server after {after_deliveries} deliveries, down for {}",
+                humantime::format_duration(*down_for)
+            ),
+            FanoutFault::KillServer {
+                after_deliveries,
+                down_for,
+            } => format!(
+                "kill-server after {after_deliveries} deliveries, down for {}",
                 humantime::format_duration(*down_for)
             ),
             FanoutFault::SmtpRefuse {
@@ -275,7 +293,8 @@ impl FanoutScenario {
                         ));
                     }
                 }
-                FanoutFault::RestartServer { down_for, .. } => {
+                FanoutFault::RestartServer { down_for, .. }
+                | FanoutFault::KillServer { down_for, .. } => {
                     if *down_for > Duration::from_secs(60) {
                         problems.push(format!("faults[{i}].down_for must be at most 60s"));
                     }
