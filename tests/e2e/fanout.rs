@@ -221,8 +221,11 @@ async fn a_kill_mid_fanout_sends_nothing_twice_and_loses_only_what_was_in_flight
         let counts = &s.server_counts[channel];
         let count = |state: &str| counts[state].as_u64().unwrap_or(0);
         assert_eq!(count("pending") + count("sending"), 0, "{counts}");
-        // In doubt: only what was in flight (sends, and outcomes not yet written) at the kill.
-        assert!(count("in_doubt") <= 2 * concurrency, "{channel}: {counts}");
+        // In doubt: only what was in flight at the kill — at most `concurrency` sends, plus
+        // outcomes known but not yet written (one batch being written, what came in meanwhile;
+        // bounded generously for a loaded machine, far below the 1,500 a fan-out without
+        // per-alert records would leave).
+        assert!(count("in_doubt") <= 4 * concurrency, "{channel}: {counts}");
         assert_eq!(
             count("sent") + count("in_doubt"),
             1_500,
