@@ -355,6 +355,19 @@ async fn start_target(
             scenario.name
         )));
     }
+    if scenario
+        .faults
+        .iter()
+        .any(|f| f.kind == FaultKind::KillReplica)
+        && !matches!(target, TargetChoice::InProcess { replicas, .. } if replicas >= 2)
+    {
+        return Err(RunError::Setup(format!(
+            "scenario {} kills a replica (kill-replica), which needs the in-process reference \
+             server running as replicas: run it with --replicas 2 (or more) and no --target or \
+             --profile",
+            scenario.name
+        )));
+    }
     let (running, driver, strategy, label) = match target {
         TargetChoice::InProcess {
             strategy,
@@ -411,6 +424,7 @@ async fn start_target(
                 Default::default(),
             )
             .with_buy_urls(server.replica_urls.clone());
+            env.replicas = Some(server.replicas());
             let label = match &env.redis_container {
                 Some(c) => format!("in-process (Redis container {})", c.image()),
                 None => "in-process".to_owned(),

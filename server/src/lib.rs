@@ -216,45 +216,63 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_jobs, jobs_stopped) = watch::channel(false);
-        let sync = tokio::spawn(jobs::units_sync::run(
+        // The background tasks end with this future: awaited after a graceful stop, aborted if the
+        // future is dropped (a crash, or a test killing one replica), never left running on.
+        let sync = AbortOnDrop(tokio::spawn(jobs::units_sync::run(
             self.state.pool.clone(),
             self.state.inventory.redis().cloned(),
             self.state.settings.units_sync_interval,
             jobs_stopped,
-        ));
+        )));
         let alerts = Arc::new(tokio::sync::Notify::new());
         let cache = self.state.sales.clone();
-        let lifecycle = tokio::spawn(jobs::lifecycle::run(
+        let lifecycle = AbortOnDrop(tokio::spawn(jobs::lifecycle::run(
             self.state.pool.clone(),
             self.state.settings.lifecycle_poll_interval,
             Arc::new(move |sale| cache.invalidate(sale)),
             alerts.clone(),
             stop_jobs.subscribe(),
-        ));
+        )));
         let workers: Vec<_> = self
             .senders
             .into_iter()
             .map(|sender| {
-                tokio::spawn(notify::worker::run(
+                AbortOnDrop(tokio::spawn(notify::worker::run(
                     self.journal.clone(),
                     sender,
                     self.state.settings.notify.clone(),
                     alerts.clone(),
                     stop_jobs.subscribe(),
-                ))
+                )))
             })
             .collect();
         let limits = serve::Limits::from(&*self.state.settings);
         let app = router(self.state);
         let served = serve::serve(self.listener, app, limits, shutdown).await;
         let _ = stop_jobs.send(true);
-        let _ = sync.await;
-        let _ = lifecycle.await;
+        sync.join().await;
+        lifecycle.join().await;
         // Alert workers finish and record the sends they started (bounded by the send timeout).
         for worker in workers {
-            let _ = worker.await;
+            worker.join().await;
         }
         served
+    }
+}
+
+/// A spawned task that is aborted when this handle is dropped before it was joined.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    async fn join(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        // A no-op once the task has finished (after `join`).
+        self.0.abort();
     }
 }
 

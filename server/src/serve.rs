@@ -65,9 +65,13 @@ pub(crate) async fn serve(
     let refusal_app = crate::http::refusal_router();
     // Every connection holds a receiver: `closed()` on the sender resolves once all are gone.
     let (stop, stopping) = watch::channel(false);
+    // Connection tasks live in a set, so that if this future is dropped instead of shut down (a
+    // crash, as a test kills one replica), its connections go with it instead of serving on.
+    let mut connections = tokio::task::JoinSet::new();
     let mut at_limit = false;
     tokio::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -88,7 +92,7 @@ pub(crate) async fn serve(
                     tracing::info!("below the connection limit again; serving new connections");
                 }
                 let conn = serve_connection(stream, app.clone(), true, limits, stopping.clone());
-                tokio::spawn(hold(permit, conn));
+                connections.spawn(hold(permit, conn));
             }
             Err(_) => {
                 if !at_limit {
@@ -108,7 +112,7 @@ pub(crate) async fn serve(
                         limits,
                         stopping.clone(),
                     );
-                    tokio::spawn(hold(permit, conn));
+                    connections.spawn(hold(permit, conn));
                 }
                 // Otherwise `stream` is dropped here: closed at once.
             }
@@ -118,6 +122,7 @@ pub(crate) async fn serve(
     drop(stopping);
     let _ = stop.send(true);
     stop.closed().await;
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

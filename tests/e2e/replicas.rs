@@ -1,8 +1,9 @@
 //! The reference server as a fleet (issue 17, first part): `--replicas N` runs N servers on one
 //! PostgreSQL database and one Redis, buyers spread across them by buyer. The claim paths hold
 //! across replicas (every invariant of `last-ten-units.toml` with 3 replicas), the summary shows
-//! each replica's share, a broken strategy is still caught when its races span servers, and Redis
-//! restarting empty under three replicas breaks nothing.
+//! each replica's share, a broken strategy is still caught when its races span servers, and
+//! neither Redis restarting empty under three replicas nor one replica crashing mid-sale breaks an
+//! invariant.
 
 use flashsale_e2e::load_scenario;
 use flashsale_harness::cli::exit;
@@ -76,6 +77,48 @@ async fn redis_restarting_empty_under_three_replicas_holds_every_invariant() {
     assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
     assert!(result.check.all_held(), "{:#?}", result.check);
     assert_eq!(result.summary.replicas.as_ref().map(Vec::len), Some(3));
+}
+
+/// One of three replicas crashes mid-sale and comes back (`replica-killed.toml`, NEM-kill-replica):
+/// its buyers get no answer meanwhile, the fleet never passes the cap, keeps every acknowledged
+/// order (including any whose answer the crash lost) and sells out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_sale_breaks_no_invariant() {
+    let result = run_file_on_replicas("replica-killed.toml", InventoryStrategy::Redis, 3).await;
+    assert!(
+        result.faults_not_applied.is_empty(),
+        "{:?}",
+        result.faults_not_applied
+    );
+    assert_eq!(result.faults.len(), 1);
+    assert_eq!(result.exit_status(), exit::HELD, "{:#?}", result.check);
+    assert!(result.check.all_held(), "{:#?}", result.check);
+    assert!(
+        result.summary.outcomes.unknown > 0,
+        "the killed replica's buyers went unanswered while it was down"
+    );
+    assert_eq!(result.ledger.persisted_units(), 600, "sold out");
+}
+
+/// A kill-replica fault without replicas is refused before anything starts.
+#[tokio::test]
+async fn kill_replica_without_replicas_is_refused() {
+    let out = tempfile::tempdir().unwrap();
+    let refused = run::run(RunOptions {
+        scenario: load_scenario("replica-killed.toml"),
+        target: TargetChoice::InProcess {
+            strategy: InventoryStrategy::Redis,
+            deps: Dependencies::from_env(),
+            keep_database: false,
+            replicas: 1,
+        },
+        seed: None,
+        out_dir: Some(out.path().to_owned()),
+        results_root: out.path().to_owned(),
+    })
+    .await
+    .expect_err("one server has no replica to kill");
+    assert!(refused.to_string().contains("--replicas 2"), "{refused}");
 }
 
 #[tokio::test]

@@ -36,6 +36,8 @@ pub struct FaultEnvironment {
     pub redis_url: String,
     /// The service under test when the harness started it from a profile, for NEM-kill-service.
     pub service: Option<Arc<crate::target::service::StartedService>>,
+    /// The in-process reference server's replicas, for NEM-kill-replica.
+    pub replicas: Option<Arc<crate::target::Replicas>>,
     /// The sale's counter in that Redis, for NEM-rollback; `None` uses the reference server's
     /// key (`flash_sale:{<sale>}:inventory:sold`, counting units sold).
     pub counter: Option<CounterKey>,
@@ -244,7 +246,19 @@ async fn apply(fault: &FaultSpec, env: &FaultEnvironment, sale_id: &str) -> Resu
             service(env)?.kill().await.map_err(|e| e.to_string())?;
             Ok("SIGKILL the service".to_owned())
         }
+        FaultKind::KillReplica => {
+            let replicas = replicas(env)?;
+            let last = replicas.count().await - 1;
+            replicas.kill(last).await?;
+            Ok(format!("replica {last} killed"))
+        }
     }
+}
+
+fn replicas(env: &FaultEnvironment) -> Result<&crate::target::Replicas, String> {
+    env.replicas
+        .as_deref()
+        .ok_or_else(|| "the in-process reference server is not running replicas".to_owned())
 }
 
 fn service(env: &FaultEnvironment) -> Result<&crate::target::service::StartedService, String> {
@@ -277,6 +291,12 @@ async fn heal(fault: &FaultSpec, env: &FaultEnvironment) -> Result<String, Strin
         FaultKind::KillService => {
             service(env)?.restart().await.map_err(|e| e.to_string())?;
             Ok("service started again and ready".to_owned())
+        }
+        FaultKind::KillReplica => {
+            let replicas = replicas(env)?;
+            let last = replicas.count().await - 1;
+            replicas.restart(last).await?;
+            Ok(format!("replica {last} started again"))
         }
         FaultKind::Rollback | FaultKind::FlushScripts => Ok(String::new()),
     }

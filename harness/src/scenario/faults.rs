@@ -66,6 +66,9 @@ pub enum FaultKind {
     /// NEM-kill-service: SIGKILL the service under test (one the harness started from a
     /// profile's `[service]`); `duration` later it is started again.
     KillService,
+    /// NEM-kill-replica: the last replica of the in-process reference server (`--replicas` of 2
+    /// or more) dropped mid-flight; `duration` later it is started again on its port.
+    KillReplica,
 }
 
 impl FaultKind {
@@ -82,6 +85,7 @@ impl FaultKind {
             FaultKind::Reset => "reset",
             FaultKind::PgDown => "pg-down",
             FaultKind::KillService => "kill-service",
+            FaultKind::KillReplica => "kill-replica",
         }
     }
 

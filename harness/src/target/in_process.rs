@@ -2,12 +2,13 @@
 //! database of its own; with replicas, several servers on that one database and one Redis, as a
 //! fleet behind a load balancer would be.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use flashsale_mutants::InventoryStrategy;
 use flashsale_server::{AdminToken, Settings};
 use sqlx::PgPool;
-use tokio::sync::oneshot;
+use tokio::sync::{Mutex, oneshot};
 use uuid::Uuid;
 
 use super::{Dependencies, ServerOverrides, TargetError, with_database, with_host_port};
@@ -22,8 +23,109 @@ pub struct InProcessServer {
     database_name: String,
     maintenance_url: String,
     keep_database: bool,
-    stops: Vec<oneshot::Sender<()>>,
-    served: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    replicas: Arc<Replicas>,
+}
+
+/// The running replicas, which a fault may kill and start again (NEM-kill-replica).
+pub struct Replicas {
+    settings: Settings,
+    strategy: InventoryStrategy,
+    slots: Mutex<Vec<ReplicaSlot>>,
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicas").finish_non_exhaustive()
+    }
+}
+
+struct ReplicaSlot {
+    addr: std::net::SocketAddr,
+    /// `None` while the replica is down.
+    running: Option<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
+}
+
+impl Replicas {
+    async fn launch(
+        &self,
+        listen: std::net::SocketAddr,
+    ) -> Result<
+        (
+            std::net::SocketAddr,
+            (
+                oneshot::Sender<()>,
+                tokio::task::JoinHandle<std::io::Result<()>>,
+            ),
+        ),
+        TargetError,
+    > {
+        let mut settings = self.settings.clone();
+        settings.listen = listen;
+        let server = flashsale_mutants::build(settings, self.strategy).await?;
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok((addr, (stop, served)))
+    }
+
+    /// How many replicas there are, up or down.
+    pub async fn count(&self) -> usize {
+        self.slots.lock().await.len()
+    }
+
+    /// Kills replica `index` as a crash would: its serving task and background jobs are dropped
+    /// mid-flight (requests in progress are abandoned, connections reset, nothing drains).
+    pub async fn kill(&self, index: usize) -> Result<(), String> {
+        let mut slots = self.slots.lock().await;
+        let slot = slots
+            .get_mut(index)
+            .ok_or_else(|| format!("there is no replica {index}"))?;
+        let (_stop, served) = slot
+            .running
+            .take()
+            .ok_or_else(|| format!("replica {index} is already down"))?;
+        served.abort();
+        let _ = served.await;
+        Ok(())
+    }
+
+    /// Starts replica `index` again on its port (buyers keep their replica).
+    pub async fn restart(&self, index: usize) -> Result<(), String> {
+        let mut slots = self.slots.lock().await;
+        let slot = slots
+            .get_mut(index)
+            .ok_or_else(|| format!("there is no replica {index}"))?;
+        if slot.running.is_some() {
+            return Ok(());
+        }
+        // The port was just released; binding it again can take a moment.
+        let mut last_error = String::new();
+        for _ in 0..50 {
+            match self.launch(slot.addr).await {
+                Ok((_, running)) => {
+                    slot.running = Some(running);
+                    return Ok(());
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("replica {index} did not start again: {last_error}"))
+    }
+
+    async fn shutdown(&self) {
+        let mut slots = self.slots.lock().await;
+        let running: Vec<_> = slots.iter_mut().filter_map(|s| s.running.take()).collect();
+        for (stop, served) in running {
+            let _ = stop.send(());
+            let _ = served.await;
+        }
+    }
 }
 
 impl std::fmt::Debug for InProcessServer {
@@ -90,18 +192,27 @@ impl InProcessServer {
         if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
+        // Replicas share one PostgreSQL, as a fleet does: together they keep the connections one
+        // server would (PostgreSQL's default limit is 100, and tests run side by side), at least
+        // 8 each.
+        let replicas = replicas.max(1);
+        settings.db_pool_size = (settings.db_pool_size / replicas as u32).max(8);
+        let control = Replicas {
+            settings,
+            strategy,
+            slots: Mutex::new(Vec::new()),
+        };
         let mut replica_urls = Vec::new();
-        let mut stops = Vec::new();
-        let mut served = Vec::new();
-        for _ in 0..replicas.max(1) {
-            let server = flashsale_mutants::build(settings.clone(), strategy).await?;
-            replica_urls.push(format!("http://{}", server.local_addr()));
-            let (stop, stopped) = oneshot::channel::<()>();
-            served.push(tokio::spawn(server.run_until(async {
-                let _ = stopped.await;
-            })));
-            stops.push(stop);
+        let mut slots = Vec::new();
+        for _ in 0..replicas {
+            let (addr, running) = control.launch(control.settings.listen).await?;
+            replica_urls.push(format!("http://{addr}"));
+            slots.push(ReplicaSlot {
+                addr,
+                running: Some(running),
+            });
         }
+        *control.slots.lock().await = slots;
         Ok(Self {
             base_url: replica_urls[0].clone(),
             replica_urls,
@@ -109,9 +220,13 @@ impl InProcessServer {
             database_name,
             maintenance_url,
             keep_database,
-            stops,
-            served,
+            replicas: Arc::new(control),
         })
+    }
+
+    /// The replicas, for the faults that act on them.
+    pub fn replicas(&self) -> Arc<Replicas> {
+        self.replicas.clone()
     }
 
     pub fn database_name(&self) -> &str {
@@ -119,13 +234,8 @@ impl InProcessServer {
     }
 
     /// Stops the server and drops its database (unless asked to keep it for inspection).
-    pub async fn shutdown(mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-        for served in self.served.drain(..) {
-            let _ = served.await;
-        }
+    pub async fn shutdown(self) {
+        self.replicas.shutdown().await;
         if self.keep_database {
             return;
         }

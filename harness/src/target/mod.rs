@@ -11,7 +11,7 @@ mod in_process;
 pub mod service;
 
 pub use self::admin::AdminClient;
-pub use self::in_process::InProcessServer;
+pub use self::in_process::{InProcessServer, Replicas};
 
 use std::time::Duration;
 
