@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use flashsale_server::notify::{Attempted, Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
+use flashsale_server::notify::{Attempted, Channel, Delivery, DeliveryJournal, DueRow, Outcome};
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -32,16 +32,6 @@ impl RecordAtEnd {
         }
     }
 }
-
-type DueRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    i32,
-    Option<String>,
-    Option<String>,
-);
 
 impl DeliveryJournal for RecordAtEnd {
     fn take_due(
@@ -84,19 +74,7 @@ impl DeliveryJournal for RecordAtEnd {
                 .filter(|(sale_id, _, user_id, ..)| {
                     sent.insert((*sale_id, user_id.clone(), channel))
                 })
-                .map(
-                    |(sale_id, sale_name, user_id, address, attempts, p256dh, auth)| Delivery {
-                        sale_id,
-                        sale_name,
-                        user_id,
-                        channel,
-                        address,
-                        attempts,
-                        push_keys: p256dh
-                            .zip(auth)
-                            .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
-                    },
-                )
+                .map(|row| Delivery::from_row(row, channel))
                 .collect())
         })
     }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use flashsale_harness::checker::Verdict;
 use flashsale_harness::fanout::push_receiver::{PushReceiver, Subscriber};
 use flashsale_harness::fanout::run::{self, FanoutOptions, FanoutOutcome};
-use flashsale_harness::fanout::scenario::{FanoutFault, FanoutScenario};
+use flashsale_harness::fanout::scenario::FanoutScenario;
 use flashsale_harness::fanout::smtp_sink::SmtpSink;
 use flashsale_harness::target::Dependencies;
 use flashsale_mutants::InventoryStrategy;
@@ -30,17 +30,7 @@ fn scaled_scenario() -> FanoutScenario {
     scenario.fanout.gone_subscriptions = 10;
     let scaled = scenario.expected_arrivals();
     for fault in &mut scenario.faults {
-        let after = match fault {
-            FanoutFault::RestartServer {
-                after_deliveries, ..
-            }
-            | FanoutFault::KillServer {
-                after_deliveries, ..
-            }
-            | FanoutFault::SmtpRefuse {
-                after_deliveries, ..
-            } => after_deliveries,
-        };
+        let after = fault.after_deliveries_mut();
         *after = *after * scaled / full;
     }
     scenario
@@ -190,12 +180,7 @@ async fn a_kill_mid_fanout_sends_nothing_twice_and_loses_only_what_was_in_flight
     let mut scenario = FanoutScenario::from_path(&path).expect("the committed scenario parses");
     scenario.fanout.subscribers = 1_500;
     for fault in &mut scenario.faults {
-        if let FanoutFault::KillServer {
-            after_deliveries, ..
-        } = fault
-        {
-            *after_deliveries = 1_500;
-        }
+        *fault.after_deliveries_mut() = 1_500;
     }
     let concurrency = u64::from(scenario.fanout.concurrency);
     let (outcome, _out) = run_fanout(scenario, InventoryStrategy::Redis).await;

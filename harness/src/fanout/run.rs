@@ -607,48 +607,35 @@ async fn drive(
             }
             pending_faults.remove(0);
             let at_ms = since(start_instant, Instant::now());
-            match fault {
-                FanoutFault::RestartServer { down_for, .. } => {
+            let took_ms = match fault {
+                FanoutFault::RestartServer { down_for, .. }
+                | FanoutFault::KillServer { down_for, .. } => {
                     let began = Instant::now();
                     if let Some(running) = server.take() {
-                        running.stop().await;
+                        if matches!(fault, FanoutFault::KillServer { .. }) {
+                            running.kill().await;
+                        } else {
+                            running.stop().await;
+                        }
                     }
                     tokio::time::sleep(*down_for).await;
                     *server = Some(start_server(settings, kind).await?);
-                    applied.push(AppliedFault {
-                        fault: fault.describe(),
-                        at_ms,
-                        deliveries_before: seen,
-                        took_ms: Some(millis(began.elapsed())),
-                    });
-                }
-                FanoutFault::KillServer { down_for, .. } => {
-                    let began = Instant::now();
-                    if let Some(running) = server.take() {
-                        running.kill().await;
-                    }
-                    tokio::time::sleep(*down_for).await;
-                    *server = Some(start_server(settings, kind).await?);
-                    applied.push(AppliedFault {
-                        fault: fault.describe(),
-                        at_ms,
-                        deliveries_before: seen,
-                        took_ms: Some(millis(began.elapsed())),
-                    });
+                    Some(millis(began.elapsed()))
                 }
                 FanoutFault::SmtpRefuse { refuse_for, .. } => {
                     if let Some(sink) = sink {
                         sink.set_refusing(true);
                         refusing_until = Some(Instant::now() + *refuse_for);
                     }
-                    applied.push(AppliedFault {
-                        fault: fault.describe(),
-                        at_ms,
-                        deliveries_before: seen,
-                        took_ms: None,
-                    });
+                    None
                 }
-            }
+            };
+            applied.push(AppliedFault {
+                fault: fault.describe(),
+                at_ms,
+                deliveries_before: seen,
+                took_ms,
+            });
         }
         // The record is read at most twice a second, and only once the sale has started (it is
         // one row per alert).

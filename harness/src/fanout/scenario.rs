@@ -127,6 +127,21 @@ impl FanoutFault {
         }
     }
 
+    /// The arrivals after which it fires, to change (a scaled-down copy of a scenario).
+    pub fn after_deliveries_mut(&mut self) -> &mut u64 {
+        match self {
+            FanoutFault::RestartServer {
+                after_deliveries, ..
+            }
+            | FanoutFault::KillServer {
+                after_deliveries, ..
+            }
+            | FanoutFault::SmtpRefuse {
+                after_deliveries, ..
+            } => after_deliveries,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             FanoutFault::RestartServer {

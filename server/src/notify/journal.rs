@@ -3,13 +3,15 @@
 //! dies leaves at most the deliveries it was sending as `sending`; once their claim lapses they
 //! become `in_doubt` and are never resent (migration 0007, rule 2).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Attempted, Channel, Delivery, DeliveryJournal, Outcome, PushKeys};
+use super::{Attempted, Channel, Delivery, DeliveryJournal, DueRow, Outcome};
 
 #[derive(Debug, Clone)]
 pub struct PgJournal {
@@ -19,7 +21,13 @@ pub struct PgJournal {
     worker: Uuid,
     claim_lapse: Duration,
     max_attempts: i32,
+    /// When each channel's lapsed claims were last looked for: at most once a second, not on
+    /// every take (a claim lapses after tens of seconds; a take happens per batch).
+    lapses_checked: Arc<Mutex<HashMap<Channel, Instant>>>,
 }
+
+/// How often lapsed claims are looked for, per channel.
+const LAPSE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl PgJournal {
     pub fn new(pool: PgPool, claim_lapse: Duration, max_attempts: i32) -> Self {
@@ -28,10 +36,21 @@ impl PgJournal {
             worker: Uuid::new_v4(),
             claim_lapse,
             max_attempts,
+            lapses_checked: Arc::default(),
         }
     }
 
     async fn lapse_dead_claims(&self, channel: Channel) -> Result<(), sqlx::Error> {
+        {
+            let mut checked = self.lapses_checked.lock().expect("lapse times");
+            let now = Instant::now();
+            match checked.get(&channel) {
+                Some(at) if now.duration_since(*at) < LAPSE_CHECK_EVERY => return Ok(()),
+                _ => {
+                    checked.insert(channel, now);
+                }
+            }
+        }
         sqlx::query(
             "UPDATE notification_deliveries
              SET state = 'in_doubt',
@@ -46,16 +65,6 @@ impl PgJournal {
         Ok(())
     }
 }
-
-type DueRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    i32,
-    Option<String>,
-    Option<String>,
-);
 
 impl DeliveryJournal for PgJournal {
     fn take_due(
@@ -90,19 +99,7 @@ impl DeliveryJournal for PgJournal {
             .await?;
             Ok(rows
                 .into_iter()
-                .map(
-                    |(sale_id, sale_name, user_id, address, attempts, p256dh, auth)| Delivery {
-                        sale_id,
-                        sale_name,
-                        user_id,
-                        channel,
-                        address,
-                        attempts,
-                        push_keys: p256dh
-                            .zip(auth)
-                            .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
-                    },
-                )
+                .map(|row| Delivery::from_row(row, channel))
                 .collect())
         })
     }

@@ -56,6 +56,36 @@ pub struct Delivery {
     pub push_keys: Option<PushKeys>,
 }
 
+/// A due delivery as a journal's query returns it: sale id, sale name, user id, address,
+/// attempts so far, and the subscription's p256dh and auth (push, when still subscribed).
+pub type DueRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<String>,
+);
+
+impl Delivery {
+    /// The delivery of `channel` a [`DueRow`] describes.
+    pub fn from_row(row: DueRow, channel: Channel) -> Self {
+        let (sale_id, sale_name, user_id, address, attempts, p256dh, auth) = row;
+        Delivery {
+            sale_id,
+            sale_name,
+            user_id,
+            channel,
+            address,
+            attempts,
+            push_keys: p256dh
+                .zip(auth)
+                .map(|(p256dh, auth)| PushKeys { p256dh, auth }),
+        }
+    }
+}
+
 /// A Web Push subscription's keys, base64url as the browser gives them: the user agent's P-256
 /// public key (`p256dh`) and the 16-byte authentication secret (`auth`), RFC 8291.
 #[derive(Debug, Clone, PartialEq, Eq)]
