@@ -17,6 +17,8 @@
 //! - [`conformance`]: the contract's refusals, public view and sale lifecycle, judged over HTTP;
 //! - [`run`]: one scenario end to end; [`repeat`]: a series of runs (`run --repeat N`) and its
 //!   aggregate; [`explore`]: generated scenarios and shrinking;
+//! - [`shard`]: one scenario fired by several generators (`--shard`, `--workers`) and their
+//!   merge into one run (`flashsale merge`);
 //! - [`verify`]: the battery of checks, the budget, the verdict (`flashsale verify`);
 //! - [`cli`]: the `flashsale` command line on top.
 
@@ -37,6 +39,7 @@ pub mod repeat;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod shard;
 pub mod target;
 pub mod thresholds;
 pub mod verify;

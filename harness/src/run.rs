@@ -208,20 +208,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
         started.env,
     );
     let env = Arc::new(env);
-    // What the checker may assume: keys only if the profile sends them, and the tighter of the
-    // scenario's per-buyer limit and the one the profile says the service enforces.
-    let stated = &driver.profile().rules;
-    let target_rules = TargetRules {
-        keys_sent: driver.profile().keys_sent(),
-        per_buyer_units: match (
-            scenario.sale.per_buyer_limit.map(u64::from),
-            stated.per_buyer_units,
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        },
-        per_buyer_orders: stated.per_buyer_orders,
-    };
+    let target_rules = target_rules(&scenario, &driver);
     let outcome = run_against(&scenario, seed, &driver, env.clone()).await;
     match server {
         Some(Running::InProcess(server)) => server.shutdown().await,
@@ -256,6 +243,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
             urls if urls.len() > 1 => urls,
             _ => Vec::new(),
         },
+        shards: None,
     };
     let summary = report::write_all(
         &out_dir,
@@ -296,6 +284,23 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
     })
 }
 
+/// What the checker may assume of a target: keys only if the profile sends them, and the
+/// tighter of the scenario's per-buyer limit and the one the profile says the service enforces.
+pub(crate) fn target_rules(scenario: &Scenario, driver: &Driver) -> TargetRules {
+    let stated = &driver.profile().rules;
+    TargetRules {
+        keys_sent: driver.profile().keys_sent(),
+        per_buyer_units: match (
+            scenario.sale.per_buyer_limit.map(u64::from),
+            stated.per_buyer_units,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        per_buyer_orders: stated.per_buyer_orders,
+    }
+}
+
 /// The servers of a `--target` that lists several base URLs (`URL,URL,…`): a fleet of replicas
 /// of one service. Always at least one.
 pub fn fleet_urls(target: &str) -> Vec<String> {
@@ -313,16 +318,24 @@ pub fn fleet_urls(target: &str) -> Vec<String> {
 
 /// A target ready for a run: what was started, how to talk to it, how to name it, and what its
 /// faults act on.
-struct StartedTarget {
+pub(crate) struct StartedTarget {
     running: Option<Running>,
-    driver: Driver,
-    strategy: Option<String>,
-    label: String,
+    pub(crate) driver: Driver,
+    pub(crate) strategy: Option<String>,
+    pub(crate) label: String,
     env: FaultEnvironment,
 }
 
 impl StartedTarget {
-    async fn stop(self) {
+    /// The admin token of the in-process reference server, when the target is one.
+    pub(crate) fn admin_token(&self) -> Option<String> {
+        match &self.running {
+            Some(Running::InProcess(server)) => Some(server.admin_token.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) async fn stop(self) {
         match self.running {
             Some(Running::InProcess(server)) => server.shutdown().await,
             Some(Running::Service(service, keep_database)) => service.shutdown(keep_database).await,
@@ -332,7 +345,7 @@ impl StartedTarget {
 }
 
 /// Starts (or reaches) the target of a run with what the scenario's faults need around it.
-async fn start_target(
+pub(crate) async fn start_target(
     scenario: &Scenario,
     target: TargetChoice,
 ) -> Result<StartedTarget, RunError> {
@@ -532,7 +545,7 @@ pub async fn dry_run(scenario: &Scenario, target: TargetChoice) -> Result<DryRun
 }
 
 /// Creates `dir` if needed and proves a file can be written in it.
-fn writable(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn writable(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let probe = dir.join(".flashsale-write-probe");
     std::fs::write(&probe, b"")?;
@@ -907,7 +920,7 @@ async fn run_against(
 
 /// Reads the inventory view every [`SAMPLE_EVERY`] until the run ends. A failed reading (the
 /// server's database down, say) is recorded as such, not dropped.
-async fn sample_inventory(
+pub(crate) async fn sample_inventory(
     driver: Driver,
     sale_id: String,
     cap: Option<u64>,
@@ -949,7 +962,7 @@ async fn sample_inventory(
 /// view reports) agree, or `deadline` has passed since `last_answer`; returns the last view read,
 /// for INV-6. A view that agrees at the first reading ends the wait at once, so a converged run
 /// costs one request here.
-async fn settle(
+pub(crate) async fn settle(
     driver: &Driver,
     sale_id: &str,
     cap: Option<u64>,

@@ -7,6 +7,7 @@ pub mod exit;
 mod explore;
 mod fanout;
 mod run;
+mod shard;
 mod verify;
 
 use std::path::PathBuf;
@@ -61,6 +62,20 @@ pub enum Command {
     /// Exit status: 0 no regression beyond the limit (or no limit given); 2 a summary could not
     /// be read; 3 a figure regressed by more than --max-regression-pct.
     Compare(CompareArgs),
+    /// Create the sale of a sharded campaign and write the sale file every shard follows
+    /// (`flashsale run --shard K/N --sale-file F`): the plan's seed and key nonce, the sale's id
+    /// and window. Optional: without it, shard 0 creates the sale.
+    ///
+    /// Exit status: 0 written; 2 bad input, the target unreachable, or the file already there.
+    Prepare(PrepareArgs),
+    /// Merge the directories of a sharded campaign's shards into one run: refuse unless every
+    /// shard 0..N-1 reported complete for one sale; then join the histories on one clock, add
+    /// the HdrHistograms, read the ledger once and run the checker once, writing the summary,
+    /// report and exit status of a single run.
+    ///
+    /// Exit status: as `flashsale run`: 0 every invariant held; 1 one was violated; 2 bad input,
+    /// an incomplete or inconsistent set of shards, or set-up; 3 a threshold failed.
+    Merge(MergeArgs),
     /// Measure the harness's raw request rate against one URL (like wrk or oha), recording
     /// every attempt: N keep-alive connections, each sending its next request as soon as the
     /// previous answer is read, for the duration.
@@ -99,6 +114,46 @@ pub struct BlastArgs {
     /// Also write blast.json (the summary) and attempts.csv (every attempt) into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PrepareArgs {
+    /// The scenario file the campaign runs (every shard must be given the same).
+    pub scenario: PathBuf,
+    /// The server (or fleet) the shards will share.
+    #[arg(long, value_name = "URL[,URL…]")]
+    pub target: String,
+    /// Its admin bearer token (a server implementing server/openapi.json).
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// A target profile, for a service whose API is not server/openapi.json.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+    /// Where to write the sale file (on storage every shard can read).
+    #[arg(long, value_name = "PATH")]
+    pub sale_file: PathBuf,
+    /// Seed of the plan (overrides the scenario's; otherwise one is drawn and recorded).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Every shard's output directory (its --out), each holding shard.json.
+    #[arg(required = true, value_name = "SHARD_DIR")]
+    pub shards: Vec<PathBuf>,
+    /// Where to write the merged run [default: results/<scenario>/<UTC timestamp>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The server to read the ledger from [default: the one the shards recorded].
+    #[arg(long, value_name = "URL[,URL…]")]
+    pub target: Option<String>,
+    /// Its admin bearer token (a server implementing server/openapi.json).
+    #[arg(long, env = "FLASHSALE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The target profile the shards were run with, if any.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +275,35 @@ pub struct RunArgs {
     /// Redis, buyers spread across them by buyer; the summary shows each replica's share.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub replicas: u32,
+    /// Fire the scenario from N local shard processes (`--shard K/N` each) and merge them into
+    /// one run: the code path of a campaign across machines, on this one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub workers: Option<u32>,
+    /// Fire only shard K of N of the scenario's buyers (each at its instant of the whole plan),
+    /// at the --target the shards share; writes what `flashsale merge` judges, gives no verdict.
+    #[arg(long, value_name = "K/N", requires_all = ["sale_file", "doors_open_at"])]
+    pub shard: Option<crate::shard::ShardSpec>,
+    /// The campaign's sale file (--shard): read if it exists; otherwise shard 0 creates the
+    /// sale and writes it here, and the other shards wait for it until doors open.
+    #[arg(long, value_name = "PATH", requires = "shard")]
+    pub sale_file: Option<PathBuf>,
+    /// The instant every shard opens its doors (RFC 3339, e.g. 2026-12-03T10:00:00Z), on the
+    /// target's clock: each shard measures its offset from the target's Date header.
+    #[arg(long, value_name = "INSTANT", requires = "shard", value_parser = parse_instant)]
+    pub doors_open_at: Option<time::OffsetDateTime>,
+    /// The shards share this machine's clock (`--workers` passes it): skip the measurement.
+    #[arg(long, hide = true, requires = "shard")]
+    pub same_machine_clock: bool,
+}
+
+fn parse_instant(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
+        |e| {
+            format!(
+                "{text:?} is not an RFC 3339 instant ({e}): write it like 2026-12-03T10:00:00Z,                  e.g. from `date -u -d '+2 min' +%Y-%m-%dT%H:%M:%SZ`"
+            )
+        },
+    )
 }
 
 /// Runs the command, returns its exit status.
@@ -228,6 +312,8 @@ pub async fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::run(args).await,
         Command::Explore(args) => explore::explore(args).await,
         Command::Verify(args) => verify::verify(args).await,
+        Command::Prepare(args) => shard::prepare(args).await,
+        Command::Merge(args) => shard::merge(args).await,
         Command::Compare(args) => compare::compare(args),
         Command::Blast(args) => blast::blast(args).await,
     }

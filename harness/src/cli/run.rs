@@ -18,6 +18,14 @@ pub async fn run(args: RunArgs) -> i32 {
     if std::fs::read_to_string(&args.scenario)
         .is_ok_and(|text| crate::fanout::scenario::is_fanout_file(&text))
     {
+        if args.shard.is_some() || args.workers.is_some() {
+            eprintln!(
+                "error: {} is a wishlist-fanout scenario, which one process sends and receives; \
+                 --shard and --workers shard buy scenarios",
+                args.scenario.display()
+            );
+            return exit::SETUP;
+        }
         return super::fanout::run(args).await;
     }
     let scenario = match Scenario::from_path(&args.scenario) {
@@ -27,6 +35,9 @@ pub async fn run(args: RunArgs) -> i32 {
             return exit::SETUP;
         }
     };
+    if args.shard.is_some() || args.workers.is_some() {
+        return super::shard::run_sharded(args, scenario).await;
+    }
     let mut target = match target_choice(args.server, args.keep_db) {
         Ok(target) => target,
         Err(problem) => {
@@ -74,7 +85,19 @@ pub async fn run(args: RunArgs) -> i32 {
         results_root: PathBuf::from("results"),
     };
     match run::run(options).await {
-        Ok(result) => {
+        Ok(result) => print_result(&result),
+        Err(err) => {
+            eprintln!("error: {err}");
+            exit::SETUP
+        }
+    }
+}
+
+/// Prints a finished run's summary and warnings (a single run, or a merged one); returns its
+/// exit status.
+pub(super) fn print_result(result: &run::RunResult) -> i32 {
+    {
+        {
             let mut console = report::console_summary(&result.summary);
             if result.tested_nothing().is_some() {
                 console = console.replace(
@@ -100,10 +123,6 @@ pub async fn run(args: RunArgs) -> i32 {
                 println!("WARNING: a planned fault did not take effect: {reason}");
             }
             result.exit_status()
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            exit::SETUP
         }
     }
 }

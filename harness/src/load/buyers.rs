@@ -34,6 +34,10 @@ pub struct Buyer {
     pub idempotency_key: String,
     /// A buyer who reserves first (`[journeys]`); `None`: buys at once.
     pub journey: Option<Journey>,
+    /// Its position in the scenario's whole plan, which fixes its send time in an open arrival
+    /// model: a shard (`--shard K/N`) fires a subset of the plan, each buyer at the instant it
+    /// would have had in a single run.
+    pub arrival_index: u32,
 }
 
 /// Draws the buyers of a scenario. Quantities come from `seed`, so a run repeats; keys carry
@@ -55,6 +59,7 @@ pub fn plan_buyers(scenario: &Scenario, seed: u64, run_nonce: &str) -> Vec<Buyer
             },
             idempotency_key: format!("{run_nonce}-{i:05}"),
             journey: None,
+            arrival_index: i,
         })
         .collect();
     // Journeys come from a generator of their own, so adding `[journeys]` to a scenario changes
@@ -227,12 +232,11 @@ pub async fn run_load(
         }
         _ => buyers
             .into_iter()
-            .enumerate()
-            .map(|(index, buyer)| {
+            .map(|buyer| {
                 let shooter = shooter.clone();
                 let offset = scenario
                     .arrival
-                    .offset_of(index as u32)
+                    .offset_of(buyer.arrival_index)
                     .expect("open models fix every send time in advance");
                 let first_send = doors_open + offset;
                 tokio::spawn(async move {

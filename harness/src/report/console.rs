@@ -100,6 +100,37 @@ pub fn console_summary(summary: &Summary) -> String {
             by_code(&o.unknown_by_code)
         ),
     );
+    if let Some(shards) = &summary.shards {
+        let uncertainty = match shards.clock_uncertainty_us {
+            Some(us) => format!("clocks known to ±{:.1} ms", us as f64 / 1e3),
+            None => "a shard's clock offset not measured".to_owned(),
+        };
+        line(
+            &mut s,
+            format!(
+                "merged from {} shards: doors opened within {:.1} ms of each other ({uncertainty})",
+                shards.count,
+                shards.doors_open_spread_us as f64 / 1e3
+            ),
+        );
+        for f in &shards.shards {
+            let offset = match f.clock_offset_us {
+                Some(us) => format!("clock {:+.1} ms", us as f64 / 1e3),
+                None => "clock not measured".to_owned(),
+            };
+            line(
+                &mut s,
+                format!(
+                    "  shard {}: {} buyers, {} attempts, {} ok; {offset}; opened {:+.1} ms from the agreed instant",
+                    f.shard,
+                    f.buyers,
+                    f.attempts,
+                    f.ok,
+                    f.doors_open_drift_us as f64 / 1e3
+                ),
+            );
+        }
+    }
     for r in summary.replicas.iter().flatten() {
         line(
             &mut s,

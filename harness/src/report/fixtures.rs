@@ -111,6 +111,7 @@ pub fn run(extra_order: bool) -> Run {
         wall_time: Duration::from_millis(3_250),
         sale_id: "sale-123".into(),
         replicas: Vec::new(),
+        shards: None,
     };
     Run {
         info,

@@ -107,6 +107,60 @@ pub fn write(
     Ok(true)
 }
 
+/// Writes every class's interval logs of `history` in both families (the classes without
+/// answers get no file); what [`super::write_all`] writes, and what a shard writes so a merge can
+/// add its histograms to the other shards'.
+pub fn write_every_class(
+    dir: &Path,
+    history: &[Attempt],
+    doors_open_us: u64,
+    doors_open_at: SystemTime,
+) -> io::Result<()> {
+    for class in LatencyClass::ALL {
+        for family in [Family::FromIntended, Family::FromSend] {
+            write(dir, history, class, family, doors_open_us, doors_open_at)?;
+        }
+    }
+    Ok(())
+}
+
+/// The whole distribution of one `.hlog` file: every interval's histogram added into one.
+/// HdrHistograms add exactly, so the total of several generators' logs is the histogram of
+/// their attempts taken together. `None` when the file does not exist.
+pub fn read_total(path: &Path) -> io::Result<Option<Histogram<u64>>> {
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bad = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let mut total = crate::latency::new_histogram();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&bytes) {
+        let LogEntry::Interval(interval) = entry.map_err(|e| bad(format!("{e:?}")))? else {
+            continue;
+        };
+        let encoded =
+            <base64ct::Base64 as base64ct::Encoding>::decode_vec(interval.encoded_histogram())
+                .map_err(|e| bad(format!("an interval is not base64: {e}")))?;
+        let h: Histogram<u64> = deserializer
+            .deserialize(&mut encoded.as_slice())
+            .map_err(|e| bad(format!("an interval does not decode: {e:?}")))?;
+        total
+            .add(&h)
+            .map_err(|e| bad(format!("an interval does not add: {e:?}")))?;
+    }
+    Ok(Some(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,17 +32,19 @@ use time::macros::format_description;
 pub use console::{console_summary, holds_line};
 pub use hgrm::{OUTPUT_SCALING_RATIO, TICKS_PER_HALF_DISTANCE, write_percentile_distribution};
 pub use html::CHART_IDS;
-pub use interval_log::Family;
+pub use interval_log::{
+    Family, read_total as read_interval_log_total, write_every_class as write_interval_logs,
+};
 pub use summary::{
     FaultSummary, FaultTotals, InvariantSummary, LatencyReport, OutcomeCounts, SCHEMA_VERSION,
-    SampleSummary, Summary,
+    SampleSummary, ShardFigures, ShardsReport, Summary,
 };
 pub use timeline::{ClassRates, Goodput, SecondStats, Sellout, Throughput};
 
 use crate::checker::CheckReport;
 use crate::ground_truth::{Ledger, SettledInventory};
 use crate::history::{Attempt, FaultRecord, InventorySample};
-use crate::latency::{LatencyClass, LatencyHistograms};
+use crate::latency::LatencyHistograms;
 use crate::load::health::GeneratorStats;
 use crate::scenario::Scenario;
 
@@ -62,6 +64,8 @@ pub struct RunInfo {
     pub sale_id: String,
     /// The servers buyers were spread across (`--replicas`); empty for one server.
     pub replicas: Vec<String>,
+    /// The load generators of a merged run (`flashsale merge`, `--workers`); `None` for one.
+    pub shards: Option<ShardsReport>,
 }
 
 /// Everything a run produced, borrowed so the caller keeps ownership of large histories.
@@ -126,18 +130,7 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
     let doors_open_us = (summary.doors_open_ms * 1e3).round() as u64;
     let doors_open_at = std::time::SystemTime::from(out.info.clock_origin_at)
         + Duration::from_micros(doors_open_us);
-    for class in LatencyClass::ALL {
-        for family in [Family::FromIntended, Family::FromSend] {
-            interval_log::write(
-                dir,
-                out.history,
-                class,
-                family,
-                doors_open_us,
-                doors_open_at,
-            )?;
-        }
-    }
+    interval_log::write_every_class(dir, out.history, doors_open_us, doors_open_at)?;
     fs::write(
         dir.join("report.html"),
         html::render(&summary, &histograms, out.history),
@@ -152,7 +145,7 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
 
 /// One JSON record per line, synced to disk: the run's raw records must survive a crash of
 /// whatever runs next.
-fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> io::Result<()> {
+pub fn write_jsonl<T: serde::Serialize>(path: &Path, records: &[T]) -> io::Result<()> {
     let mut file = BufWriter::new(File::create(path)?);
     for record in records {
         serde_json::to_writer(&mut file, record)?;

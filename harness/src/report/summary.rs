@@ -121,6 +121,48 @@ pub struct Summary {
     /// server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<Vec<ReplicaFigures>>,
+    /// A run fired by several load generators (`--shard K/N`, `--workers N`) and merged: each
+    /// shard's share, clock and doors-open; absent for one generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardsReport>,
+}
+
+/// `summary.json`'s `shards`: how the generators of a merged run shared the load and how
+/// closely they kept the agreed doors-open instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardsReport {
+    pub count: u32,
+    /// The agreed doors-open instant (`--doors-open-at`), on the reference clock.
+    #[serde(with = "time::serde::rfc3339")]
+    pub doors_open_at: OffsetDateTime,
+    /// The latest shard's doors-open minus the earliest's (µs, clock offsets applied): how far
+    /// apart the generators really opened. Each shard's own figure is in `shards`.
+    pub doors_open_spread_us: u64,
+    /// The largest clock-offset uncertainty of any shard (µs): a spread below it cannot be told
+    /// from zero. `null` when a shard could not measure its offset.
+    pub clock_uncertainty_us: Option<u64>,
+    pub shards: Vec<ShardFigures>,
+}
+
+/// One load generator's share of a merged run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardFigures {
+    pub shard: u32,
+    /// Buyers of the plan it fired, and the attempts it recorded.
+    pub buyers: u64,
+    pub attempts: u64,
+    pub ok: u64,
+    /// The reference clock minus this generator's clock (µs), as measured before the load, and
+    /// half the window it was measured in; `null` when there was nothing to measure against.
+    pub clock_offset_us: Option<i64>,
+    pub clock_offset_uncertainty_us: Option<u64>,
+    /// What the offset was measured against (`target Date header`, or why it was not).
+    pub clock_reference: String,
+    /// When its first buyer was released, minus the agreed doors-open instant (µs, on the
+    /// reference clock): positive when it opened late.
+    pub doors_open_drift_us: i64,
+    /// Its process's CPU over its load phase.
+    pub cpu: Option<crate::load::health::CpuUsage>,
 }
 
 /// One replica's share of a run.
@@ -488,6 +530,7 @@ pub(super) fn build(
         sellout: timeline.sellout,
         per_second: timeline.per_second,
         replicas: replica_figures(out.history, &info.replicas),
+        shards: info.shards.clone(),
         generator: Some(GeneratorReport::assess(out.generator, out.history)),
         all_thresholds_passed: thresholds.iter().all(|t| t.passed),
         thresholds,
