@@ -495,3 +495,137 @@ fn a_run_in_which_every_request_was_refused_for_its_input_exits_3() {
     );
     assert!(!stdout.contains("all invariants held"), "{stdout}");
 }
+
+#[test]
+fn sharded_run_mistakes_exit_2_naming_the_fix() {
+    let run = |extra: &[&str]| {
+        let output = flashsale()
+            .args(["run", "scenarios/last-ten-units.toml"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let at = [
+        "--sale-file",
+        "sale.json",
+        "--doors-open-at",
+        "2026-12-03T10:00:00Z",
+    ];
+    let (code, stderr) = run(&[&["--shard", "2/2"][..], &at].concat());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("1/2"), "{stderr}");
+    let (code, stderr) = run(&[
+        "--shard",
+        "0/2",
+        "--sale-file",
+        "s.json",
+        "--doors-open-at",
+        "tomorrow",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+    let (code, stderr) = run(&["--shard", "0/2"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--sale-file"), "{stderr}");
+    // A shard needs a server the shards share.
+    let (code, stderr) = run(&[&["--shard", "0/2"][..], &at].concat());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--target") && stderr.contains("--workers"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--workers", "2", "--repeat", "2"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--repeat"), "{stderr}");
+
+    let output = flashsale()
+        .args([
+            "run",
+            "scenarios/redis-dies-mid-sale.toml",
+            "--workers",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("faults"), "{stderr}");
+
+    let output = flashsale()
+        .args(["merge", "no/such/shard-0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no/such/shard-0"), "{stderr}");
+}
+
+/// The arguments of the Kubernetes recipe's containers (deploy/kubernetes/), as the kubelet
+/// would pass them once the placeholders are filled in.
+fn recipe_args(file: &str, fill: &[(&str, &str)]) -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/");
+    let text = std::fs::read_to_string(format!("{path}{file}")).unwrap();
+    let after = text.split("command: [\"flashsale\"]").nth(1).unwrap();
+    let block = after.split("args:").nth(1).unwrap();
+    block
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- "))
+        .map(|l| {
+            let mut arg = l.trim_start()[2..].trim().to_owned();
+            for (placeholder, value) in fill {
+                arg = arg.replace(placeholder, value);
+            }
+            arg
+        })
+        .collect()
+}
+
+/// The recipe calls the binary as it is: clap accepts the shard's and the merge's arguments
+/// (an error here is the run's own, exit 2 with its message, never a usage error), a shard that
+/// cannot reach its target records itself as failed, and the merge refuses the campaign naming
+/// that shard.
+#[test]
+fn the_kubernetes_recipe_args_parse_and_a_failed_shard_stops_the_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().to_str().unwrap();
+    let fill = [
+        ("/etc/flashsale/scenario.toml", "scenarios/big-drop.toml"),
+        ("${TARGET_URL}", "http://127.0.0.1:1"),
+        ("${CAMPAIGN}", "campaign"),
+        ("${DOORS_OPEN_AT}", "2026-12-03T10:00:00Z"),
+        ("$(JOB_COMPLETION_INDEX)", "0"),
+        ("/results", results),
+    ];
+    let shard = recipe_args("shards-job.yaml", &fill);
+    assert!(
+        shard.iter().any(|a| a.starts_with("--shard=0/")),
+        "{shard:?}"
+    );
+    let output = flashsale()
+        .args(&shard)
+        .env("FLASHSALE_ADMIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("Usage:"), "{stderr}");
+    assert!(stderr.contains("shard 0/4"), "{stderr}");
+    let record = std::fs::read_to_string(tmp.path().join("campaign/shard-0/shard.json")).unwrap();
+    assert!(record.contains("\"failed\""), "{record}");
+
+    let merge = recipe_args("merge-job.yaml", &fill);
+    let output = flashsale()
+        .args(&merge)
+        .env("FLASHSALE_ADMIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("Usage:"), "{stderr}");
+    assert!(stderr.contains("shard 0/4 failed"), "{stderr}");
+}

@@ -11,5 +11,6 @@ mod own_services;
 mod per_buyer_limit;
 mod reference_server;
 mod replicas;
+mod shards;
 mod soak;
 mod verify_mutants;

@@ -119,4 +119,32 @@ mod tests {
         assert_eq!(reference - local, time::Duration::microseconds(1_500));
         assert_eq!(offset.to_reference(local), reference);
     }
+
+    /// A server whose clock runs 5 s ahead: the measured offset is 5 s within the stated
+    /// uncertainty (the bracket contains the true boundary by construction, so this holds on a
+    /// loaded machine too; only the uncertainty grows).
+    #[tokio::test]
+    async fn measures_a_server_clock_running_five_seconds_ahead() {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                let ahead = std::time::SystemTime::now() + Duration::from_secs(5);
+                (
+                    [(reqwest::header::DATE, httpdate::fmt_http_date(ahead))],
+                    "ok",
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let offset = measure(&reqwest::Client::new(), &format!("http://{addr}/")).await;
+        let measured = offset.offset_us.expect("measured");
+        let bound = offset.uncertainty_us.unwrap() as i64 + 1_000;
+        assert!(
+            (measured - 5_000_000).abs() <= bound,
+            "{measured} µs, ±{bound} µs: {offset:?}"
+        );
+        assert!(offset.reference.contains("Date header"), "{offset:?}");
+    }
 }

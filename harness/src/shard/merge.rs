@@ -52,9 +52,23 @@ pub fn read_shard_set(dirs: &[PathBuf]) -> Result<ShardSet, String> {
                 .to_owned(),
         );
     }
+    // Every directory is read before any is refused, so one message names every shard that
+    // failed or never reported, a failure's cause first.
     let mut records = Vec::new();
+    let mut failed = Vec::new();
+    let mut unreadable = Vec::new();
     for dir in dirs {
-        records.push((dir.clone(), read_record(dir)?));
+        match read_record(dir) {
+            Ok(record) if record.status == ShardStatus::Failed => {
+                failed.push(failed_message(dir, &record))
+            }
+            Ok(record) => records.push((dir.clone(), record)),
+            Err(problem) => unreadable.push(problem),
+        }
+    }
+    if !failed.is_empty() || !unreadable.is_empty() {
+        failed.extend(unreadable);
+        return Err(failed.join("\n"));
     }
     let sale = check_set(&records)?;
     let mut shards = Vec::new();
@@ -108,13 +122,7 @@ fn read_record(dir: &Path) -> Result<ShardRecord, String> {
 pub fn check_set(records: &[(PathBuf, ShardRecord)]) -> Result<SaleFile, String> {
     for (dir, record) in records {
         if record.status == ShardStatus::Failed {
-            return Err(format!(
-                "shard {} failed ({}): {}. Its buyers were not all fired, so no verdict can be \
-                 given on the campaign; fix the cause and run it again",
-                record.shard,
-                dir.display(),
-                record.error.as_deref().unwrap_or("no reason recorded")
-            ));
+            return Err(failed_message(dir, record));
         }
     }
     let (first_dir, first) = &records[0];
@@ -177,6 +185,16 @@ pub fn check_set(records: &[(PathBuf, ShardRecord)]) -> Result<SaleFile, String>
         ));
     }
     Ok(sale)
+}
+
+fn failed_message(dir: &Path, record: &ShardRecord) -> String {
+    format!(
+        "shard {} failed ({}): {}. Its buyers were not all fired, so no verdict can be given on \
+         the campaign; fix the cause and run it again",
+        record.shard,
+        dir.display(),
+        record.error.as_deref().unwrap_or("no reason recorded")
+    )
 }
 
 fn load_shard(dir: PathBuf, record: ShardRecord) -> Result<LoadedShard, String> {
@@ -492,4 +510,199 @@ pub async fn merge(
         out_dir,
         hold_ops: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::clock::ClockOffset;
+    use crate::shard::{ShardSpec, ShardStatus};
+    use time::macros::datetime;
+
+    const DOORS: OffsetDateTime = datetime!(2026-12-03 02:00:00 UTC);
+
+    fn sale() -> SaleFile {
+        let scenario = crate::scenario::Scenario::from_toml_str(
+            "name = \"split\"\nseed = 3\n[sale]\ncap = 5\n[[sale.products]]\nid = \"tee\"\n\
+             price_cents = 1500\n[buyers]\ncount = 40\nquantity = 1\n[arrival]\n\
+             model = \"burst\"\nopen_after = \"100ms\"\n",
+            "unused",
+        )
+        .unwrap();
+        SaleFile {
+            format: "flashsale-sale/1".into(),
+            scenario,
+            sale_id: "sale-1".into(),
+            cap: Some(5),
+            starts_at: DOORS - time::Duration::minutes(1),
+            ends_at: DOORS + time::Duration::hours(1),
+            seed: 3,
+            run_nonce: "abc".into(),
+            target: vec!["http://127.0.0.1:1".into()],
+            created_at: DOORS - time::Duration::minutes(1),
+        }
+    }
+
+    fn record(index: u32, count: u32, attempts: u64, origin_late_us: i64) -> ShardRecord {
+        ShardRecord {
+            format: ShardRecord::format(),
+            shard: ShardSpec { index, count },
+            status: ShardStatus::Complete,
+            error: None,
+            scenario_name: "split".into(),
+            sale_file: "sale.json".into(),
+            sale: Some(sale()),
+            target: vec!["http://127.0.0.1:1".into()],
+            doors_open_at: DOORS,
+            clock_origin_at: DOORS - time::Duration::milliseconds(100)
+                + time::Duration::microseconds(origin_late_us),
+            clock: ClockOffset::same_machine(),
+            doors_open_drift_us: origin_late_us,
+            buyers: attempts,
+            attempts,
+            cpu: None,
+            finished_at: DOORS + time::Duration::seconds(1),
+        }
+    }
+
+    /// `n` attempts of one shard, answered `latency_us` after doors open (100 ms on its clock).
+    fn history(shard: u32, n: u64, latency_us: u64) -> Vec<Attempt> {
+        (0..n)
+            .map(|i| Attempt {
+                seq: i,
+                buyer: format!("buyer-{shard}-{i}"),
+                idempotency_key: format!("abc-{shard}-{i}"),
+                quantity: 1,
+                try_number: 0,
+                intended_us: 100_000,
+                sent_us: 100_000 + i,
+                completed_us: 100_000 + i + latency_us * (i + 1),
+                outcome: if i == 0 {
+                    Outcome::Ok
+                } else {
+                    Outcome::Rejected
+                },
+                status: Some(if i == 0 { 201 } else { 409 }),
+                code: (i > 0).then(|| crate::history::Code::from("sold_out")),
+                order_id: (i == 0).then(|| format!("order-{shard}")),
+            })
+            .collect()
+    }
+
+    /// Writes a shard's directory as `flashsale run --shard` does; `logged_from` is the history
+    /// its interval logs are written from (the mutant: another one).
+    fn write_shard(dir: &Path, record: &ShardRecord, history: &[Attempt], logged_from: &[Attempt]) {
+        std::fs::create_dir_all(dir).unwrap();
+        report::write_jsonl(&dir.join("history.jsonl"), history).unwrap();
+        report::write_jsonl::<ScheduleSample>(&dir.join("schedule.jsonl"), &[]).unwrap();
+        let doors = std::time::SystemTime::from(DOORS);
+        report::write_interval_logs(dir, logged_from, 100_000, doors).unwrap();
+        std::fs::write(
+            dir.join(SHARD_RECORD),
+            serde_json::to_string(record).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_merged_histogram_is_the_histogram_of_the_union() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dirs = Vec::new();
+        for (k, latency) in [(0u32, 700u64), (1, 2_300), (2, 40_000)] {
+            let dir = tmp.path().join(format!("shard-{k}"));
+            let h = history(k, 10 + u64::from(k), latency);
+            write_shard(
+                &dir,
+                &record(k, 3, h.len() as u64, 2_000 * i64::from(k)),
+                &h,
+                &h,
+            );
+            dirs.push(dir);
+        }
+        let set = read_shard_set(&dirs).unwrap();
+        let joined = union(&set).unwrap();
+        assert_eq!(joined.history.len(), 10 + 11 + 12);
+        let seqs: Vec<u64> = joined.history.iter().map(|a| a.seq).collect();
+        assert_eq!(seqs, (0..33).collect::<Vec<_>>(), "renumbered in order");
+        let union_histograms = LatencyHistograms::record(&joined.history);
+        for class in [LatencyClass::Ok, LatencyClass::SoldOut, LatencyClass::All] {
+            let added = &joined.logged[&(class, "")];
+            assert_eq!(added, &union_histograms.from_intended[&class], "{class:?}");
+            let added = &joined.logged[&(class, ".from-send")];
+            assert_eq!(added, &union_histograms.from_send[&class], "{class:?}");
+        }
+        assert_eq!(union_histograms.from_intended[&LatencyClass::All].len(), 33);
+        // Shard 2's origin was 4 ms late on the shared clock: its times moved by 4 ms.
+        let of_shard_2 = joined
+            .history
+            .iter()
+            .find(|a| a.buyer == "buyer-2-0")
+            .unwrap();
+        assert_eq!(of_shard_2.sent_us, 100_000 + 4_000);
+        assert_eq!(joined.shards.doors_open_spread_us, 4_000);
+        assert_eq!(
+            joined.clock_origin_at,
+            DOORS - time::Duration::milliseconds(100)
+        );
+    }
+
+    #[test]
+    fn a_shard_whose_logs_are_not_its_history_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("shard-0");
+        let h = history(0, 10, 700);
+        let other = history(0, 10, 900);
+        write_shard(&dir, &record(0, 1, 10, 0), &h, &other);
+        let err = read_shard_set(&[dir]).unwrap_err();
+        assert!(err.contains("do not add up"), "{err}");
+    }
+
+    #[test]
+    fn an_incomplete_or_mixed_set_is_refused_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |k: u32| tmp.path().join(format!("shard-{k}"));
+        for k in 0..3 {
+            let h = history(k, 5, 1_000);
+            write_shard(&dir(k), &record(k, 3, 5, 0), &h, &h);
+        }
+        let err = read_shard_set(&[dir(0), dir(2)]).unwrap_err();
+        assert!(
+            err.contains("shard 1/3 of the campaign is missing"),
+            "{err}"
+        );
+        let err = read_shard_set(&[dir(0), dir(1), dir(1)]).unwrap_err();
+        assert!(err.contains("appears twice"), "{err}");
+
+        // Never reported: no shard.json.
+        std::fs::remove_file(dir(1).join(SHARD_RECORD)).unwrap();
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(err.contains("never reported"), "{err}");
+
+        // Failed: its record says why.
+        let mut failed = record(1, 3, 0, 0);
+        failed.status = ShardStatus::Failed;
+        failed.error = Some("the target refused the connection".into());
+        write_shard(&dir(1), &failed, &[], &[]);
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(err.contains("shard 1/3 failed"), "{err}");
+        assert!(err.contains("refused the connection"), "{err}");
+
+        // Another campaign's shard.
+        let mut foreign = record(1, 3, 5, 0);
+        foreign.sale.as_mut().unwrap().run_nonce = "other".into();
+        let h = history(1, 5, 1_000);
+        write_shard(&dir(1), &foreign, &h, &h);
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(err.contains("different sale files"), "{err}");
+
+        // A history cut short.
+        let mut short = record(1, 3, 6, 0);
+        short.sale = Some(sale());
+        write_shard(&dir(1), &short, &h, &h);
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(
+            err.contains("holds 5 attempts and the shard recorded 6"),
+            "{err}"
+        );
+    }
 }
