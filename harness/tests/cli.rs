@@ -629,3 +629,41 @@ fn the_kubernetes_recipe_args_parse_and_a_failed_shard_stops_the_merge() {
     assert!(!stderr.contains("Usage:"), "{stderr}");
     assert!(stderr.contains("shard 0/4 failed"), "{stderr}");
 }
+
+/// The first acceptance line of issue 17 at a tenth of the size: `--workers 2` gives one summary
+/// for every attempt of the plan, valid against the schema, with each shard's share.
+#[test]
+fn workers_write_one_schema_valid_summary_for_the_whole_plan() {
+    let out = tempfile::tempdir().unwrap();
+    let output = flashsale()
+        .args([
+            "run",
+            "scenarios/last-ten-units.toml",
+            "--workers",
+            "2",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("merged from 2 shards"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("summary.json")).unwrap())
+            .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../summary.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(summary["outcomes"]["attempts"], 1_000);
+    assert_eq!(summary["shards"]["count"], 2);
+    for k in 0..2 {
+        assert!(out.path().join(format!("shard-{k}/shard.json")).is_file());
+    }
+}
