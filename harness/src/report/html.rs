@@ -185,6 +185,10 @@ fn header(s: &mut String, summary: &Summary) {
     }
     s.push_str("</table>");
 
+    if let Some(shards) = &summary.shards {
+        shards_table(s, shards);
+    }
+
     if !summary.thresholds.is_empty() {
         s.push_str(
             "<table id=\"thresholds\"><tr><th class=\"l\">threshold</th><th>measured</th>\
@@ -653,6 +657,57 @@ fn values(series: &[Series]) -> impl Iterator<Item = f64> + '_ {
     series
         .iter()
         .flat_map(|s| s.points.iter().filter_map(|(_, y)| *y))
+}
+
+/// A merged run's generators: each one's share, clock and doors-open, and their spread.
+fn shards_table(s: &mut String, shards: &super::ShardsReport) {
+    let uncertainty = shards
+        .clock_uncertainty_us
+        .map_or("a shard's clock offset was not measured".to_owned(), |us| {
+            format!("clocks known to ±{:.1} ms", us as f64 / 1e3)
+        });
+    let _ = write!(
+        s,
+        "<h2>Load generators</h2><p class=\"note\" id=\"shards-note\">Merged from {} shards. \
+         Doors opened within {:.1} ms of each other ({uncertainty}), agreed instant {}.</p>\
+         <table id=\"shards\"><tr><th>shard</th><th>buyers</th><th>attempts</th><th>ok</th>\
+         <th>clock offset</th><th>opened (vs agreed)</th><th>CPU</th>\
+         <th class=\"l\">clock measured against</th></tr>",
+        shards.count,
+        shards.doors_open_spread_us as f64 / 1e3,
+        escape(
+            &shards
+                .doors_open_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ),
+    );
+    for f in &shards.shards {
+        let offset = match (f.clock_offset_us, f.clock_offset_uncertainty_us) {
+            (Some(us), Some(u)) => format!("{:+.1} ± {:.1} ms", us as f64 / 1e3, u as f64 / 1e3),
+            _ => "not measured".to_owned(),
+        };
+        let cpu = f.cpu.map_or("—".to_owned(), |c| {
+            format!(
+                "{:.2} s ({:.0} % of {} cores)",
+                c.cpu_ms as f64 / 1e3,
+                c.busy_fraction * 1e2,
+                c.cores
+            )
+        });
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{offset}</td><td>{:+.1} ms</td>\
+             <td>{cpu}</td><td class=\"l\">{}</td></tr>",
+            f.shard,
+            f.buyers,
+            f.attempts,
+            f.ok,
+            f.doors_open_drift_us as f64 / 1e3,
+            escape(&f.clock_reference)
+        );
+    }
+    s.push_str("</table>");
 }
 
 fn section(s: &mut String, title: &str, note: &str, chart: &Chart) {
