@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod job_queue;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod notify;
 pub mod preflight;
 pub mod sales;
@@ -160,6 +161,7 @@ pub async fn build_with(
             addr: settings.listen,
             source,
         })?;
+    let metrics = Arc::new(metrics::ServerMetrics::new());
     let correct = Inventory::new(
         settings.inventory,
         pool.clone(),
@@ -170,6 +172,7 @@ pub async fn build_with(
         ),
         // As long as a buyer may wait for a database connection.
         settings.db_acquire_timeout,
+        metrics.clone(),
     );
     let state = AppState {
         inventory: strategy(StrategyParts {
@@ -178,6 +181,7 @@ pub async fn build_with(
             correct,
         }),
         sales: Arc::new(SaleCache::new(settings.sale_cache_ttl)),
+        metrics,
         pool,
         settings: Arc::new(settings),
     };

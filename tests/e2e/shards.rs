@@ -80,8 +80,14 @@ async fn three_local_shards_give_the_attempt_count_and_verdict_of_one_process() 
     .unwrap();
     assert_eq!(on_disk["shards"]["count"], 3);
     let html = std::fs::read_to_string(merged.out_dir.join("report.html")).unwrap();
-    assert!(html.contains("id=\"shards\""), "the report shows the generators");
-    assert!(html.contains("Merged from 3 shards"), "and their doors-open spread");
+    assert!(
+        html.contains("id=\"shards\""),
+        "the report shows the generators"
+    );
+    assert!(
+        html.contains("Merged from 3 shards"),
+        "and their doors-open spread"
+    );
     assert_eq!(
         on_disk["outcomes"]["attempts"], 1_000,
         "{}",

@@ -209,13 +209,45 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// `POST /sales/{id}/orders`: decides the buy and counts its answer in the server's metrics
+/// (outcome, the path that decided the order, time).
 pub async fn buy(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let sale_id = body::sale_id(&raw_id)?;
+    let started = std::time::Instant::now();
+    let decided = decide_buy(&state, &raw_id, &headers, request).await;
+    let (outcome, path) = match &decided {
+        Ok(Answer::Order(order, false)) => ("created", order.decided_by.as_str()),
+        Ok(Answer::Order(order, true)) => ("replayed", order.decided_by.as_str()),
+        Ok(Answer::SoldOutFromMemory) => (ErrorCode::SoldOut.as_str(), "memory"),
+        Err(e) => (e.code.as_str(), "none"),
+    };
+    state.metrics.buy_answered(outcome, path, started.elapsed());
+    match decided {
+        Ok(Answer::Order(order, replayed)) => Ok(created(order, replayed)),
+        Ok(Answer::SoldOutFromMemory) => Err(sold_out()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How a buy was answered, before it is put on the wire.
+enum Answer {
+    /// The order, and whether it is an earlier request's (replayed).
+    Order(Order, bool),
+    /// The sale is known to be sold out and the key is new: no round trip was made.
+    SoldOutFromMemory,
+}
+
+async fn decide_buy(
+    state: &AppState,
+    raw_id: &str,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<Answer, ApiError> {
+    let sale_id = body::sale_id(raw_id)?;
     let key = idempotency_key(&headers)?;
     let raw_body = body::read(request, state.settings.body_read_timeout).await?;
     let buy = read_buy_body(&raw_body, state.settings.max_quantity_per_order)?;
@@ -250,8 +282,8 @@ pub async fn buy(
         // buyer needs a round trip (see `Inventory::sold_out_orders` for the one answer this
         // changes).
         return match frozen.get(&(req.buyer_id.clone(), req.idempotency_key.clone())) {
-            Some(first) => replay(&req, first.clone()),
-            None => Err(sold_out()),
+            Some(first) => replayed(&req, first.clone()),
+            None => Ok(Answer::SoldOutFromMemory),
         };
     }
     if let Some(first) = state
@@ -259,10 +291,10 @@ pub async fn buy(
         .find_by_key(&req.buyer_id, &req.idempotency_key)
         .await?
     {
-        return replay(&req, first);
+        return replayed(&req, first);
     }
     match state.inventory.buy(&sale, &req).await {
-        Ok(order) => Ok(created(order, false)),
+        Ok(order) => Ok(Answer::Order(order, false)),
         Err(ClaimError::SoldOut) => Err(sold_out()),
         Err(ClaimError::BuyerLimit) => Err(buyer_limit_reached(
             &req.buyer_id,
@@ -276,7 +308,7 @@ pub async fn buy(
                 .find_by_key(&req.buyer_id, &req.idempotency_key)
                 .await?
             {
-                Some(first) => replay(&req, first),
+                Some(first) => replayed(&req, first),
                 None => Err(ApiError::unavailable("the order database").with_cause(
                     "the key's insert conflicted, but no order with that key was found",
                 )),
@@ -311,9 +343,11 @@ pub(super) fn buyer_limit_reached(buyer_id: &str, quantity: i32, limit: Option<i
     .with_details(json!({ "limit": limit }))
 }
 
-fn replay(req: &OrderRequest, first: Order) -> Result<Response, ApiError> {
+/// The answer to a request whose key was used before: the earlier order if it is the same
+/// request, else a refusal.
+fn replayed(req: &OrderRequest, first: Order) -> Result<Answer, ApiError> {
     if req.same_request_as(&first) {
-        Ok(created(first, true))
+        Ok(Answer::Order(first, true))
     } else {
         Err(ApiError::new(
             ErrorCode::IdempotencyKeyReused,

@@ -11,13 +11,14 @@ mod request_id;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post, put};
 use serde_json::json;
 use sqlx::PgPool;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::inventory::ClaimStrategy;
+use crate::metrics::ServerMetrics;
 use crate::sales::SaleCache;
 use crate::settings::Settings;
 
@@ -33,12 +34,15 @@ pub struct AppState {
     pub inventory: Arc<dyn ClaimStrategy>,
     pub sales: Arc<SaleCache>,
     pub settings: Arc<Settings>,
+    /// What `GET /metrics` exposes (`crate::metrics`).
+    pub metrics: Arc<ServerMetrics>,
 }
 
 /// The router, without a socket: tests call it directly, `build` serves it.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/sales/{sale_id}", get(buyer::get_sale))
         .route("/sales/{sale_id}/orders", post(buyer::buy))
         .route("/sales/{sale_id}/holds", post(holds::reserve))
@@ -77,6 +81,27 @@ pub(crate) fn refusal_router() -> Router {
 
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(json!({ "status": "ok" }))
+}
+
+/// Prometheus text exposition (`crate::metrics`). Unauthenticated like `/health`: it holds
+/// counts and timings, no buyer, order or sale data, and scrapers expect an open endpoint.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    use crate::inventory::breaker::BreakerState;
+    let breaker = match state.inventory.breaker_state() {
+        BreakerState::Closed => "closed",
+        BreakerState::Open => "open",
+        BreakerState::HalfOpen => "half_open",
+    };
+    let text = state
+        .metrics
+        .render(breaker, &state.pool, state.settings.db_pool_size);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 async fn too_many_connections() -> ApiError {

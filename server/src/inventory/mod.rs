@@ -32,6 +32,7 @@ use self::redis::RedisCounter;
 use crate::ledger::holds::{self, Hold, HoldError, HoldRequest};
 use crate::ledger::orders::{NewOrder, Order, OrderRequest};
 use crate::ledger::{ClaimError, Ledger};
+use crate::metrics::ServerMetrics;
 use crate::sales::{LedgerKind, Sale};
 
 /// The seam between the HTTP layer and whatever decides claims. [`crate::AppState`] holds one
@@ -210,10 +211,11 @@ impl Inventory {
         redis: Option<RedisCounter>,
         breaker: CircuitBreaker,
         ledger_deadline: Duration,
+        metrics: Arc<ServerMetrics>,
     ) -> Self {
         Self {
             strategy,
-            ledger: Ledger::new(pool, ledger_deadline),
+            ledger: Ledger::new(pool, ledger_deadline, metrics),
             redis,
             breaker,
             confirmed_sold_out: RwLock::new(HashMap::new()),

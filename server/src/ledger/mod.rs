@@ -21,6 +21,7 @@ pub mod holds;
 pub mod orders;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 use self::batch::Coalescer;
 use self::claims::Decision;
 use self::orders::{InsertError, NewOrder, Order, OrderRequest};
+use crate::metrics::ServerMetrics;
 
 /// Batches in flight at once, per kind: one. Measured with wrk (32 connections) on this 2-core
 /// machine, orders/s and PostgreSQL-path claims/s with 1, 2, 4, 8, 16 runners were 7.4k/7.1k,
@@ -117,10 +119,10 @@ impl Ledger {
     /// Starts the batch dispatchers on the current tokio runtime. A batch still running after
     /// `deadline` is abandoned (its buyers get 503, an unknown outcome), so a PostgreSQL that
     /// hangs cannot hold up every later batch behind the one runner.
-    pub fn new(pool: PgPool, deadline: Duration) -> Self {
-        let lookups = dispatcher(&pool, deadline, "lookup", lookup_batch);
-        let inserts = dispatcher(&pool, deadline, "insert", insert_batch);
-        let claims = dispatcher(&pool, deadline, "claim", claim_batch);
+    pub fn new(pool: PgPool, deadline: Duration, metrics: Arc<ServerMetrics>) -> Self {
+        let lookups = dispatcher(&pool, deadline, "lookup", lookup_batch, metrics.clone());
+        let inserts = dispatcher(&pool, deadline, "insert", insert_batch, metrics.clone());
+        let claims = dispatcher(&pool, deadline, "claim", claim_batch, metrics);
         Self {
             pool,
             lookups,
@@ -213,6 +215,7 @@ fn dispatcher<J, Fut>(
     deadline: Duration,
     kind: &'static str,
     run: fn(PgPool, Vec<J>) -> Fut,
+    metrics: Arc<ServerMetrics>,
 ) -> Coalescer<J>
 where
     J: Send + 'static,
@@ -220,7 +223,10 @@ where
 {
     let pool = pool.clone();
     Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch: Vec<J>| {
-        within(deadline, kind, batch.len(), run(pool.clone(), batch))
+        let size = batch.len();
+        let metrics = metrics.clone();
+        let work = within(deadline, kind, size, run(pool.clone(), batch));
+        async move { metrics.batch_ran(kind, size, work.await) }
     })
 }
 
@@ -233,7 +239,7 @@ async fn within(
     kind: &'static str,
     size: usize,
     batch: impl Future<Output = ()>,
-) {
+) -> Option<Duration> {
     let started = std::time::Instant::now();
     if tokio::time::timeout(deadline, batch).await.is_err() {
         tracing::warn!(
@@ -242,14 +248,16 @@ async fn within(
             ?deadline,
             "a ledger batch overran its deadline; its buyers get 503"
         );
-        return;
+        return None;
     }
+    let took = started.elapsed();
     tracing::debug!(
         kind,
         size,
-        elapsed_us = started.elapsed().as_micros() as u64,
+        elapsed_us = took.as_micros() as u64,
         "ledger batch"
     );
+    Some(took)
 }
 
 fn dropped(what: &str) -> sqlx::Error {
@@ -406,11 +414,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_past_its_deadline_is_dropped_and_frees_the_runner() {
         // Every batch hangs, as on a PostgreSQL that stopped answering.
-        let hanging = Coalescer::spawn(8, RUNNERS, |batch: Vec<oneshot::Sender<()>>| {
-            within(Duration::from_secs(5), "test", batch.len(), async move {
+        let hanging = Coalescer::spawn(8, RUNNERS, |batch: Vec<oneshot::Sender<()>>| async {
+            let took = within(Duration::from_secs(5), "test", batch.len(), async move {
                 tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
                 drop(batch);
             })
+            .await;
+            assert_eq!(took, None, "an overrun reports no time");
         });
         let started = tokio::time::Instant::now();
         assert_eq!(hanging.call(|reply| reply).await, None, "dropped, not hung");

@@ -393,6 +393,7 @@ async fn inventory(app: &TestApp, strategy: InventoryStrategy) -> flashsale_serv
         Some(redis),
         flashsale_server::inventory::breaker::CircuitBreaker::new(5, Duration::from_secs(1)),
         Duration::from_secs(10),
+        Default::default(),
     )
 }
 

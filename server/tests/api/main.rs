@@ -11,4 +11,5 @@ mod holds;
 mod idempotency;
 mod ledger;
 mod lifecycle;
+mod metrics;
 mod startup;
