@@ -248,7 +248,7 @@ async fn decide_buy(
     request: Request,
 ) -> Result<Answer, ApiError> {
     let sale_id = body::sale_id(raw_id)?;
-    let key = idempotency_key(&headers)?;
+    let key = idempotency_key(headers)?;
     let raw_body = body::read(request, state.settings.body_read_timeout).await?;
     let buy = read_buy_body(&raw_body, state.settings.max_quantity_per_order)?;
     let sale = state
