@@ -28,6 +28,7 @@ use crate::profile::{Profile, Template};
 use crate::report::{self, RunInfo, RunOutputs, Summary};
 use crate::scenario::{FaultKind, RedisMode, Scenario};
 use crate::target::driver::{Driver, PreparedSale};
+use crate::target::server_metrics::{self, ServerMetricsReport};
 use crate::target::service::{ServiceAddresses, StartedService, service_database, through};
 use crate::target::{Dependencies, InProcessServer, ServerOverrides, TargetError, postgres_addr};
 
@@ -257,6 +258,7 @@ pub async fn run(options: RunOptions) -> Result<RunResult, RunError> {
             settled: measured.settled.as_ref(),
             generator: &measured.generator,
             memory: &measured.memory,
+            server_metrics: measured.server_metrics.as_ref(),
         },
     )
     .map_err(|source| RunError::Output {
@@ -720,6 +722,8 @@ struct Measured {
     holds: Option<Vec<LedgerHold>>,
     /// When the settled view was read (µs on the history's clock).
     final_read_us: Option<u64>,
+    /// What the server counted during the run, if it exposes `/metrics`.
+    server_metrics: Option<ServerMetricsReport>,
 }
 
 impl Measured {
@@ -765,6 +769,10 @@ async fn run_against(
     // The dry run: before any load, prove the ground truth and the counters can be read (the
     // profile's pointers and columns match), so a wrong profile costs no load.
     driver.ledger(&sale_id, cap).await?;
+    // The server's own counts, when it exposes them (`target::server_metrics`): before the load
+    // and after it settled.
+    let metrics_client = reqwest::Client::new();
+    let metrics_before = server_metrics::scrape_all(&metrics_client, &driver.buy_urls()).await;
     let run_nonce = Uuid::new_v4().simple().to_string();
     let buyers = plan_buyers(scenario, seed, &run_nonce[..12]);
     let client = warmed_client(scenario, driver.base_url(), buyers.len()).await;
@@ -895,6 +903,12 @@ async fn run_against(
     } else {
         None
     };
+    let server_metrics = match metrics_before {
+        Some(before) => server_metrics::scrape_all(&metrics_client, &driver.buy_urls())
+            .await
+            .and_then(|after| ServerMetricsReport::between(&driver.buy_urls(), &before, &after)),
+        None => None,
+    };
     let on_clock = |at: OffsetDateTime| (at - clock_origin_at).whole_microseconds() as i64;
     Ok(Measured {
         sale_window: SaleWindow {
@@ -915,6 +929,7 @@ async fn run_against(
         hold_ops,
         holds,
         final_read_us,
+        server_metrics,
     })
 }
 

@@ -68,8 +68,9 @@ impl ServerMetrics {
                     "flashsale_buy_requests_total",
                     "Buy requests answered, by outcome (created, replayed, or the error code) and \
                      by the path that decided the order (redis, postgres-fallback, \
-                     postgres-recheck, …; memory for a sold-out answer from a sale known to be \
-                     sold out; none when no claim was made)",
+                     postgres-recheck, …; claim for a refusal a claim decided; memory for a \
+                     sold-out answer from a sale known to be sold out; none when no claim was \
+                     made)",
                 ),
                 &["outcome", "path"],
             ),

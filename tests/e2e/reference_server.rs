@@ -95,6 +95,27 @@ async fn last_ten_units_sells_exactly_ten_on_the_postgres_path() {
             .iter()
             .all(|o| o.decided_by == "postgres")
     );
+    // The server's own metrics, scraped into the summary, agree with what the harness saw.
+    let metrics = result
+        .summary
+        .server_metrics
+        .as_ref()
+        .expect("the reference server exposes /metrics");
+    let count =
+        |outcome: &str| -> u64 { metrics.buys.get(outcome).map_or(0, |p| p.values().sum()) };
+    assert_eq!(count("created"), 10, "{metrics:?}");
+    assert_eq!(
+        metrics.buys["created"].get("postgres"),
+        Some(&10),
+        "{metrics:?}"
+    );
+    assert_eq!(
+        count("sold_out"),
+        result.summary.outcomes.rejected,
+        "{metrics:?}"
+    );
+    assert!(metrics.ledger_batches["claim"].batches >= 1, "{metrics:?}");
+    assert_eq!(metrics.breaker_after, ["closed"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,9 @@ pub fn console_summary(summary: &Summary) -> String {
             by_code(&o.unknown_by_code)
         ),
     );
+    if let Some(metrics) = &summary.server_metrics {
+        line(&mut s, metrics.console_line());
+    }
     if let Some(shards) = &summary.shards {
         let uncertainty = match shards.clock_uncertainty_us {
             Some(us) => format!("clocks known to ±{:.1} ms", us as f64 / 1e3),

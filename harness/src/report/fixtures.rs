@@ -194,6 +194,7 @@ pub fn write(run: &Run, dir: &Path) -> Summary {
         dir,
         &RunOutputs {
             memory: &run.memory,
+            server_metrics: None,
             info: &run.info,
             history: &run.history,
             ledger: &run.ledger,

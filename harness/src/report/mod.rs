@@ -85,6 +85,8 @@ pub struct RunOutputs<'a> {
     pub generator: &'a GeneratorStats,
     /// Resident memory sampled during the run.
     pub memory: &'a [crate::memory::MemorySample],
+    /// What the target counted during the run (`GET /metrics`); `None` when not exposed.
+    pub server_metrics: Option<&'a crate::target::server_metrics::ServerMetricsReport>,
 }
 
 /// `results_root/<scenario>/<UTC start, e.g. 20261126T101500Z>/`: one directory per run that

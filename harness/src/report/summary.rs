@@ -125,6 +125,10 @@ pub struct Summary {
     /// shard's share, clock and doors-open; absent for one generator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<ShardsReport>,
+    /// What the target itself counted during the run, from its Prometheus metrics (`GET
+    /// /metrics`, scraped before and after); absent when it exposes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<crate::target::server_metrics::ServerMetricsReport>,
 }
 
 /// `summary.json`'s `shards`: how the generators of a merged run shared the load and how
@@ -531,6 +535,7 @@ pub(super) fn build(
         per_second: timeline.per_second,
         replicas: replica_figures(out.history, &info.replicas),
         shards: info.shards.clone(),
+        server_metrics: out.server_metrics.cloned(),
         generator: Some(GeneratorReport::assess(out.generator, out.history)),
         all_thresholds_passed: thresholds.iter().all(|t| t.passed),
         thresholds,

@@ -488,6 +488,8 @@ pub async fn merge(
             settled: settled.as_ref(),
             generator: &generator,
             memory: &[],
+            // Each shard ran on its own; the server's counts over the campaign are not scraped.
+            server_metrics: None,
         },
     )
     .map_err(|source| RunError::Output {

@@ -8,6 +8,7 @@ mod admin;
 pub mod dependencies;
 pub mod driver;
 mod in_process;
+pub mod server_metrics;
 pub mod service;
 
 pub use self::admin::AdminClient;

@@ -223,13 +223,14 @@ pub async fn buy(
         Ok(Answer::Order(order, false)) => ("created", order.decided_by.as_str()),
         Ok(Answer::Order(order, true)) => ("replayed", order.decided_by.as_str()),
         Ok(Answer::SoldOutFromMemory) => (ErrorCode::SoldOut.as_str(), "memory"),
+        Ok(Answer::RefusedByClaim(e)) => (e.code.as_str(), "claim"),
         Err(e) => (e.code.as_str(), "none"),
     };
     state.metrics.buy_answered(outcome, path, started.elapsed());
     match decided {
         Ok(Answer::Order(order, replayed)) => Ok(created(order, replayed)),
         Ok(Answer::SoldOutFromMemory) => Err(sold_out()),
-        Err(e) => Err(e),
+        Ok(Answer::RefusedByClaim(e)) | Err(e) => Err(e),
     }
 }
 
@@ -239,6 +240,8 @@ enum Answer {
     Order(Order, bool),
     /// The sale is known to be sold out and the key is new: no round trip was made.
     SoldOutFromMemory,
+    /// The claim was made and refused (sold out, over the buyer's limit).
+    RefusedByClaim(ApiError),
 }
 
 async fn decide_buy(
@@ -295,12 +298,12 @@ async fn decide_buy(
     }
     match state.inventory.buy(&sale, &req).await {
         Ok(order) => Ok(Answer::Order(order, false)),
-        Err(ClaimError::SoldOut) => Err(sold_out()),
-        Err(ClaimError::BuyerLimit) => Err(buyer_limit_reached(
+        Err(ClaimError::SoldOut) => Ok(Answer::RefusedByClaim(sold_out())),
+        Err(ClaimError::BuyerLimit) => Ok(Answer::RefusedByClaim(buyer_limit_reached(
             &req.buyer_id,
             req.quantity,
             sale.per_buyer_limit,
-        )),
+        ))),
         Err(ClaimError::DuplicateKey) => {
             // A concurrent request with the same key won the race; answer with its order.
             match state

@@ -66,7 +66,11 @@ async fn buys_are_counted_by_outcome_and_path_and_the_gauges_are_read_at_scrape(
         "{text}"
     );
     assert_eq!(buys(&[("outcome", "replayed")]), 1.0, "{text}");
-    assert_eq!(buys(&[("outcome", "sold_out")]), 1.0, "{text}");
+    assert_eq!(
+        buys(&[("outcome", "sold_out"), ("path", "claim")]),
+        1.0,
+        "{text}"
+    );
     assert_eq!(
         buys(&[("outcome", "malformed_json"), ("path", "none")]),
         1.0,
