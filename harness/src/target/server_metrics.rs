@@ -372,9 +372,12 @@ flashsale_db_pool_max_connections 32
     fn the_report_is_the_difference_between_the_scrapes() {
         let before = Snapshot::parse(BEFORE).unwrap();
         let after = Snapshot::parse(AFTER).unwrap();
-        let report =
-            ServerMetricsReport::between(&["http://s".into()], &[before.clone()], &[after.clone()])
-                .unwrap();
+        let report = ServerMetricsReport::between(
+            &["http://s".into()],
+            std::slice::from_ref(&before),
+            std::slice::from_ref(&after),
+        )
+        .unwrap();
         // A server whose counts went down restarted: no report rather than a wrong one.
         assert!(ServerMetricsReport::between(&["http://s".into()], &[after], &[before]).is_none());
         assert_eq!(report.buys["created"]["redis"], 7);
