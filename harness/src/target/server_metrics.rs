@@ -312,11 +312,19 @@ impl ServerMetricsReport {
             })
             .collect();
         let mut line = format!("server metrics: {}", buys.join("; "));
-        if let Some(claims) = self.ledger_batches.get("claim") {
-            line.push_str(&format!(
-                "; {} claim batches, {:.1} orders and {:.2} ms each",
-                claims.batches, claims.mean_size, claims.mean_ms
-            ));
+        // The batches that write orders: claims (PostgreSQL path) and inserts (Redis path).
+        let batches: Vec<String> = ["claim", "insert"]
+            .iter()
+            .filter_map(|kind| self.ledger_batches.get(*kind).map(|b| (kind, b)))
+            .map(|(kind, b)| {
+                format!(
+                    "{} {kind} batches of {:.1} in {:.2} ms",
+                    b.batches, b.mean_size, b.mean_ms
+                )
+            })
+            .collect();
+        if !batches.is_empty() {
+            line.push_str(&format!("; ledger: {}", batches.join(", ")));
         }
         line
     }
