@@ -12,9 +12,10 @@ use hdrhistogram::Histogram;
 
 use super::summary::Summary;
 use super::svg::{Band, Chart, Scale, Series, escape, nice_ceiling, short_number};
-use super::timeline::first_acknowledgements;
+use super::timeline::{binned, chart_bin_us, first_acknowledgements};
 use crate::history::Attempt;
 use crate::latency::{LatencyClass, LatencyHistograms};
+use crate::load::health::ScheduleSample;
 
 /// The ids of the charts, in page order; tests check each is present.
 pub const CHART_IDS: [&str; 5] = [
@@ -65,7 +66,12 @@ fn us_to_ms(us: Option<u64>) -> Option<f64> {
 }
 
 /// Renders the page; `history` gives the sell-out curve its exact steps.
-pub fn render(summary: &Summary, histograms: &LatencyHistograms, history: &[Attempt]) -> String {
+pub fn render(
+    summary: &Summary,
+    histograms: &LatencyHistograms,
+    history: &[Attempt],
+    schedule: &[ScheduleSample],
+) -> String {
     let mut s = String::new();
     let title = format!("flashsale run: {}", summary.scenario_name);
     let _ = write!(
@@ -75,7 +81,7 @@ pub fn render(summary: &Summary, histograms: &LatencyHistograms, history: &[Atte
         escape(&title)
     );
     header(&mut s, summary);
-    charts(&mut s, summary, histograms, history);
+    charts(&mut s, summary, histograms, history, schedule);
     s.push_str("</body></html>\n");
     s
 }
@@ -144,20 +150,20 @@ fn header(s: &mut String, summary: &Summary) {
         summary
             .goodput
             .offered_per_s
-            .map_or("—".to_owned(), |r| format!("{r:.1} buyers/s")),
-        summary
-            .goodput
-            .ratio
-            .map_or("—".to_owned(), |r| format!("{r:.3}")),
-        summary
-            .generator
-            .as_ref()
-            .map_or("—".to_owned(), |g| format!(
+            .map_or(no_offered_rate(summary), |r| format!("{r:.1} buyers/s")),
+        summary.goodput.ratio.map_or(
+            "none (no offered rate to divide by)".to_owned(),
+            |r| format!("{r:.3}")
+        ),
+        summary.generator.as_ref().map_or(
+            "not measured (no generator report)".to_owned(),
+            |g| format!(
                 "{} of {} attempts sent more than {} ms after their intended time",
                 g.late_sends.count,
                 o.attempts,
                 g.late_sends.threshold_us / 1_000
-            )),
+            )
+        ),
     );
 
     s.push_str(
@@ -169,7 +175,9 @@ fn header(s: &mut String, summary: &Summary) {
             .latency
             .from_send
             .get(class)
-            .map_or("—".to_owned(), |l| ms_label(l.p99_us as f64 / 1e3));
+            .map_or("not recorded".to_owned(), |l| {
+                ms_label(l.p99_us as f64 / 1e3)
+            });
         let _ = write!(
             s,
             "<tr><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
@@ -236,9 +244,26 @@ fn header(s: &mut String, summary: &Summary) {
     }
 }
 
-fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, history: &[Attempt]) {
-    let rows = &summary.per_second;
-    let seconds = rows.len().max(1) as f64;
+fn charts(
+    s: &mut String,
+    summary: &Summary,
+    histograms: &LatencyHistograms,
+    history: &[Attempt],
+    schedule: &[ScheduleSample],
+) {
+    // Bins adapt to the run (`chart_bin_us`): a 200 ms burst in 5 ms bins, a soak in seconds.
+    let doors_open_us = (summary.doors_open_ms * 1e3).round() as u64;
+    let bin_us = chart_bin_us(history, doors_open_us);
+    let rows = &binned(
+        history,
+        schedule,
+        &first_acknowledgements(history),
+        doors_open_us,
+        bin_us,
+    );
+    let bin_s = bin_us as f64 / 1e6;
+    let bin = bin_label(bin_us);
+    let seconds = (rows.len().max(1) as f64 * bin_s).max(bin_s);
     let x = Scale::Linear {
         min: 0.0,
         max: seconds,
@@ -254,8 +279,9 @@ fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, his
             label: f.kind.clone(),
         })
         .collect();
-    // A second's figures are drawn at its middle.
-    let at = |r: &super::SecondStats| r.second as f64 + 0.5;
+    // A bin's figures are drawn at its middle; counts become rates per second.
+    let at = |r: &super::SecondStats| (r.second as f64 + 0.5) * bin_s;
+    let rate = |count: u64| Some(count as f64 / bin_s);
     let second_label = |v: f64| format!("{} s", short_number(v));
 
     let latency_series = vec![
@@ -288,9 +314,12 @@ fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, his
     section(
         s,
         "Latency percentiles over time",
-        "Per second, of the answers that arrived in it, from the intended send; the dashed line \
-         is p99 from the actual send. Where the two part, requests waited in the generator for \
-         a connection: time a shopper waited that an uncorrected tool would not show.",
+        &format!(
+            "Per {bin}, of the answers that arrived in it, from the intended send; the dashed \
+             line is p99 from the actual send. Where the two part, requests waited in the \
+             generator for a connection: time a shopper waited that an uncorrected tool would \
+             not show."
+        ),
         &Chart {
             id: CHART_IDS[0],
             title: "Latency percentiles over time",
@@ -313,39 +342,41 @@ fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, his
             "sent",
             "#9e9e9e",
             true,
-            rows.iter().map(|r| (at(r), Some(r.sent as f64))),
+            rows.iter().map(|r| (at(r), rate(r.sent))),
         ),
         series(
             "ok",
             colour(LatencyClass::Ok),
             false,
-            rows.iter().map(|r| (at(r), Some(r.ok as f64))),
+            rows.iter().map(|r| (at(r), rate(r.ok))),
         ),
         series(
             "sold out",
             colour(LatencyClass::SoldOut),
             false,
-            rows.iter().map(|r| (at(r), Some(r.sold_out as f64))),
+            rows.iter().map(|r| (at(r), rate(r.sold_out))),
         ),
         series(
             "other rejection",
             colour(LatencyClass::OtherRejection),
             false,
-            rows.iter().map(|r| (at(r), Some(r.other_rejection as f64))),
+            rows.iter().map(|r| (at(r), rate(r.other_rejection))),
         ),
         series(
             "unknown",
             colour(LatencyClass::Unknown),
             false,
-            rows.iter().map(|r| (at(r), Some(r.unknown as f64))),
+            rows.iter().map(|r| (at(r), rate(r.unknown))),
         ),
     ];
     let y = Scale::linear_to(values(&throughput_series).fold(0.0, f64::max));
     section(
         s,
         "Throughput by outcome",
-        "Answers per second by outcome, counted in the second they arrived; dashed: requests \
-         sent per second.",
+        &format!(
+            "Answers per second by outcome, counted in the {bin} they arrived in; dashed: \
+             requests sent per second."
+        ),
         &Chart {
             id: CHART_IDS[2],
             title: "Throughput by outcome",
@@ -439,9 +470,12 @@ fn charts(s: &mut String, summary: &Summary, histograms: &LatencyHistograms, his
     section(
         s,
         "Generator lag",
-        "How late the generator ran the buyers meant to send in each second (schedule lag: the \
-         generator's own delay, which makes a run generator-bound above 10 ms p99 or 100 ms max), \
-         and how long they then waited for a connection (back-pressure from the server).",
+        &format!(
+            "How late the generator ran the buyers meant to send in each {bin} (schedule lag: \
+             the generator's own delay, which makes a run generator-bound above 10 ms p99 or \
+             100 ms max), and how long they then waited for a connection (back-pressure from the \
+             server)."
+        ),
         &Chart {
             id: CHART_IDS[4],
             title: "Generator lag",
@@ -687,7 +721,7 @@ fn shards_table(s: &mut String, shards: &super::ShardsReport) {
             (Some(us), Some(u)) => format!("{:+.1} ± {:.1} ms", us as f64 / 1e3, u as f64 / 1e3),
             _ => "not measured".to_owned(),
         };
-        let cpu = f.cpu.map_or("—".to_owned(), |c| {
+        let cpu = f.cpu.map_or("not read (no /proc)".to_owned(), |c| {
             format!(
                 "{:.2} s ({:.0} % of {} cores)",
                 c.cpu_ms as f64 / 1e3,
@@ -708,6 +742,25 @@ fn shards_table(s: &mut String, shards: &super::ShardsReport) {
         );
     }
     s.push_str("</table>");
+}
+
+/// Why a run has no offered rate, in words (no field is left as a bare dash).
+fn no_offered_rate(summary: &Summary) -> String {
+    match summary.scenario.arrival {
+        crate::scenario::Arrival::Closed { .. } => {
+            "none: a closed model is paced by the server's answers".to_owned()
+        }
+        _ => "none: a burst releases every buyer at one instant".to_owned(),
+    }
+}
+
+/// "5 ms", "100 ms", "second", "2 s": what one point of a chart covers.
+fn bin_label(bin_us: u64) -> String {
+    match bin_us {
+        1_000_000 => "second".to_owned(),
+        us if us < 1_000_000 => format!("{} ms bin", us / 1_000),
+        us => format!("{} s bin", us / 1_000_000),
+    }
 }
 
 fn section(s: &mut String, title: &str, note: &str, chart: &Chart) {

@@ -135,7 +135,7 @@ pub fn write_all(dir: &Path, out: &RunOutputs) -> io::Result<Summary> {
     interval_log::write_every_class(dir, out.history, doors_open_us, doors_open_at)?;
     fs::write(
         dir.join("report.html"),
-        html::render(&summary, &histograms, out.history),
+        html::render(&summary, &histograms, out.history, &out.generator.schedule),
     )?;
 
     let mut file = BufWriter::new(File::create(dir.join("summary.json"))?);

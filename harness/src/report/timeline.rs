@@ -112,6 +112,32 @@ pub fn second_of(at_us: u64, doors_open_us: u64) -> u64 {
     at_us.saturating_sub(doors_open_us) / SECOND_US
 }
 
+/// The widths a chart's time bins may have (µs), 5 ms to a minute.
+const BIN_LADDER_US: [u64; 13] = [
+    5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 2_000_000, 5_000_000,
+    10_000_000, 30_000_000, 60_000_000,
+];
+/// At most this many bins per chart: enough to show a shape, few enough to read each point.
+const MAX_BINS: u64 = 120;
+
+/// The bin width the report's charts use for this run: the narrowest of [`BIN_LADDER_US`] that
+/// cuts the span from doors open to the last answer into at most [`MAX_BINS`]. A 200 ms burst
+/// gets 5 ms bins (40 points instead of one dot per chart), a ten-second run 100 ms, a three-
+/// minute soak 2 s. `summary.json`'s `per_second` stays in whole seconds, as the interval logs.
+pub fn chart_bin_us(history: &[Attempt], doors_open_us: u64) -> u64 {
+    let span = history
+        .iter()
+        .map(|a| a.completed_us.saturating_sub(doors_open_us))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    BIN_LADDER_US
+        .iter()
+        .copied()
+        .find(|bin| span.div_ceil(*bin) <= MAX_BINS)
+        .unwrap_or(BIN_LADDER_US[BIN_LADDER_US.len() - 1])
+}
+
 /// How many whole seconds the run's answers span from doors open (at least 1 with answers).
 pub fn seconds_spanned(history: &[Attempt], doors_open_us: u64) -> u64 {
     history
@@ -211,7 +237,7 @@ impl Timeline {
                 ratio: offered_per_s.map(|offered| ok_per_s / offered),
             },
             sellout,
-            per_second: per_second(history, schedule, &acks, doors_open_us),
+            per_second: binned(history, schedule, &acks, doors_open_us, SECOND_US),
         }
     }
 }
@@ -220,13 +246,23 @@ fn quantile(h: &Histogram<u64>, q: f64) -> Option<u64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q))
 }
 
-fn per_second(
+/// The run cut into bins of `bin_us` from doors open: whole seconds for `summary.json`'s
+/// `per_second` (then `second` is the second), [`chart_bin_us`] for the report's charts (then
+/// `second` is the bin's index).
+pub fn binned(
     history: &[Attempt],
     schedule: &[ScheduleSample],
     acks: &[(u64, u64)],
     doors_open_us: u64,
+    bin_us: u64,
 ) -> Vec<SecondStats> {
-    let seconds = seconds_spanned(history, doors_open_us) as usize;
+    let bin_us = bin_us.max(1);
+    let second_of = |at_us: u64, doors_open_us: u64| at_us.saturating_sub(doors_open_us) / bin_us;
+    let seconds = history
+        .iter()
+        .map(|a| second_of(a.completed_us, doors_open_us) + 1)
+        .max()
+        .unwrap_or(0) as usize;
     let mut rows: Vec<SecondStats> = (0..seconds as u64)
         .map(|second| SecondStats {
             second,
@@ -263,7 +299,7 @@ fn per_second(
     let mut acked = acks.iter().peekable();
     let mut units = 0;
     for (i, row) in rows.iter_mut().enumerate() {
-        let end_us = doors_open_us + (i as u64 + 1) * SECOND_US;
+        let end_us = doors_open_us + (i as u64 + 1) * bin_us;
         while let Some((_, quantity)) = acked.next_if(|(at, _)| *at < end_us) {
             units += quantity;
         }
@@ -285,6 +321,29 @@ mod tests {
     use super::*;
     use crate::history::SOLD_OUT;
     use std::time::Duration;
+
+    #[test]
+    fn chart_bins_adapt_to_the_run_from_a_burst_to_a_soak() {
+        let run = |span_us: u64| vec![answer("a", Outcome::Ok, 0, span_us)];
+        assert_eq!(chart_bin_us(&run(200_000), 0), 5_000, "a 200 ms burst");
+        assert_eq!(chart_bin_us(&run(10_000_000), 0), 100_000, "ten seconds");
+        assert_eq!(
+            chart_bin_us(&run(180_000_000), 0),
+            2_000_000,
+            "a three-minute soak"
+        );
+        assert_eq!(chart_bin_us(&[], 0), 5_000, "nothing answered");
+        // A 200 ms burst: 41 bins of 5 ms instead of one second-wide dot.
+        let burst: Vec<Attempt> = (0..100)
+            .map(|i| answer(&format!("k{i}"), Outcome::Ok, 0, i * 2_000))
+            .collect();
+        let bin = chart_bin_us(&burst, 0);
+        let rows = binned(&burst, &[], &first_acknowledgements(&burst), 0, bin);
+        assert_eq!(rows.len(), 40);
+        assert_eq!(rows.iter().map(|r| r.ok).sum::<u64>(), 100);
+        assert_eq!(rows[0].ok, 3, "answers at 0, 2 and 4 ms");
+        assert_eq!(rows.last().unwrap().units_sold, 200, "two units each");
+    }
 
     fn answer(key: &str, outcome: Outcome, sent_us: u64, completed_us: u64) -> Attempt {
         Attempt {
