@@ -175,7 +175,7 @@ pub enum RunError {
 /// How often the inventory view is sampled during a run, for INV-1 "at every moment".
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How often the settled view is polled while its figures still disagree (INV-6).
-const SETTLE_POLL: Duration = Duration::from_millis(100);
+const SETTLE_POLL: Duration = Duration::from_millis(25);
 
 /// Runs one scenario. Per-request failures are recorded in the history; only set-up problems
 /// (target unreachable, Docker missing, sale refused, outputs unwritable) are errors.

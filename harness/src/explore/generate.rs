@@ -108,13 +108,18 @@ fn base() -> Scenario {
     .expect("the base scenario is valid")
 }
 
+/// Doors open this long after a generated case's load is set up. The pool is warmed before the
+/// clock starts, and spawning at most a few thousand buyer tasks takes milliseconds, so 20 ms is
+/// ample; the scenario files' default (200 ms) would be most of a short case's wall time (G8).
+const GENERATED_OPEN_AFTER: Duration = Duration::from_millis(20);
+
 fn arrival() -> impl Strategy<Value = Arrival> {
     prop_oneof![
         2 => Just(Arrival::Burst {
-            open_after: Duration::from_millis(100),
+            open_after: GENERATED_OPEN_AFTER,
         }),
         1 => (100..=1000u32).prop_map(|rate| Arrival::ConstantRate {
-            open_after: Duration::from_millis(100),
+            open_after: GENERATED_OPEN_AFTER,
             rate: f64::from(rate),
         }),
     ]

@@ -192,6 +192,9 @@ impl InProcessServer {
         if let Some(timeout) = overrides.redis_timeout {
             settings.redis_timeout = timeout;
         }
+        if let Some(interval) = overrides.units_sync_interval {
+            settings.units_sync_interval = interval;
+        }
         // Replicas share one PostgreSQL, as a fleet does: together they keep the connections one
         // server would (PostgreSQL's default limit is 100, and tests run side by side), at least
         // 8 each.

@@ -93,6 +93,10 @@ pub struct ServerOverrides {
     /// Reach PostgreSQL through this address (the fault proxy) instead of the URL's host.
     pub postgres_via: Option<std::net::SocketAddr>,
     pub redis_timeout: Option<Duration>,
+    /// How often the server writes `quantity_sold` from the ledger (its default here: 250 ms).
+    /// A campaign of short generated cases shortens it: each case's end state is read once the
+    /// figures agree, so the sync interval is most of what a no-fault case waits for (G8).
+    pub units_sync_interval: Option<Duration>,
 }
 
 /// Replaces host and port of a URL.
