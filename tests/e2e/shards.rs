@@ -74,6 +74,22 @@ async fn three_local_shards_give_the_attempt_count_and_verdict_of_one_process() 
     let buyers: Vec<u64> = shards.shards.iter().map(|s| s.buyers).collect();
     assert_eq!(buyers, [334, 333, 333], "buyer i goes to shard i mod 3");
     assert_eq!(shards.shards.iter().map(|s| s.ok).sum::<u64>(), 10);
+    // The server's own counts over the whole campaign (scraped before the shards started).
+    let metrics = merged
+        .summary
+        .server_metrics
+        .as_ref()
+        .expect("--workers scrapes the server before and after");
+    assert_eq!(
+        metrics.buys["created"].values().sum::<u64>(),
+        10,
+        "{metrics:?}"
+    );
+    assert_eq!(
+        metrics.buys["sold_out"].values().sum::<u64>(),
+        990,
+        "{metrics:?}"
+    );
     let on_disk: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(merged.out_dir.join("summary.json")).unwrap(),
     )

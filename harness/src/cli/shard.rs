@@ -277,6 +277,7 @@ pub(super) async fn merge(args: MergeArgs) -> i32 {
         started.label.clone(),
         started.strategy.clone(),
         out_dir,
+        None,
     )
     .await;
     started.stop().await;

@@ -23,6 +23,7 @@ use crate::load::health::{GeneratorStats, ScheduleSample};
 use crate::report::{self, Family, RunInfo, RunOutputs, ShardFigures, ShardsReport};
 use crate::run::{RunError, RunResult, SaleWindow, settle, target_rules};
 use crate::target::driver::Driver;
+use crate::target::server_metrics::{ServerMetricsReport, Snapshot, scrape_all};
 
 /// One shard's directory, read and checked.
 #[derive(Debug)]
@@ -420,6 +421,7 @@ pub async fn merge(
     target_label: String,
     strategy: Option<String>,
     out_dir: PathBuf,
+    metrics_before: Option<Vec<Snapshot>>,
 ) -> Result<RunResult, RunError> {
     let joined = union(set).map_err(RunError::Setup)?;
     crate::run::writable(&out_dir).map_err(|source| RunError::Output {
@@ -442,6 +444,17 @@ pub async fn merge(
     )
     .await;
     let ledger = driver.ledger(&sale.sale_id, sale.cap).await?;
+    // The server's own counts need a scrape from before the first shard fired: `--workers`
+    // takes one; a merge of shards run elsewhere has none, so no section.
+    let server_metrics = match metrics_before {
+        Some(before) => {
+            let client = reqwest::Client::new();
+            scrape_all(&client, &driver.buy_urls())
+                .await
+                .and_then(|after| ServerMetricsReport::between(&driver.buy_urls(), &before, &after))
+        }
+        None => None,
+    };
     let faults = Vec::new();
     let check = checker::check(&CheckInput {
         history: &joined.history,
@@ -488,8 +501,7 @@ pub async fn merge(
             settled: settled.as_ref(),
             generator: &generator,
             memory: &[],
-            // Each shard ran on its own; the server's counts over the campaign are not scraped.
-            server_metrics: None,
+            server_metrics: server_metrics.as_ref(),
         },
     )
     .map_err(|source| RunError::Output {

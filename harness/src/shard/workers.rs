@@ -15,6 +15,7 @@ use super::{SaleFile, ShardSpec};
 use crate::report;
 use crate::run::{RunError, RunResult, TargetChoice, start_target, writable};
 use crate::scenario::Scenario;
+use crate::target::server_metrics::scrape_all;
 
 /// How far ahead of the sale's creation doors open: time for N processes to start, build their
 /// plan and warm their connections. A shard that is later still opens at once and says by how
@@ -85,6 +86,8 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
         SaleFile::new(&scenario, &prepared, seed, driver.buy_urls())
             .write_once(&sale_path)
             .map_err(RunError::Setup)?;
+        // The server's own counts from here to the merge (`target::server_metrics`).
+        let metrics_before = scrape_all(&reqwest::Client::new(), &driver.buy_urls()).await;
         let doors_open_at = OffsetDateTime::now_utc() + LEAD;
         eprintln!(
             "flashsale: {workers} shard processes, doors open at {}",
@@ -167,6 +170,7 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
             started.label.clone(),
             started.strategy.clone(),
             out_dir.clone(),
+            metrics_before,
         )
         .await
     }

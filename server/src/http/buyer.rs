@@ -219,14 +219,17 @@ pub async fn buy(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let decided = decide_buy(&state, &raw_id, &headers, request).await;
-    let (outcome, path) = match &decided {
-        Ok(Answer::Order(order, false)) => ("created", order.decided_by.as_str()),
-        Ok(Answer::Order(order, true)) => ("replayed", order.decided_by.as_str()),
-        Ok(Answer::SoldOutFromMemory) => (ErrorCode::SoldOut.as_str(), "memory"),
-        Ok(Answer::RefusedByClaim(e)) => (e.code.as_str(), "claim"),
-        Err(e) => (e.code.as_str(), "none"),
-    };
-    state.metrics.buy_answered(outcome, path, started.elapsed());
+    let took = started.elapsed();
+    let metrics = &state.metrics;
+    match &decided {
+        Ok(Answer::SoldOutFromMemory) => metrics.sold_out_from_memory(took),
+        Ok(Answer::Order(order, replayed)) => {
+            let outcome = if *replayed { "replayed" } else { "created" };
+            metrics.buy_answered(outcome, &order.decided_by, took)
+        }
+        Ok(Answer::RefusedByClaim(e)) => metrics.buy_answered(e.code.as_str(), "claim", took),
+        Err(e) => metrics.buy_answered(e.code.as_str(), "none", took),
+    }
     match decided {
         Ok(Answer::Order(order, replayed)) => Ok(created(order, replayed)),
         Ok(Answer::SoldOutFromMemory) => Err(sold_out()),
