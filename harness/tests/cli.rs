@@ -593,11 +593,15 @@ fn recipe_args(file: &str, fill: &[(&str, &str)]) -> Vec<String> {
 fn the_kubernetes_recipe_args_parse_and_a_failed_shard_stops_the_merge() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().to_str().unwrap();
+    // As the recipe picks it: a few minutes ahead (an instant far off is refused).
+    let doors = (time::OffsetDateTime::now_utc() + time::Duration::minutes(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
     let fill = [
         ("/etc/flashsale/scenario.toml", "scenarios/big-drop.toml"),
         ("${TARGET_URL}", "http://127.0.0.1:1"),
         ("${CAMPAIGN}", "campaign"),
-        ("${DOORS_OPEN_AT}", "2026-12-03T10:00:00Z"),
+        ("${DOORS_OPEN_AT}", doors.as_str()),
         ("$(JOB_COMPLETION_INDEX)", "0"),
         ("/results", results),
     ];

@@ -288,7 +288,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", requires = "shard")]
     pub sale_file: Option<PathBuf>,
     /// The instant every shard opens its doors (RFC 3339, e.g. 2026-12-03T10:00:00Z), on the
-    /// target's clock: each shard measures its offset from the target's Date header.
+    /// target's clock: each shard measures its offset from the target's Date header. Refused
+    /// when more than a day ahead or more than an hour past (a typo, not a plan).
     #[arg(long, value_name = "INSTANT", requires = "shard", value_parser = parse_instant)]
     pub doors_open_at: Option<time::OffsetDateTime>,
     /// The shards share this machine's clock (`--workers` passes it): skip the measurement.

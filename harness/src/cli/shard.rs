@@ -108,6 +108,10 @@ pub(super) async fn run_sharded(args: RunArgs, scenario: Scenario) -> i32 {
         eprintln!("error: --shard needs --sale-file PATH and --doors-open-at INSTANT");
         return exit::SETUP;
     };
+    if let Some(problem) = implausible_doors_open(doors_open_at, OffsetDateTime::now_utc()) {
+        eprintln!("error: --doors-open-at {doors_open_at}: {problem}");
+        return exit::SETUP;
+    }
     let out_dir = args.out.unwrap_or_else(|| {
         let run = report::default_out_dir(
             &PathBuf::from("results"),
@@ -156,6 +160,27 @@ pub(super) async fn run_sharded(args: RunArgs, scenario: Scenario) -> i32 {
             eprintln!("error: shard {shard}: {err}");
             exit::SETUP
         }
+    }
+}
+
+/// Why a doors-open instant is a mistake rather than a plan, if it is: more than a day ahead (a
+/// shard would sit idle until then) or more than an hour past (the campaign is over; a late
+/// shard within the hour still fires, and records how late it was).
+fn implausible_doors_open(at: OffsetDateTime, now: OffsetDateTime) -> Option<String> {
+    if at - now > time::Duration::DAY {
+        Some(
+            "more than a day ahead: give the instant every shard opens at, a few minutes from \
+             now (e.g. `date -u -d '+3 min' +%Y-%m-%dT%H:%M:%SZ`)"
+                .to_owned(),
+        )
+    } else if now - at > time::Duration::HOUR {
+        Some(
+            "more than an hour ago: this campaign's doors have long opened; start a new one \
+             with a new sale file and a new instant"
+                .to_owned(),
+        )
+    } else {
+        None
     }
 }
 
@@ -287,5 +312,21 @@ pub(super) async fn merge(args: MergeArgs) -> i32 {
             eprintln!("error: {err}");
             exit::SETUP
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_doors_open_instant_far_off_is_refused() {
+        let now = time::macros::datetime!(2026-12-03 10:00:00 UTC);
+        assert!(implausible_doors_open(now + time::Duration::minutes(3), now).is_none());
+        assert!(implausible_doors_open(now - time::Duration::minutes(5), now).is_none());
+        let ahead = implausible_doors_open(now + time::Duration::days(365), now).unwrap();
+        assert!(ahead.contains("a day ahead"), "{ahead}");
+        let past = implausible_doors_open(now - time::Duration::hours(2), now).unwrap();
+        assert!(past.contains("an hour ago"), "{past}");
     }
 }
