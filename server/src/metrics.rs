@@ -37,6 +37,9 @@ pub struct ServerMetrics {
     breaker: IntGaugeVec,
     pool: IntGaugeVec,
     pool_max: IntGauge,
+    /// When this registry began counting: a scraper that sees it change knows the counters
+    /// restarted (the process, or an in-process replica, started again).
+    _started: prometheus::Gauge,
 }
 
 impl std::fmt::Debug for ServerMetrics {
@@ -150,6 +153,19 @@ impl ServerMetrics {
                 "The pool's limit (db_pool_size)",
             ),
         );
+        let started = registered(
+            &registry,
+            prometheus::Gauge::new(
+                "flashsale_server_start_time_seconds",
+                "When this server's counters started (Unix time, s): a change between two \
+                 scrapes means they restarted from zero",
+            ),
+        );
+        started.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         let sold_out_from_memory = buys.with_label_values(&["sold_out", "memory"]);
         let sold_out_seconds = buy_seconds.with_label_values(&["sold_out"]);
         Self {
@@ -164,6 +180,7 @@ impl ServerMetrics {
             breaker,
             pool,
             pool_max,
+            _started: started,
         }
     }
 

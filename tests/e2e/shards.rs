@@ -32,6 +32,7 @@ async fn run_sharded(
             replicas: 1,
         },
         profile_path: None,
+        admin_token: None,
         workers,
         seed: None,
         out_dir: Some(out.to_owned()),

@@ -41,6 +41,7 @@ pub(super) async fn run_sharded(args: RunArgs, scenario: Scenario) -> i32 {
         return exit::SETUP;
     }
     let profile_path = args.server.profile.clone();
+    let admin_token = args.server.admin_token.clone();
     let mut target = match target_choice(args.server, args.keep_db) {
         Ok(target) => target,
         Err(problem) => {
@@ -83,6 +84,7 @@ pub(super) async fn run_sharded(args: RunArgs, scenario: Scenario) -> i32 {
             scenario,
             target,
             profile_path,
+            admin_token,
             workers,
             seed: args.seed,
             out_dir: args.out,

@@ -137,6 +137,25 @@ pub fn check_set(records: &[(PathBuf, ShardRecord)]) -> Result<SaleFile, String>
     })?;
     let mut seen: BTreeMap<u32, &Path> = BTreeMap::new();
     for (dir, record) in records {
+        let spec = record.shard;
+        if spec.count == 0 || spec.count > super::MAX_SHARDS || spec.index >= spec.count {
+            return Err(format!(
+                "{} names shard {}/{}, which no run writes: the record was altered",
+                dir.display(),
+                spec.index,
+                spec.count
+            ));
+        }
+        if record.doors_open_at != first.doors_open_at {
+            return Err(format!(
+                "{} opened its doors at {} and {} at {}: the shards of one campaign share one \
+                 --doors-open-at",
+                first_dir.display(),
+                first.doors_open_at,
+                dir.display(),
+                record.doors_open_at
+            ));
+        }
         if record.shard.count != count {
             return Err(format!(
                 "{} is shard {} and {} is shard {}: the shards of one campaign share one N",
@@ -475,7 +494,8 @@ pub async fn merge(
         strategy,
         started_at: joined.clock_origin_at,
         clock_origin_at: joined.clock_origin_at,
-        wall_time: super::until(joined.clock_origin_at, OffsetDateTime::now_utc()),
+        // From the joined origin to the last shard's end (the merge may run much later).
+        wall_time: super::until(joined.clock_origin_at, joined.finished_at),
         sale_id: sale.sale_id.clone(),
         replicas: match driver.buy_urls() {
             urls if urls.len() > 1 => urls,
@@ -708,6 +728,20 @@ mod tests {
         write_shard(&dir(1), &foreign, &h, &h);
         let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
         assert!(err.contains("different sale files"), "{err}");
+
+        // A shard given another doors-open instant.
+        let mut other_doors = record(1, 3, 5, 0);
+        other_doors.doors_open_at = DOORS + time::Duration::hours(1);
+        write_shard(&dir(1), &other_doors, &h, &h);
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(err.contains("share one --doors-open-at"), "{err}");
+
+        // A record naming a shard no run writes.
+        let mut altered = record(3, 3, 5, 0);
+        altered.sale = Some(sale());
+        write_shard(&dir(1), &altered, &h, &h);
+        let err = read_shard_set(&[dir(0), dir(1), dir(2)]).unwrap_err();
+        assert!(err.contains("no run writes"), "{err}");
 
         // A history cut short.
         let mut short = record(1, 3, 6, 0);

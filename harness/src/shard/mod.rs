@@ -176,6 +176,22 @@ impl SaleFile {
         }
     }
 
+    /// Refuses a sale that is over by the doors-open instant: the file is an earlier campaign's
+    /// (its shards would fire into a finished sale, or replay its keys).
+    pub fn check_current(&self, doors_open_at: OffsetDateTime, path: &Path) -> Result<(), String> {
+        if self.ends_at <= doors_open_at {
+            return Err(format!(
+                "the sale in {} (sale {}, created {}) ends before the doors-open instant: it is an \
+                 earlier campaign's; prepare a new sale file (or remove it and let shard 0 \
+                 create one)",
+                path.display(),
+                self.sale_id,
+                self.created_at
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses a sale made for another scenario: the shards would fire different plans.
     pub fn check_scenario(&self, scenario: &Scenario, path: &Path) -> Result<(), String> {
         let same = serde_json::to_value(scenario).ok() == serde_json::to_value(&self.scenario).ok();
@@ -269,6 +285,14 @@ pub fn unshardable(scenario: &Scenario) -> Option<String> {
             scenario.name
         ));
     }
+    if scenario.sale.opens_after.is_some() {
+        return Some(format!(
+            "scenario {} opens its sale a set time after the load is set up (sale.opens_after), \
+             which one process times; a sharded campaign's sale is created ahead of the agreed \
+             instant, so sharded runs (--shard, --workers) take scenarios without it",
+            scenario.name
+        ));
+    }
     if scenario.journeys.is_some() {
         return Some(format!(
             "scenario {} has [journeys] (cart holds), which are judged on one generator's hold \
@@ -298,6 +322,38 @@ mod tests {
         assert!("1/0".parse::<ShardSpec>().unwrap_err().contains("1 to"));
         assert!("two".parse::<ShardSpec>().unwrap_err().contains("K/N"));
         assert!("-1/3".parse::<ShardSpec>().is_err());
+    }
+
+    #[test]
+    fn an_earlier_campaigns_sale_file_is_refused() {
+        let scenario = crate::scenario::Scenario::from_toml_str(
+            "[sale]\ncap = 1\n[[sale.products]]\nid = \"p\"\nprice_cents = 1\n[buyers]\ncount = 1\nquantity = 1\n",
+            "s",
+        )
+        .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let sale = crate::target::driver::PreparedSale {
+            sale: crate::target::CreatedSale {
+                id: "s1".into(),
+                starts_at: now - time::Duration::hours(30),
+                ends_at: now - time::Duration::hours(6),
+            },
+            cap: Some(1),
+        };
+        let file = SaleFile::new(&scenario, &sale, 1, vec!["http://t".into()]);
+        let path = Path::new("sale.json");
+        let err = file
+            .check_current(now + time::Duration::minutes(3), path)
+            .unwrap_err();
+        assert!(err.contains("earlier campaign"), "{err}");
+        assert!(
+            file.check_current(now - time::Duration::hours(7), path)
+                .is_ok()
+        );
+        // Shards of a scenario whose sale opens a set time after set-up cannot be planned.
+        let mut timed = scenario.clone();
+        timed.sale.opens_after = Some(Duration::from_millis(300));
+        assert!(unshardable(&timed).unwrap().contains("opens_after"));
     }
 
     #[test]

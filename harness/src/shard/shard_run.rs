@@ -20,6 +20,11 @@ use crate::report;
 use crate::run::{TargetChoice, sample_inventory, start_target, writable};
 use crate::scenario::Scenario;
 
+/// A shard whose clock is further than this from the target's refuses to run (60 s).
+const MAX_CLOCK_OFFSET_US: u64 = 60_000_000;
+/// How long before the doors a shard warms its connections.
+const WARM_BEFORE_DOORS: time::Duration = time::Duration::seconds(2);
+
 /// Everything a shard needs.
 #[derive(Debug, Clone)]
 pub struct ShardOptions {
@@ -60,6 +65,14 @@ pub async fn run_shard(options: ShardOptions) -> Result<ShardOutcome, String> {
     })?;
     let out_dir = options.out_dir.clone();
     let shard = options.shard;
+    // Files an earlier run left in this directory would be merged as this run's: the record
+    // first, so a crash from here on leaves a shard that never reported.
+    clear_outputs(&out_dir).map_err(|e| {
+        format!(
+            "cannot clear the earlier outputs in {}: {e}",
+            out_dir.display()
+        )
+    })?;
     let fail_record = |error: &str, sale: Option<&SaleFile>| ShardRecord {
         format: ShardRecord::format(),
         shard,
@@ -93,6 +106,23 @@ pub async fn run_shard(options: ShardOptions) -> Result<ShardOutcome, String> {
             Err(error)
         }
     }
+}
+
+/// Removes what a shard writes (`shard.json` first), leaving anything else in the directory.
+fn clear_outputs(dir: &std::path::Path) -> std::io::Result<()> {
+    let ours = |name: &str| {
+        name == SHARD_RECORD
+            || ["history.jsonl", "schedule.jsonl", "samples.jsonl"].contains(&name)
+            || (name.starts_with("latency-") && name.ends_with(".hlog"))
+    };
+    let _ = std::fs::remove_file(dir.join(SHARD_RECORD));
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(ours) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 fn write_record(dir: &std::path::Path, record: &ShardRecord) -> Result<(), String> {
@@ -138,11 +168,27 @@ async fn fire_at(
         Some(clock) => clock.clone(),
         None => clock::measure(&probe_client, driver.base_url()).await,
     };
+    if let Some(offset) = clock
+        .offset_us
+        .filter(|us| us.unsigned_abs() > MAX_CLOCK_OFFSET_US)
+    {
+        return Err((
+            format!(
+                "this machine's clock is {:.1} s off the target's ({}): the shards would open \
+                 their doors apart by that much. Sync the clocks (NTP) and run again",
+                offset as f64 / 1e6,
+                clock.reference
+            ),
+            None,
+        ));
+    }
     let sale = obtain_sale(options, driver, &clock)
         .await
         .map_err(|e| (e, None))?;
     let with_sale = |e: String| (e, Some(sale.clone()));
     sale.check_scenario(scenario, sale_file)
+        .map_err(with_sale)?;
+    sale.check_current(*doors_open_at, sale_file)
         .map_err(with_sale)?;
 
     let mine = shard_scenario(scenario, shard);
@@ -151,6 +197,12 @@ async fn fire_at(
         .filter(|b| shard.owns(b.arrival_index))
         .collect();
     let buyer_count = buyers.len() as u64;
+    // Connections warmed minutes ahead would be closed as idle by then: wait until shortly
+    // before the doors, then warm them.
+    let warm_at = clock.to_local(*doors_open_at)
+        - time::Duration::try_from(mine.arrival.open_after()).unwrap_or_default()
+        - WARM_BEFORE_DOORS;
+    tokio::time::sleep(until(OffsetDateTime::now_utc(), warm_at)).await;
     let client = warmed_client(&mine, driver.base_url(), buyers.len()).await;
 
     // The clock origin is placed `open_after` before the agreed instant on this machine's
@@ -173,13 +225,12 @@ async fn fire_at(
     // Shard 0 reads the inventory during the load (INV-1 "at every moment"); one reader is
     // enough, and N would load the target N times over.
     let sampler = (shard.index == 0).then(|| {
-        tokio::spawn(sample_inventory(
-            driver.clone(),
-            sale.sale_id.clone(),
-            sale.cap,
-            origin,
-            end_rx,
-        ))
+        let (driver, sale_id, cap) = (driver.clone(), sale.sale_id.clone(), sale.cap);
+        tokio::spawn(async move {
+            // From the clock origin, as in a single run: not through the wait before it.
+            tokio::time::sleep_until(origin).await;
+            sample_inventory(driver, sale_id, cap, origin, end_rx).await
+        })
     });
     let buy = BuyTemplate::new(
         &driver.profile().buy,

@@ -18,9 +18,11 @@ use crate::scenario::Scenario;
 use crate::target::server_metrics::scrape_all;
 
 /// How far ahead of the sale's creation doors open: time for N processes to start, build their
-/// plan and warm their connections. A shard that is later still opens at once and says by how
-/// much (`doors_open_drift_us`).
-const LEAD: Duration = Duration::from_secs(3);
+/// plan and warm their connections, plus a little per process (they share the machine's cores).
+/// A shard that is later still opens at once and says by how much (`doors_open_drift_us`).
+fn lead(workers: u32) -> Duration {
+    Duration::from_secs(3) + Duration::from_millis(250) * workers
+}
 
 /// Everything `--workers` needs.
 #[derive(Debug, Clone)]
@@ -31,6 +33,9 @@ pub struct WorkersOptions {
     pub target: TargetChoice,
     /// The `--profile` of a `--target`, passed on to the shards.
     pub profile_path: Option<PathBuf>,
+    /// The admin token given to this command (`--admin-token` or `FLASHSALE_ADMIN_TOKEN`), passed
+    /// on to the shards whatever the profile; the in-process server's own otherwise.
+    pub admin_token: Option<String>,
     pub workers: u32,
     pub seed: Option<u64>,
     pub out_dir: Option<PathBuf>,
@@ -45,6 +50,7 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
         scenario,
         target,
         profile_path,
+        admin_token,
         workers,
         seed,
         out_dir,
@@ -67,12 +73,21 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
         dir: out_dir.clone(),
         source,
     })?;
+    // A sale file already there is another campaign's: its shards would fire that sale again.
+    let sale_path = out_dir.join("sale.json");
+    if sale_path.exists() {
+        return Err(RunError::Setup(format!(
+            "{} already holds a campaign ({} exists): give --workers a new --out directory",
+            out_dir.display(),
+            sale_path.display()
+        )));
+    }
     let admin_token = match &target {
         TargetChoice::Url {
             profile: crate::run::TargetProfile::Contract { admin_token },
             ..
         } => Some(admin_token.clone()),
-        _ => None,
+        _ => admin_token,
     };
     let started = start_target(&scenario, target).await?;
     let result = async {
@@ -82,13 +97,18 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
         let seed = seed
             .or(scenario.seed)
             .unwrap_or_else(|| rand::random::<u64>() >> 11);
-        let sale_path = out_dir.join("sale.json");
-        SaleFile::new(&scenario, &prepared, seed, driver.buy_urls())
-            .write_once(&sale_path)
-            .map_err(RunError::Setup)?;
+        let ours = SaleFile::new(&scenario, &prepared, seed, driver.buy_urls());
+        let written = ours.write_once(&sale_path).map_err(RunError::Setup)?;
+        if written.run_nonce != ours.run_nonce {
+            return Err(RunError::Setup(format!(
+                "{} was written by another campaign meanwhile: give --workers a directory of \
+                 its own",
+                sale_path.display()
+            )));
+        }
         // The server's own counts from here to the merge (`target::server_metrics`).
         let metrics_before = scrape_all(&reqwest::Client::new(), &driver.buy_urls()).await;
-        let doors_open_at = OffsetDateTime::now_utc() + LEAD;
+        let doors_open_at = OffsetDateTime::now_utc() + lead(workers);
         eprintln!(
             "flashsale: {workers} shard processes, doors open at {}",
             doors_open_at.format(&Rfc3339).unwrap_or_default()
@@ -164,6 +184,10 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
                 format!("{why}\n{}", failed.join("\n"))
             })
         })?;
+        // A shard process that failed gives no verdict, even if its directory reads as whole.
+        if !failed.is_empty() {
+            return Err(RunError::Setup(failed.join("\n")));
+        }
         merge(
             &set,
             driver,

@@ -23,6 +23,7 @@ const POOL: &str = "flashsale_db_pool_connections";
 /// The gauge every reference server exposes from its start (a counter appears only once
 /// counted): its presence says the metrics are ours.
 const POOL_MAX: &str = "flashsale_db_pool_max_connections";
+const STARTED: &str = "flashsale_server_start_time_seconds";
 
 /// One server's metrics at one instant.
 #[derive(Debug, Clone, Default)]
@@ -165,8 +166,10 @@ impl ServerMetricsReport {
         after: &[Snapshot],
     ) -> Option<ServerMetricsReport> {
         let total = |s: &Snapshot| s.buys().values().sum::<f64>();
-        if before.len() != after.len() || before.iter().zip(after).any(|(b, a)| total(a) < total(b))
-        {
+        let started = |s: &Snapshot| s.by_label(STARTED, "").values().sum::<f64>();
+        let restarted =
+            |b: &Snapshot, a: &Snapshot| total(a) < total(b) || started(a) != started(b);
+        if before.len() != after.len() || before.iter().zip(after).any(|(b, a)| restarted(b, a)) {
             return None;
         }
         let delta = |a: f64, b: f64| (a - b).max(0.0);
@@ -387,7 +390,31 @@ flashsale_db_pool_max_connections 32
         )
         .unwrap();
         // A server whose counts went down restarted: no report rather than a wrong one.
-        assert!(ServerMetricsReport::between(&["http://s".into()], &[after], &[before]).is_none());
+        assert!(
+            ServerMetricsReport::between(
+                &["http://s".into()],
+                std::slice::from_ref(&after),
+                &[before]
+            )
+            .is_none()
+        );
+        // So did one whose start time changed, even if it counted more since.
+        let with_start = |text: &str, at: &str| {
+            Snapshot::parse(&text.replace(
+                "flashsale_db_pool_max_connections 32",
+                &format!(
+                    "flashsale_db_pool_max_connections 32\nflashsale_server_start_time_seconds {at}"
+                ),
+            ))
+            .unwrap()
+        };
+        let (first, restarted) = (
+            with_start(BEFORE, "1800000000"),
+            with_start(AFTER, "1800000001"),
+        );
+        assert!(
+            ServerMetricsReport::between(&["http://s".into()], &[first], &[restarted]).is_none()
+        );
         assert_eq!(report.buys["created"]["redis"], 7);
         assert_eq!(report.buys["sold_out"]["memory"], 90);
         assert_eq!(report.buy_latency["sold_out"].count, 90);
