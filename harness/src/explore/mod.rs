@@ -43,7 +43,7 @@ use crate::target::{InProcessServer, ServerOverrides};
 /// The units sync of the server a no-fault campaign shares: a case's end state is read as soon
 /// as `quantity_sold` agrees with the ledger, so this is most of what a short case waits for
 /// (G8 in docs/performance.md). Still a background job, as in production, only more often.
-const CAMPAIGN_UNITS_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+const CAMPAIGN_UNITS_SYNC: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What to explore.
 #[derive(Debug)]
