@@ -9,7 +9,7 @@ use super::exit;
 use super::run::print_result;
 use super::{MergeArgs, PrepareArgs, RunArgs, ServerArgs, provide_services, target_choice};
 use crate::report;
-use crate::run::{TargetChoice, start_target};
+use crate::run::{StartedTarget, TargetChoice, start_target};
 use crate::scenario::Scenario;
 use crate::shard::clock::ClockOffset;
 use crate::shard::merge::{merge as merge_shards, read_shard_set};
@@ -207,40 +207,17 @@ pub(super) async fn prepare(args: PrepareArgs) -> i32 {
         );
         return exit::SETUP;
     }
-    let server = ServerArgs {
-        target: Some(args.target),
-        admin_token: args.admin_token,
-        profile: args.profile,
-        inventory: None,
-    };
-    let target = match target_choice(server, false) {
-        Ok(target) => target,
+    let started = match reach(&scenario, args.target, args.admin_token, args.profile).await {
+        Ok(started) => started,
         Err(problem) => {
             eprintln!("error: {problem}");
             return exit::SETUP;
         }
     };
-    let started = match start_target(&scenario, target).await {
-        Ok(started) => started,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return exit::SETUP;
-        }
+    let written = match SaleFile::create(&scenario, &started.driver, args.seed).await {
+        Ok(file) => file.write_once(&args.sale_file),
+        Err(err) => Err(err.to_string()),
     };
-    let written = async {
-        let prepared = started
-            .driver
-            .create_sale(&scenario)
-            .await
-            .map_err(|e| e.to_string())?;
-        let seed = args
-            .seed
-            .or(scenario.seed)
-            .unwrap_or_else(|| rand::random::<u64>() >> 11);
-        SaleFile::new(&scenario, &prepared, seed, started.driver.buy_urls())
-            .write_once(&args.sale_file)
-    }
-    .await;
     started.stop().await;
     match written {
         Ok(file) => {
@@ -260,6 +237,26 @@ pub(super) async fn prepare(args: PrepareArgs) -> i32 {
     }
 }
 
+/// The server (or fleet) at `target` that `prepare` and `merge` talk to, as `--target` with its
+/// token or profile names it.
+async fn reach(
+    scenario: &Scenario,
+    target: String,
+    admin_token: Option<String>,
+    profile: Option<PathBuf>,
+) -> Result<StartedTarget, String> {
+    let server = ServerArgs {
+        target: Some(target),
+        admin_token,
+        profile,
+        inventory: None,
+    };
+    let target = target_choice(server, false)?;
+    start_target(scenario, target)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// `flashsale merge`.
 pub(super) async fn merge(args: MergeArgs) -> i32 {
     let set = match read_shard_set(&args.shards) {
@@ -271,23 +268,11 @@ pub(super) async fn merge(args: MergeArgs) -> i32 {
     };
     let scenario = set.sale.scenario.clone();
     let recorded = set.shards[0].record.target.join(",");
-    let server = ServerArgs {
-        target: Some(args.target.unwrap_or(recorded)),
-        admin_token: args.admin_token,
-        profile: args.profile,
-        inventory: None,
-    };
-    let target = match target_choice(server, false) {
-        Ok(target) => target,
+    let target = args.target.unwrap_or(recorded);
+    let started = match reach(&scenario, target, args.admin_token, args.profile).await {
+        Ok(started) => started,
         Err(problem) => {
             eprintln!("error: {problem}");
-            return exit::SETUP;
-        }
-    };
-    let started = match start_target(&scenario, target).await {
-        Ok(started) => started,
-        Err(err) => {
-            eprintln!("error: {err}");
             return exit::SETUP;
         }
     };

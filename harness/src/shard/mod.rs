@@ -135,6 +135,20 @@ impl SaleFile {
         }
     }
 
+    /// Creates the campaign's sale through `driver` and the plan that goes with it; the seed is
+    /// `seed`, else the scenario's, else a drawn one (recorded in the file either way).
+    pub async fn create(
+        scenario: &Scenario,
+        driver: &crate::target::driver::Driver,
+        seed: Option<u64>,
+    ) -> Result<SaleFile, crate::target::TargetError> {
+        let prepared = driver.create_sale(scenario).await?;
+        let seed = seed
+            .or(scenario.seed)
+            .unwrap_or_else(|| rand::random::<u64>() >> 11);
+        Ok(SaleFile::new(scenario, &prepared, seed, driver.buy_urls()))
+    }
+
     pub fn read(path: &Path) -> Result<SaleFile, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the sale file {}: {e}", path.display()))?;

@@ -317,16 +317,10 @@ async fn obtain_sale(
         return SaleFile::read(path);
     }
     if options.shard.index == 0 {
-        let prepared = driver
-            .create_sale(&options.scenario)
+        return SaleFile::create(&options.scenario, driver, options.seed)
             .await
-            .map_err(|e| e.to_string())?;
-        let seed = options
-            .seed
-            .or(options.scenario.seed)
-            .unwrap_or_else(|| rand::random::<u64>() >> 11);
-        let file = SaleFile::new(&options.scenario, &prepared, seed, driver.buy_urls());
-        return file.write_once(path);
+            .map_err(|e| e.to_string())?
+            .write_once(path);
     }
     let deadline = clock.to_local(options.doors_open_at);
     loop {

@@ -93,11 +93,7 @@ pub async fn run_workers(options: WorkersOptions) -> Result<RunResult, RunError>
     let result = async {
         let driver = &started.driver;
         let admin_token = admin_token.or_else(|| started.admin_token());
-        let prepared = driver.create_sale(&scenario).await?;
-        let seed = seed
-            .or(scenario.seed)
-            .unwrap_or_else(|| rand::random::<u64>() >> 11);
-        let ours = SaleFile::new(&scenario, &prepared, seed, driver.buy_urls());
+        let ours = SaleFile::create(&scenario, driver, seed).await?;
         let written = ours.write_once(&sale_path).map_err(RunError::Setup)?;
         if written.run_nonce != ours.run_nonce {
             return Err(RunError::Setup(format!(
