@@ -42,6 +42,7 @@ async fn the_database_refuses_every_way_to_oversell() {
     // Lying about the cap.
     let lie = orders::insert(&app.pool, &request(sale, "e", 1), Some(5), &[3], "test").await;
     assert!(matches!(lie, Err(InsertError::Database(_))), "{lie:?}");
+    assert!(format!("{lie:?}").contains("not the sale's"), "{lie:?}");
     // An order with fewer slots than units, or none.
     let short = orders::insert(&app.pool, &request(sale, "f", 2), cap, &[], "test").await;
     assert!(matches!(short, Err(InsertError::Database(_))), "{short:?}");
@@ -96,6 +97,81 @@ async fn the_database_refuses_every_way_to_oversell() {
 
     assert_eq!(app.units_in_database(sale).await, 2);
     assert_eq!(app.units_in_database(roomy).await, 1);
+    app.finish().await;
+}
+
+/// Migration 0008 replaced three foreign keys by statement checks that read without locks; each
+/// fact they stood for is still refused, and what makes an unlocked read enough (sales and
+/// products never go away or change their keys) is refused too.
+#[tokio::test]
+async fn the_statement_checks_stand_where_the_foreign_keys_stood() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(4)).await;
+    let other = app.live_sale(Some(4)).await;
+    let owner = orders::insert(&app.pool, &request(other, "o", 1), Some(4), &[1], "test")
+        .await
+        .unwrap();
+
+    // An order of a product the sale does not sell (was orders -> flash_sale_products).
+    let mut stranger = request(sale, "p", 1);
+    stranger.product_id = "not-on-sale".into();
+    let refused = orders::insert(&app.pool, &stranger, Some(4), &[1], "test").await;
+    assert!(
+        format!("{refused:?}").contains("does not sell"),
+        "{refused:?}"
+    );
+    // Slots naming no order, or an order of another sale (was order_units -> orders).
+    let unit = |order: Uuid| {
+        sqlx::query(
+            "INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 2, 4, $2)",
+        )
+        .bind(sale)
+        .bind(order)
+        .execute(&app.pool)
+    };
+    for order in [Uuid::new_v4(), owner.order_id] {
+        let refusal = unit(order).await.expect_err("refused").to_string();
+        assert!(refusal.contains("not an order of sale"), "{refusal}");
+    }
+    // Slots of an unlimited sale name a cap it does not have (was order_units -> flash_sales;
+    // the slot count refuses the order too, whichever check runs first).
+    let unlimited = app.live_sale(None).await;
+    let uncapped = orders::insert(
+        &app.pool,
+        &request(unlimited, "u", 1),
+        Some(4),
+        &[1],
+        "test",
+    )
+    .await;
+    assert!(
+        matches!(uncapped, Err(InsertError::Database(_))),
+        "{uncapped:?}"
+    );
+    let bare_slot = sqlx::query(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 1, 4, $2)",
+    )
+    .bind(unlimited)
+    .bind(owner.order_id)
+    .execute(&app.pool)
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(bare_slot.contains("not the sale's"), "{bare_slot}");
+
+    // What the unlocked reads rely on: sales and products are permanent.
+    for statement in [
+        format!("DELETE FROM flash_sales WHERE id = '{sale}'"),
+        format!("DELETE FROM flash_sale_products WHERE sale_id = '{sale}'"),
+        format!("UPDATE flash_sale_products SET product_id = 'renamed' WHERE sale_id = '{sale}'"),
+        "TRUNCATE flash_sales CASCADE".to_owned(),
+        "TRUNCATE flash_sale_products CASCADE".to_owned(),
+    ] {
+        let outcome = sqlx::query(&statement).execute(&app.pool).await;
+        assert!(outcome.is_err(), "{statement} was accepted");
+    }
+    assert_eq!(app.units_in_database(sale).await, 0);
+    assert_eq!(app.units_in_database(other).await, 1);
     app.finish().await;
 }
 
