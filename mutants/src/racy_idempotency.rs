@@ -1,8 +1,9 @@
 //! DELIBERATELY BROKEN: a non-atomic idempotency check, breaking INV-4 (idempotency).
 //!
-//! The buyer route asks "does this key hold an order?" and then claims; the correct strategies
-//! make the pair atomic with the ledger's UNIQUE idempotency key (a concurrent loser gets
-//! `DuplicateKey` and is answered with the winner's order). This mutant models a store without
+//! For a strategy like this one (`buy_checks_keys` left false), the buyer route asks "does this
+//! key hold an order?" and then claims. The correct strategies rely on the ledger's UNIQUE
+//! idempotency key instead (a second order of a key gets `DuplicateKey` and is answered with the
+//! first; they claim first and are looked up only when refused). This mutant models a store without
 //! that guarantee: when two requests with one key (same body or not) pass the lookup before either
 //! order is written, both claim, both orders are stored under that key and both are answered 201
 //! with different order ids. Sequential retries still find the first order and are answered

@@ -292,35 +292,50 @@ async fn decide_buy(
             None => Ok(Answer::SoldOutFromMemory),
         };
     }
-    if let Some(first) = state
-        .inventory
-        .find_by_key(&req.buyer_id, &req.idempotency_key)
-        .await?
-    {
-        return replayed(&req, first);
+    // A strategy whose `buy` refuses a used key itself (the ledger's unique key) is asked first,
+    // and the key is looked up only when it does not sell: a fresh key, the common case, costs no
+    // lookup. Any other strategy's key is looked up before it claims (the trait's contract).
+    let buy_checks_keys = state.inventory.buy_checks_keys();
+    if !buy_checks_keys {
+        if let Some(first) = state
+            .inventory
+            .find_by_key(&req.buyer_id, &req.idempotency_key)
+            .await?
+        {
+            return replayed(&req, first);
+        }
     }
-    match state.inventory.buy(&sale, &req).await {
-        Ok(order) => Ok(Answer::Order(order, false)),
-        Err(ClaimError::SoldOut) => Ok(Answer::RefusedByClaim(sold_out())),
-        Err(ClaimError::BuyerLimit) => Ok(Answer::RefusedByClaim(buyer_limit_reached(
+    let refusal = match state.inventory.buy(&sale, &req).await {
+        Ok(order) => return Ok(Answer::Order(order, false)),
+        Err(refusal) => refusal,
+    };
+    // Refused: the request may be the retry of an order that exists, which is its answer. A
+    // duplicate key always means one (a concurrent request with the same key won the race); a
+    // refusal for stock or the buyer's limit may, when the key was not looked up first.
+    let maybe_a_retry = match refusal {
+        ClaimError::DuplicateKey => true,
+        ClaimError::SoldOut | ClaimError::BuyerLimit => buy_checks_keys,
+        ClaimError::Unavailable(_) => false,
+    };
+    if maybe_a_retry {
+        if let Some(first) = state
+            .inventory
+            .find_by_key(&req.buyer_id, &req.idempotency_key)
+            .await?
+        {
+            return replayed(&req, first);
+        }
+    }
+    match refusal {
+        ClaimError::SoldOut => Ok(Answer::RefusedByClaim(sold_out())),
+        ClaimError::BuyerLimit => Ok(Answer::RefusedByClaim(buyer_limit_reached(
             &req.buyer_id,
             req.quantity,
             sale.per_buyer_limit,
         ))),
-        Err(ClaimError::DuplicateKey) => {
-            // A concurrent request with the same key won the race; answer with its order.
-            match state
-                .inventory
-                .find_by_key(&req.buyer_id, &req.idempotency_key)
-                .await?
-            {
-                Some(first) => replayed(&req, first),
-                None => Err(ApiError::unavailable("the order database").with_cause(
-                    "the key's insert conflicted, but no order with that key was found",
-                )),
-            }
-        }
-        Err(ClaimError::Unavailable(err)) => Err(ApiError::unavailable("the order database")
+        ClaimError::DuplicateKey => Err(ApiError::unavailable("the order database")
+            .with_cause("the key's insert conflicted, but no order with that key was found")),
+        ClaimError::Unavailable(err) => Err(ApiError::unavailable("the order database")
             .with_cause(format!("order for sale {sale_id} not made durable: {err}"))),
     }
 }

@@ -57,10 +57,18 @@ use crate::sales::{LedgerKind, Sale};
 /// - [`find_by_key`](Self::find_by_key): the buyer's order holding this idempotency key, of any
 ///   sale (keys are scoped to the buyer: another buyer's order is never an answer).
 ///   Asked before every `buy` (a hit is replayed, or refused as a reused key, and `buy` is not
-///   called) and again after `buy` answers [`ClaimError::DuplicateKey`]. This is the whole
-///   idempotency path: a strategy that controls it controls what a retry sees.
+///   called) unless [`buy_checks_keys`](Self::buy_checks_keys) says otherwise, and again after
+///   `buy` answers [`ClaimError::DuplicateKey`]. This is the whole idempotency path: a strategy
+///   that controls it controls what a retry sees.
+/// - [`buy_checks_keys`](Self::buy_checks_keys): `false` (the default) keeps the order above.
+///   `true` promises that `buy` itself refuses a key that already holds an order of the buyer
+///   (answering [`ClaimError::DuplicateKey`], [`ClaimError::SoldOut`] or
+///   [`ClaimError::BuyerLimit`]), stores nothing for it and keeps no unit it claimed for it; the
+///   route then calls `buy` first and asks `find_by_key` only after one of those three refusals,
+///   whose hit is the answer (the retry's order). A fresh key, the common case, costs no lookup.
 /// - [`buy`](Self::buy): called with a validated request (quantity, window, product checked) whose
-///   key held no order a moment ago. `Ok(order)` means the order is durable: the buyer gets a 201
+///   key held no order a moment ago (or, when `buy_checks_keys`, whose key was not looked up).
+///   `Ok(order)` means the order is durable: the buyer gets a 201
 ///   with it. [`ClaimError::SoldOut`] and [`ClaimError::BuyerLimit`] (the sale's
 ///   `per_buyer_limit` would be passed by the buyer's orders together) are 409s;
 ///   [`ClaimError::DuplicateKey`] means a concurrent request of the buyer with the same key
@@ -96,6 +104,10 @@ pub trait ClaimStrategy: fmt::Debug + Send + Sync {
         sale: &'a Sale,
         req: &'a OrderRequest,
     ) -> BoxFuture<'a, Result<Order, ClaimError>>;
+    /// See the contract above: whether the route may skip the key lookup before `buy`.
+    fn buy_checks_keys(&self) -> bool {
+        false
+    }
     fn redis(&self) -> Option<&RedisCounter>;
     fn breaker_state(&self) -> BreakerState;
     /// Cart holds (issue 15): the correct [`Inventory::reserve`], [`Inventory::checkout`] and
@@ -241,7 +253,8 @@ impl Inventory {
     }
 
     /// Decides the claim and, when it succeeds, stores the order. The caller has validated the
-    /// request (quantity, window, product) and checked the idempotency key.
+    /// request (quantity, window, product); the idempotency key may hold an order already, which
+    /// the ledger's unique key refuses (see [`ClaimStrategy::buy_checks_keys`]).
     pub async fn buy(&self, sale: &Sale, req: &OrderRequest) -> Result<Order, ClaimError> {
         let Some(cap) = sale.cap else {
             // Unlimited: nothing to claim, only an order to record.
@@ -448,6 +461,14 @@ impl ClaimStrategy for Inventory {
         req: &'a OrderRequest,
     ) -> BoxFuture<'a, Result<Order, ClaimError>> {
         Box::pin(Inventory::buy(self, sale, req))
+    }
+
+    /// Yes: every order is stored through the ledger, whose `UNIQUE (buyer_id, idempotency_key)`
+    /// refuses a second order of a key (DuplicateKey, nothing stored); the Redis path gives back
+    /// the units of a claim it could not store, and the PostgreSQL path's transaction stores
+    /// nothing. A retry answered "sold out" or "over the limit" is looked up by the route.
+    fn buy_checks_keys(&self) -> bool {
+        true
     }
 
     fn redis(&self) -> Option<&RedisCounter> {

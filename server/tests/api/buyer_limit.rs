@@ -72,6 +72,11 @@ async fn a_buyer_cannot_pass_the_limit_in_several_orders_on_either_path() {
                 error_code(app.buy(sale, "a4", "alice", 1).await).await.1,
                 "buyer_limit_reached"
             );
+            // A retry of an order she holds is that order, not a refusal: the limit refuses
+            // its claim, and then the key is looked up (a strategy that checks keys in `buy`).
+            let retry = app.buy(sale, "a3", "alice", 1).await;
+            assert_eq!(retry.status(), StatusCode::CREATED, "{strategy} {cap:?}");
+            assert_eq!(retry.headers()["idempotent-replayed"], "true");
             assert_eq!(
                 app.buy(sale, "b1", "bob", 2).await.status(),
                 StatusCode::CREATED

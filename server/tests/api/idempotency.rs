@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{error_code, spawn_app, spawn_app_without_jobs};
+use crate::metrics::{sample, scrape};
 
 #[tokio::test]
 async fn a_retry_returns_the_first_order_even_after_the_sale_sold_out() {
@@ -177,4 +178,49 @@ async fn a_sale_confirmed_sold_out_answers_retries_and_new_buyers_from_memory() 
     assert_eq!(app.units_in_database(sale).await, 2);
     assert_eq!(app.units_in_database(other_sale).await, 1);
     app.finish().await;
+}
+
+/// The correct strategies refuse a used key in the ledger (its unique key), so the route asks
+/// them to buy first: a fresh key costs no key lookup, and a retry, refused by the unique key,
+/// is looked up then, answered with its order, and keeps none of the units its claim took.
+#[tokio::test]
+async fn a_fresh_key_costs_no_lookup_and_a_retry_keeps_no_unit() {
+    for strategy in [InventoryStrategy::Redis, InventoryStrategy::Postgres] {
+        let mut app = spawn_app_without_jobs(strategy).await;
+        let sale = app.live_sale(Some(10)).await;
+        let lookups = |text: &str| {
+            sample(
+                text,
+                "flashsale_ledger_batch_size_count",
+                &[("kind", "lookup")],
+            )
+        };
+        let mut first = Value::Null;
+        for (key, buyer) in [("k1", "alice"), ("k2", "bob"), ("k3", "carol")] {
+            let bought = app.buy(sale, key, buyer, 1).await;
+            assert_eq!(bought.status(), StatusCode::CREATED, "{strategy}");
+            if buyer == "alice" {
+                first = bought.json().await.unwrap();
+            }
+        }
+        assert_eq!(lookups(&scrape(&app).await), 0.0, "{strategy}: fresh keys");
+
+        for _ in 0..3 {
+            let retry = app.buy(sale, "k1", "alice", 1).await;
+            assert_eq!(retry.status(), StatusCode::CREATED, "{strategy}");
+            assert_eq!(retry.headers()["idempotent-replayed"], "true");
+            let retry: Value = retry.json().await.unwrap();
+            assert_eq!(retry["order_id"], first["order_id"], "{strategy}");
+        }
+        assert!(lookups(&scrape(&app).await) >= 1.0, "{strategy}: retries");
+        assert_eq!(app.units_in_database(sale).await, 3, "{strategy}");
+        if strategy == InventoryStrategy::Redis {
+            assert_eq!(
+                app.redis_counter(sale).await,
+                Some(3),
+                "the retries' claims were given back"
+            );
+        }
+        app.finish().await;
+    }
 }
