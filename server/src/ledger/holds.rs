@@ -155,7 +155,7 @@ pub async fn insert<'e>(
          )
          SELECT {HOLD_COLUMNS} FROM new_hold"
     ))
-    .bind(Uuid::new_v4())
+    .bind(Uuid::now_v7())
     .bind(req.sale_id)
     .bind(&req.product_id)
     .bind(&req.buyer_id)
@@ -217,7 +217,7 @@ async fn reserve_once(
     let (stored, freed): (Option<Uuid>, i64) = sqlx::query_as(
         "SELECT hold_id, freed FROM flashsale_reserve_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(Uuid::new_v4())
+    .bind(Uuid::now_v7())
     .bind(req.sale_id)
     .bind(cap)
     .bind(&req.product_id)
@@ -342,7 +342,7 @@ pub async fn checkout(
         "expired" => return Err(HoldError::Expired),
         _ => {}
     }
-    let order_id = Uuid::new_v4();
+    let order_id = Uuid::now_v7();
     let created_at: Option<(OffsetDateTime,)> = sqlx::query_as(
         "WITH new_order AS (
              INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
