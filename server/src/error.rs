@@ -241,6 +241,50 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// An error answered often in the same words (a buy of a sale known to be sold out): serialised
+/// once, so each answer only shares the bytes. It answers exactly as [`ApiError::into_response`]
+/// does (status, `content-type`, body), which the tests check; only 4xx errors without extras
+/// qualify (a 5xx carries its cause to the log, a body timeout closes the connection).
+#[derive(Debug, Clone)]
+pub struct PreparedError {
+    status: StatusCode,
+    body: axum::body::Bytes,
+}
+
+impl PreparedError {
+    pub fn new(error: &ApiError) -> Self {
+        assert!(
+            error.code.status().is_client_error() && error.code != ErrorCode::BodyTimeout,
+            "only plain 4xx answers can be prepared"
+        );
+        let body = ErrorBody {
+            error: ErrorFields {
+                code: error.code.as_str(),
+                message: &error.message,
+                details: error.details.as_ref(),
+            },
+        };
+        Self {
+            status: error.code.status(),
+            body: serde_json::to_vec(&body)
+                .expect("an error body serialises")
+                .into(),
+        }
+    }
+
+    pub fn response(&self) -> Response {
+        (
+            self.status,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            )],
+            self.body.clone(),
+        )
+            .into_response()
+    }
+}
+
 /// Database failures become 503 (try again: nothing was acknowledged); the cause is logged with
 /// the request id (see [`ApiError::cause`]), and the client never sees SQL.
 impl From<sqlx::Error> for ApiError {
@@ -258,6 +302,32 @@ impl From<sqlx::Error> for ApiError {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[tokio::test]
+    async fn a_prepared_error_answers_exactly_as_the_error_itself() {
+        let error = || {
+            ApiError::new(ErrorCode::SoldOut, "no units \"left\"").with_details(json!({"limit": 2}))
+        };
+        let direct = error().into_response();
+        let prepared = PreparedError::new(&error()).response();
+        assert_eq!(direct.status(), prepared.status());
+        assert_eq!(
+            direct.headers()[axum::http::header::CONTENT_TYPE],
+            prepared.headers()[axum::http::header::CONTENT_TYPE]
+        );
+        let body = |r: Response| async move {
+            axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        };
+        assert_eq!(body(direct).await, body(prepared).await);
+    }
+
+    #[test]
+    #[should_panic(expected = "only plain 4xx")]
+    fn a_server_error_cannot_be_prepared() {
+        PreparedError::new(&ApiError::unavailable("the order database"));
+    }
 
     #[test]
     fn codes_are_unique_snake_case_and_errors_are_4xx_or_5xx() {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::{AppState, body};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, PreparedError};
 use crate::ledger::ClaimError;
 use crate::ledger::orders::{Order, OrderRequest};
 use crate::sales::{Sale, sale_not_found};
@@ -214,11 +214,12 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 pub async fn buy(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
-    headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
-    let decided = decide_buy(&state, &raw_id, &headers, request).await;
+    // The headers are read from the request itself: axum's `HeaderMap` extractor would clone
+    // them all for every buy (G2, the sold-out path, is mostly such per-request costs).
+    let decided = decide_buy(&state, &raw_id, request).await;
     let took = started.elapsed();
     let metrics = &state.metrics;
     match &decided {
@@ -232,10 +233,14 @@ pub async fn buy(
     }
     match decided {
         Ok(Answer::Order(order, replayed)) => Ok(created(order, replayed)),
-        Ok(Answer::SoldOutFromMemory) => Err(sold_out()),
+        Ok(Answer::SoldOutFromMemory) => Ok(SOLD_OUT_FROM_MEMORY.response()),
         Ok(Answer::RefusedByClaim(e)) | Err(e) => Err(e),
     }
 }
+
+/// The answer to a buy of a sale known to be sold out, serialised once (G2's hot path).
+static SOLD_OUT_FROM_MEMORY: std::sync::LazyLock<PreparedError> =
+    std::sync::LazyLock::new(|| PreparedError::new(&sold_out()));
 
 /// How a buy was answered, before it is put on the wire.
 enum Answer {
@@ -247,14 +252,9 @@ enum Answer {
     RefusedByClaim(ApiError),
 }
 
-async fn decide_buy(
-    state: &AppState,
-    raw_id: &str,
-    headers: &HeaderMap,
-    request: Request,
-) -> Result<Answer, ApiError> {
+async fn decide_buy(state: &AppState, raw_id: &str, request: Request) -> Result<Answer, ApiError> {
     let sale_id = body::sale_id(raw_id)?;
-    let key = idempotency_key(headers)?;
+    let key = idempotency_key(request.headers())?;
     let raw_body = body::read(request, state.settings.body_read_timeout).await?;
     let buy = read_buy_body(&raw_body, state.settings.max_quantity_per_order)?;
     let sale = state
@@ -287,7 +287,10 @@ async fn decide_buy(
         // Confirmed sold out: its orders are final and in memory, so neither a retry nor a new
         // buyer needs a round trip (see `Inventory::sold_out_orders` for the one answer this
         // changes).
-        return match frozen.get(&(req.buyer_id.clone(), req.idempotency_key.clone())) {
+        return match frozen
+            .get(&req.buyer_id)
+            .and_then(|keys| keys.get(&req.idempotency_key))
+        {
             Some(first) => replayed(&req, first.clone()),
             None => Ok(Answer::SoldOutFromMemory),
         };

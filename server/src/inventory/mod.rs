@@ -195,9 +195,10 @@ pub fn strategy_named<T: Copy>(
         })
 }
 
-/// The orders of a sale confirmed sold out, by (buyer id, idempotency key). Final: see
+/// The orders of a sale confirmed sold out, by buyer id and then idempotency key (two levels, so
+/// a lookup borrows the request's strings instead of building a key pair). Final: see
 /// [`Inventory::sold_out_orders`].
-pub type FrozenOrders = HashMap<(String, String), Order>;
+pub type FrozenOrders = HashMap<String, HashMap<String, Order>>;
 
 /// The largest sold-out sale whose orders are kept in memory (about 300 bytes each).
 const MAX_FROZEN_ORDERS: i64 = 100_000;
@@ -415,12 +416,16 @@ impl Inventory {
         // committed and no other can commit: reading them now reads the final set.
         let frozen = if cap <= MAX_FROZEN_ORDERS {
             match self.ledger.orders_of(sale_id).await {
-                Ok(orders) => Some(Arc::new(
-                    orders
-                        .into_iter()
-                        .map(|o| ((o.buyer_id.clone(), o.idempotency_key.clone()), o))
-                        .collect(),
-                )),
+                Ok(orders) => {
+                    let mut by_buyer = FrozenOrders::new();
+                    for order in orders {
+                        by_buyer
+                            .entry(order.buyer_id.clone())
+                            .or_default()
+                            .insert(order.idempotency_key.clone(), order);
+                    }
+                    Some(Arc::new(by_buyer))
+                }
                 Err(_) => None,
             }
         } else {
