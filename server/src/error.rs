@@ -208,6 +208,18 @@ struct ErrorBody<'a> {
     error: ErrorFields<'a>,
 }
 
+impl<'a> ErrorBody<'a> {
+    fn of(error: &'a ApiError) -> Self {
+        ErrorBody {
+            error: ErrorFields {
+                code: error.code.as_str(),
+                message: &error.message,
+                details: error.details.as_ref(),
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorFields<'a> {
     code: &'static str,
@@ -218,14 +230,7 @@ struct ErrorFields<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorFields {
-                code: self.code.as_str(),
-                message: &self.message,
-                details: self.details.as_ref(),
-            },
-        };
-        let mut response = (self.code.status(), Json(body)).into_response();
+        let mut response = (self.code.status(), Json(ErrorBody::of(&self))).into_response();
         if self.code.status().is_server_error() {
             let cause = self.cause.unwrap_or_else(|| self.message.clone());
             response.extensions_mut().insert(ErrorCause(cause));
@@ -257,16 +262,9 @@ impl PreparedError {
             error.code.status().is_client_error() && error.code != ErrorCode::BodyTimeout,
             "only plain 4xx answers can be prepared"
         );
-        let body = ErrorBody {
-            error: ErrorFields {
-                code: error.code.as_str(),
-                message: &error.message,
-                details: error.details.as_ref(),
-            },
-        };
         Self {
             status: error.code.status(),
-            body: serde_json::to_vec(&body)
+            body: serde_json::to_vec(&ErrorBody::of(error))
                 .expect("an error body serialises")
                 .into(),
         }
