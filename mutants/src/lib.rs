@@ -232,25 +232,27 @@ impl InventoryStrategy {
             | InventoryStrategy::AlertsRecordedAtEnd => Arc::new(parts.correct),
             InventoryStrategy::BrokenNaive => Arc::new(broken_naive::strategy(parts)),
             InventoryStrategy::BrokenSeed => Arc::new(broken_seed::strategy(parts)),
-            InventoryStrategy::OversellAtBoundary => {
-                Arc::new(oversell_at_boundary::strategy(parts))
-            }
+            InventoryStrategy::OversellAtBoundary => serial(oversell_at_boundary::strategy(parts)),
             InventoryStrategy::AckWithoutOrder => Arc::new(ack_without_order::strategy(parts)),
             InventoryStrategy::OrderAnsweredSoldOut => {
                 Arc::new(order_answered_sold_out::strategy(parts))
             }
-            InventoryStrategy::RacyIdempotency => Arc::new(racy_idempotency::strategy(parts)),
-            InventoryStrategy::RacyBuyerLimit => Arc::new(racy_buyer_limit::strategy(parts)),
+            InventoryStrategy::RacyIdempotency => serial(racy_idempotency::strategy(parts)),
+            InventoryStrategy::RacyBuyerLimit => serial(racy_buyer_limit::strategy(parts)),
             InventoryStrategy::CheckoutAfterExpiry => {
-                Arc::new(checkout_after_expiry::strategy(parts))
+                serial(checkout_after_expiry::strategy(parts))
             }
-            InventoryStrategy::ExpiryReturnsTwice => {
-                Arc::new(expiry_returns_twice::strategy(parts))
-            }
-            InventoryStrategy::HoldsNotCounted => Arc::new(holds_not_counted::strategy(parts)),
-            InventoryStrategy::UnitWithoutOrder => Arc::new(unit_without_order::strategy(parts)),
+            InventoryStrategy::ExpiryReturnsTwice => serial(expiry_returns_twice::strategy(parts)),
+            InventoryStrategy::HoldsNotCounted => serial(holds_not_counted::strategy(parts)),
+            InventoryStrategy::UnitWithoutOrder => serial(unit_without_order::strategy(parts)),
         }
     }
+}
+
+/// A serialized mutant, served so that a dropped request never leaves its book half updated
+/// (see [`serial_model::Detached`]).
+fn serial(model: serial_model::SerialModel) -> Arc<dyn ClaimStrategy> {
+    Arc::new(serial_model::Detached::new(model))
 }
 
 impl fmt::Display for InventoryStrategy {
