@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::Inventory;
 use super::redis::{Claim, RedisCounter};
 use crate::ledger::ClaimError;
+use crate::ledger::batch::OnItsWay;
 use crate::ledger::holds::{self, Hold, HoldError, HoldRequest};
 use crate::ledger::orders::{InsertError, NewOrder, Order, OrderRequest};
 
@@ -51,12 +52,18 @@ pub(super) trait Admission {
     fn quantity(&self) -> i64;
     /// The error that says "sold out".
     fn sold_out(&self) -> Self::Error;
+    /// Announces the claim's write to its batch queue while Redis decides (see
+    /// [`crate::ledger::batch`]); `None` for a write that is not batched.
+    fn announce(&self, _inventory: &Inventory) -> Option<OnItsWay> {
+        None
+    }
     /// Stores the claim with the slots Redis handed out; `Ok(None)` when one of them was already
-    /// taken (nothing was stored).
+    /// taken (nothing was stored). `on_its_way` is what [`Admission::announce`] gave.
     async fn store(
         &self,
         inventory: &Inventory,
         slots: Vec<i64>,
+        on_its_way: Option<OnItsWay>,
     ) -> Result<Option<Self::Admitted>, Self::Error>;
     /// Lets the PostgreSQL path decide (under the sale's lock), recording `decided_by`.
     async fn in_postgres(
@@ -77,10 +84,15 @@ impl Admission for Admit<'_, OrderRequest> {
         ClaimError::SoldOut
     }
 
+    fn announce(&self, inventory: &Inventory) -> Option<OnItsWay> {
+        Some(inventory.ledger.announce_insert())
+    }
+
     async fn store(
         &self,
         inventory: &Inventory,
         slots: Vec<i64>,
+        on_its_way: Option<OnItsWay>,
     ) -> Result<Option<Order>, ClaimError> {
         let order = NewOrder {
             req: self.req.clone(),
@@ -88,7 +100,7 @@ impl Admission for Admit<'_, OrderRequest> {
             slots,
             decided_by: "redis",
         };
-        match inventory.ledger.insert(order).await {
+        match inventory.ledger.insert_announced(order, on_its_way).await {
             Ok(order) => Ok(Some(order)),
             Err(InsertError::SlotTaken) => Ok(None),
             Err(err) => Err(err.into()),
@@ -122,6 +134,7 @@ impl Admission for Admit<'_, HoldRequest> {
         &self,
         inventory: &Inventory,
         slots: Vec<i64>,
+        _on_its_way: Option<OnItsWay>,
     ) -> Result<Option<Hold>, HoldError> {
         match holds::insert(
             inventory.ledger.pool(),
@@ -166,21 +179,28 @@ impl Inventory {
             if !self.breaker.allow() {
                 return claim.in_postgres(self, "postgres-fallback").await;
             }
+            // While Redis decides, the order is announced to the insert queue, so a batch taken
+            // meanwhile waits the round trip for it instead of leaving it for the next commit.
+            let mut on_its_way = claim.announce(self);
             let answer = match redis.claim(sale_id, cap, quantity).await {
                 Ok(answer) => {
                     self.breaker.record_success();
                     answer
                 }
                 Err(failure) => {
+                    drop(on_its_way.take()); // the PostgreSQL path decides: nothing is queued
                     self.breaker.record_failure();
                     tracing::debug!(sale = %sale_id, %failure, "redis claim failed; falling back");
                     return claim.in_postgres(self, "postgres-fallback").await;
                 }
             };
+            if !matches!(answer, Claim::Granted { .. }) {
+                on_its_way = None; // nothing will be queued: no batch waits for it
+            }
             match answer {
                 Claim::Granted { sold_after } => {
                     let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
-                    match claim.store(self, slots).await {
+                    match claim.store(self, slots, on_its_way.take()).await {
                         Ok(Some(admitted)) => return Ok(admitted),
                         Ok(None) if stale_hints < STALE_HINT_RETRIES => {
                             stale_hints += 1;

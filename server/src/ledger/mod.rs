@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use self::batch::Coalescer;
+use self::batch::{Coalescer, OnItsWay};
 use self::claims::Decision;
 use self::orders::{InsertError, NewOrder, Order, OrderRequest};
 use crate::metrics::ServerMetrics;
@@ -154,8 +154,24 @@ impl Ledger {
 
     /// Stores one order with the slots it was granted (see [`orders::insert`]).
     pub async fn insert(&self, order: NewOrder) -> Result<Order, InsertError> {
+        self.insert_announced(order, None).await
+    }
+
+    /// Counts an order insert as on its way (see [`batch`]): a runner taking an insert batch
+    /// meanwhile waits for it. The Redis path announces each order while its Lua claim is on the
+    /// wire.
+    pub fn announce_insert(&self) -> OnItsWay {
+        self.inserts.announce()
+    }
+
+    /// [`Ledger::insert`] of an order announced by `on_its_way`.
+    pub async fn insert_announced(
+        &self,
+        order: NewOrder,
+        on_its_way: Option<OnItsWay>,
+    ) -> Result<Order, InsertError> {
         self.inserts
-            .call(|reply| QueuedInsert { order, reply })
+            .call_announced(on_its_way, |reply| QueuedInsert { order, reply })
             .await
             .unwrap_or_else(|| Err(InsertError::Database(dropped("order insert"))))
     }
