@@ -24,10 +24,10 @@ pub async fn connect_and_migrate(
         .acquire_timeout(acquire_timeout)
         // No ping before each use: it is a round trip per statement (per ledger batch, per hold
         // or checkout); measured here, insert batches of ~13 orders took 2.1-2.3 ms with it and
-        // 1.6-1.8 ms without (G3, side by side). A
-        // connection that broke while idle (PostgreSQL restarted) fails the one statement that
-        // uses it, whose buyers get a 503 (an unknown outcome, retried with the same key), and
-        // sqlx drops it; the next statement gets a fresh one.
+        // 1.6-1.8 ms without (G3, side by side). A connection that broke while idle (PostgreSQL
+        // restarted) fails the one statement that uses it, whose buyers get a 503 (an unknown
+        // outcome, retried with the same key), and sqlx drops it; the next statement gets a
+        // fresh one.
         .test_before_acquire(false)
         .connect(url)
         .await?;

@@ -181,26 +181,25 @@ impl Inventory {
             }
             // While Redis decides, the order is announced to the insert queue, so a batch taken
             // meanwhile waits the round trip for it instead of leaving it for the next commit.
-            let mut on_its_way = claim.announce(self);
+            let on_its_way = claim.announce(self);
             let answer = match redis.claim(sale_id, cap, quantity).await {
                 Ok(answer) => {
                     self.breaker.record_success();
                     answer
                 }
                 Err(failure) => {
-                    drop(on_its_way.take()); // the PostgreSQL path decides: nothing is queued
+                    drop(on_its_way); // the PostgreSQL path decides: nothing is queued
                     self.breaker.record_failure();
                     tracing::debug!(sale = %sale_id, %failure, "redis claim failed; falling back");
                     return claim.in_postgres(self, "postgres-fallback").await;
                 }
             };
-            if !matches!(answer, Claim::Granted { .. }) {
-                on_its_way = None; // nothing will be queued: no batch waits for it
-            }
+            // Only a granted claim is queued; any other answer withdraws it at once.
+            let on_its_way = on_its_way.filter(|_| matches!(answer, Claim::Granted { .. }));
             match answer {
                 Claim::Granted { sold_after } => {
                     let slots: Vec<i64> = (sold_after - quantity + 1..=sold_after).collect();
-                    match claim.store(self, slots, on_its_way.take()).await {
+                    match claim.store(self, slots, on_its_way).await {
                         Ok(Some(admitted)) => return Ok(admitted),
                         Ok(None) if stale_hints < STALE_HINT_RETRIES => {
                             stale_hints += 1;
