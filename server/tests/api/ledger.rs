@@ -2,7 +2,8 @@
 //! units sync converges `quantity_sold` to the orders (INV-6).
 
 use flashsale_server::InventoryStrategy;
-use flashsale_server::ledger::orders::{self, InsertError, OrderRequest};
+use flashsale_server::ledger::holds::{self, HoldRequest};
+use flashsale_server::ledger::orders::{self, InsertError, NewOrder, OrderRequest};
 use uuid::Uuid;
 
 use crate::helpers::{burst, spawn_app};
@@ -172,6 +173,122 @@ async fn the_statement_checks_stand_where_the_foreign_keys_stood() {
     }
     assert_eq!(app.units_in_database(sale).await, 0);
     assert_eq!(app.units_in_database(other).await, 1);
+    app.finish().await;
+}
+
+/// Migration 0009 folded the four checks an order batch fired into one per table, looking each
+/// (sale, product) and (order, sale) pair up once: every fault is still refused, in a batch as
+/// alone, and a statement with two faults still names the missing order first.
+#[tokio::test]
+async fn one_check_per_insert_refuses_what_the_four_refused() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(6)).await;
+    let other = app.live_sale(Some(6)).await;
+    let new_order = |key: &str, product: &str, slot: i64| {
+        let mut req = request(sale, key, 1);
+        req.product_id = product.into();
+        NewOrder {
+            req,
+            sale_cap: Some(6),
+            slots: vec![slot],
+            decided_by: "test",
+        }
+    };
+
+    // A batch whose second order is of a product the sale does not sell: all refused.
+    let mixed = [new_order("a", "tee", 1), new_order("b", "not-on-sale", 2)];
+    let refused = orders::insert_many(&app.pool, &mixed).await;
+    assert!(
+        format!("{refused:?}").contains("does not sell"),
+        "{refused:?}"
+    );
+    assert_eq!(app.units_in_database(sale).await, 0);
+
+    // A batch whose orders own one slot too few: refused by the order check.
+    let short = [
+        new_order("c", "tee", 1),
+        NewOrder {
+            slots: vec![],
+            ..new_order("d", "tee", 0)
+        },
+    ];
+    let refused = orders::insert_many(&app.pool, &short).await;
+    assert!(
+        format!("{refused:?}").contains("but owns 0 slots"),
+        "{refused:?}"
+    );
+    assert_eq!(app.units_in_database(sale).await, 0);
+
+    // One statement, two faulty slots: an extra slot for an order of this sale, and a slot naming
+    // an order of another sale. The missing order is the one named, whichever row comes first.
+    let mine = orders::insert(&app.pool, &request(sale, "m", 1), Some(6), &[1], "test")
+        .await
+        .unwrap();
+    let theirs = orders::insert(&app.pool, &request(other, "t", 1), Some(6), &[1], "test")
+        .await
+        .unwrap();
+    for (first, second) in [
+        (mine.order_id, theirs.order_id),
+        (theirs.order_id, mine.order_id),
+    ] {
+        let refusal = sqlx::query(
+            "INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
+             VALUES ($1, 2, 6, $2), ($1, 3, 6, $3)",
+        )
+        .bind(sale)
+        .bind(first)
+        .bind(second)
+        .execute(&app.pool)
+        .await
+        .expect_err("refused")
+        .to_string();
+        assert!(refusal.contains("not an order of sale"), "{refusal}");
+    }
+    // The extra slot alone: refused by the count.
+    let extra = sqlx::query(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 2, 6, $2)",
+    )
+    .bind(sale)
+    .bind(mine.order_id)
+    .execute(&app.pool)
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(extra.contains("has quantity 1 but owns 2 slots"), "{extra}");
+
+    // A live hold given one slot more than it holds: refused by the hold check, which now runs
+    // only when a statement inserts a hold's slots.
+    let hold = HoldRequest {
+        sale_id: sale,
+        product_id: "tee".into(),
+        unit_price_cents: 1500,
+        buyer_id: "h".into(),
+        quantity: 1,
+        idempotency_key: "h".into(),
+        ttl: std::time::Duration::from_secs(600),
+    };
+    let hold = holds::insert(&app.pool, &hold, Some(6), &[4], "test")
+        .await
+        .unwrap();
+    let grown = sqlx::query(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, hold_id) VALUES ($1, 5, 6, $2)",
+    )
+    .bind(sale)
+    .bind(hold.hold_id)
+    .execute(&app.pool)
+    .await
+    .expect_err("refused")
+    .to_string();
+    assert!(grown.contains("has quantity 1 but owns 2 slots"), "{grown}");
+
+    // What was stored: the one order and the one hold of this sale, one slot each.
+    assert_eq!(app.units_in_database(sale).await, 1);
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM order_units WHERE sale_id = $1")
+        .bind(sale)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(slots, 2);
     app.finish().await;
 }
 
