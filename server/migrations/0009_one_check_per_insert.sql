@@ -140,3 +140,7 @@ DROP TRIGGER hold_slots_inserted ON order_units;
 CREATE TRIGGER order_units_checked
     AFTER INSERT ON order_units REFERENCING NEW TABLE AS new_units
     FOR EACH STATEMENT EXECUTE FUNCTION flashsale_new_slots_checked();
+
+-- No trigger calls these any more (their bodies are in the two functions above).
+DROP FUNCTION flashsale_new_orders_own_their_slots();
+DROP FUNCTION flashsale_count_buyer_units();
