@@ -28,7 +28,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use http::{AppState, router};
+pub use http::{AppState, AppStateFields, router};
 pub use inventory::{ClaimStrategy, Inventory, InventoryStrategy};
 pub use settings::{AdminToken, Settings};
 
@@ -174,7 +174,7 @@ pub async fn build_with(
         settings.db_acquire_timeout,
         metrics.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(AppStateFields {
         inventory: strategy(StrategyParts {
             pool: pool.clone(),
             redis,
@@ -184,7 +184,7 @@ pub async fn build_with(
         metrics,
         pool,
         settings: Arc::new(settings),
-    };
+    });
     Ok(Server {
         listener,
         state,
