@@ -137,14 +137,18 @@ fn oversell_property_catches_broken_seed_when_redis_restarts_empty() {
     profile.fault_kinds = vec![FaultKind::Kill, FaultKind::Stop];
     profile.reused_keys = false;
     // Depending on when the restart lands, the seed's design oversells (INV-1: the empty counter
-    // sells the cap again) or strands units (INV-5: its fallback trusts the lagging
-    // quantity_sold and answers sold out with units left); both are its bugs.
+    // sells the cap again), strands units (INV-5: its fallback trusts the lagging quantity_sold
+    // and answers sold out with units left), or, when the generated buyers reserve first (the
+    // seed model lends its holds the correct inventory), leaves its restarted counter
+    // disagreeing with the orders (INV-6: seen in CI with cap 37, 148 buyers all reserving, a
+    // kill at 143 ms and a stop at 242 ms). All three are the restart's bugs, and the fault
+    // assertion below still demands the restart.
     let found = assert_caught(
         InventoryStrategy::BrokenSeed,
         profile,
         30,
         0x5eed_0004,
-        &["INV-1", "INV-5"],
+        &["INV-1", "INV-5", "INV-6"],
     );
     let minimal = &found.minimal;
     assert!(
