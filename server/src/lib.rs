@@ -183,7 +183,7 @@ pub async fn build_with(
         sales: Arc::new(SaleCache::new(settings.sale_cache_ttl)),
         metrics,
         pool,
-        settings: Arc::new(settings),
+        settings,
     });
     Ok(Server {
         listener,
@@ -250,7 +250,7 @@ impl Server {
                 )))
             })
             .collect();
-        let limits = serve::Limits::from(&*self.state.settings);
+        let limits = serve::Limits::from(&self.state.settings);
         let app = router(self.state);
         let served = serve::serve(self.listener, app, limits, shutdown).await;
         let _ = stop_jobs.send(true);

@@ -53,7 +53,7 @@ pub struct AppStateFields {
     /// outside the server (see [`ClaimStrategy`]).
     pub inventory: Arc<dyn ClaimStrategy>,
     pub sales: Arc<SaleCache>,
-    pub settings: Arc<Settings>,
+    pub settings: Settings,
     /// What `GET /metrics` exposes (`crate::metrics`).
     pub metrics: Arc<ServerMetrics>,
 }
