@@ -14,10 +14,11 @@
 //!
 //! 1. **Bounded** (limited sale): at every inventory sample, `units_in_orders +
 //!    units_in_live_holds <= cap`; and at every instant of the export's intervals — each order
-//!    from its `created_at`, each hold from its `created_at` until it stopped being live
-//!    (`ended_at`; for a checked-out hold, the earlier of that and its order's `created_at`;
-//!    never, when it is still stored live) — the units in orders plus in held slots stay within
-//!    the cap.
+//!    from its `created_at`, each hold from its `created_at` until it stopped being live (the
+//!    earliest of its `ended_at`, its `expires_at` and, for a checked-out hold, its order's
+//!    `created_at`) — the units in orders plus in held slots stay within the cap. A due hold
+//!    holds nothing: a server that reaps it only when a claim needs its units writes its
+//!    `ended_at` after that claim's order.
 //! 2. **Honoured**: a checkout answered before its hold's `expires_at` (as the reserve answered
 //!    it) minus [`SKEW`] was decided while the hold was live, so it must succeed or be `unknown`;
 //!    a refusal other than `buyer_limit_reached`, `sale_not_live` or `idempotency_key_reused`
@@ -335,11 +336,11 @@ fn peak(input: &CheckInput, holds: &HoldsInput, exported: &[LedgerHold]) -> Opti
             .as_deref()
             .and_then(|id| input.ledger.orders.iter().find(|o| o.order_id == id))
             .and_then(|o| holds.on_clock(&o.created_at));
-        let end = match (ended, ordered) {
-            (Some(e), Some(o)) => Some(e.min(o)),
-            (e, o) => e.or(o),
-        };
-        if let Some(end) = end {
+        // A due hold holds nothing: the contract frees its units at `expires_at`, and a server
+        // that reaps it only when a claim needs those units stamps its `ended_at` after that
+        // claim's order.
+        let expires = holds.on_clock(&hold.expires_at);
+        if let Some(end) = [ended, ordered, expires].into_iter().flatten().min() {
             events.push((end, -q));
         }
     }
@@ -541,6 +542,26 @@ mod tests {
             "{cx}"
         );
         assert!(cx.contains("held 3 units at"), "{cx}");
+    }
+
+    /// A server may reap a due hold only when a claim needs its units: the claim's order is then
+    /// created after the hold's `expires_at` but before its `ended_at`. Seen under load in a
+    /// `verify` campaign on the correct server (reaped 1-10 ms late); it is no overlap. The
+    /// same order a moment before the expiry is one.
+    #[test]
+    fn a_due_hold_reaped_after_the_order_that_took_its_unit_is_no_overlap() {
+        let mut w = healthy();
+        // o2 (k3's buy) created at 1,050 ms: h2 expired at 1,000 ms, reaped at 1,100 ms.
+        w.ledger.orders[1].created_at = at(1_050);
+        let result = w.check(2);
+        assert!(result.is_held(), "{result:?}");
+
+        // o2 at 950 ms, while h2 was still live: three units on a cap of 2.
+        w.ledger.orders[1].created_at = at(950);
+        let result = w.check(2);
+        assert!(result.is_violated(), "{result:?}");
+        let cx = result.counterexample.unwrap().explanation;
+        assert!(cx.contains("held 3 units at 0.950 s"), "{cx}");
     }
 
     #[test]
