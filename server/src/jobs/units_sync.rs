@@ -51,7 +51,7 @@ impl RedisReconciler {
         redis: &RedisCounter,
     ) -> Result<u32, sqlx::Error> {
         let sales: Vec<(Uuid, i64)> = sqlx::query_as(
-            "SELECT s.id, (SELECT count(*) FROM order_units u WHERE u.sale_id = s.id)
+            "SELECT s.id, (SELECT count(*) FROM sale_slots u WHERE u.sale_id = s.id)
              FROM flash_sales s
              WHERE (s.state = 'active'
                     OR (s.state = 'expired' AND s.ends_at > now() - interval '1 hour'))

@@ -2,10 +2,12 @@
 //!
 //! It never decides from `flash_sales.quantity_sold`, which lags by design (HAZ-4): it counts the
 //! slots the ledger holds and takes free ones, inside a transaction that holds a per-sale advisory
-//! lock so PostgreSQL-path claims of one sale queue instead of colliding. Claims granted by Redis
-//! whose orders are still in flight hold their slots through the primary key: if this path picks
-//! such a slot, one of the two inserts fails with a unique violation and is retried, so no slot is
-//! sold twice.
+//! lock so PostgreSQL-path claims of one sale queue instead of colliding. Redis-path order batches
+//! take the same lock, shared, before their first row (migration 0010), so this path waits for
+//! a batch under way and then sees its slots. A slot it still picks twice (one Redis granted
+//! but whose batch had not started) fails one of the two inserts with a unique violation (the
+//! slot's index, or the lock-guarded probe between the two tables), and that one is retried: no
+//! slot is sold twice.
 //!
 //! Claims that queue together are decided together ([`claim_together`], batched by
 //! [`super::Ledger`]): one lock, one read of the highest slot and one insert for the whole batch. That, not a faster statement, is what lets
@@ -24,7 +26,7 @@ pub(super) const SLOT_RACE_RETRIES: usize = 16;
 /// Slots taken in the sale's ledger (committed orders and holds not yet expired, released or
 /// checked out): what the Redis counter counts.
 pub async fn units_claimed(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
-    let (units,): (i64,) = sqlx::query_as("SELECT count(*) FROM order_units WHERE sale_id = $1")
+    let (units,): (i64,) = sqlx::query_as("SELECT count(*) FROM sale_slots WHERE sale_id = $1")
         .bind(sale_id)
         .fetch_one(pool)
         .await?;
@@ -33,7 +35,7 @@ pub async fn units_claimed(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Er
 
 /// Slots taken in the sale's ledger, and how many of them by holds, in one read.
 pub async fn slots_taken(pool: &PgPool, sale_id: Uuid) -> Result<(i64, i64), sqlx::Error> {
-    sqlx::query_as("SELECT count(*), count(hold_id) FROM order_units WHERE sale_id = $1")
+    sqlx::query_as("SELECT count(*), count(hold_id) FROM sale_slots WHERE sale_id = $1")
         .bind(sale_id)
         .fetch_one(pool)
         .await
@@ -43,7 +45,7 @@ pub async fn slots_taken(pool: &PgPool, sale_id: Uuid) -> Result<(i64, i64), sql
 /// slot can never sell again; one full of holds can).
 pub async fn units_in_order_slots(pool: &PgPool, sale_id: Uuid) -> Result<i64, sqlx::Error> {
     let (units,): (i64,) =
-        sqlx::query_as("SELECT count(order_id) FROM order_units WHERE sale_id = $1")
+        sqlx::query_as("SELECT count(order_id) FROM sale_slots WHERE sale_id = $1")
             .bind(sale_id)
             .fetch_one(pool)
             .await?;
@@ -60,11 +62,10 @@ pub(super) async fn highest_slot_in<'e>(
     db: impl sqlx::PgExecutor<'e>,
     sale_id: Uuid,
 ) -> Result<i64, sqlx::Error> {
-    let (highest,): (i64,) =
-        sqlx::query_as("SELECT coalesce(max(slot), 0) FROM order_units WHERE sale_id = $1")
-            .bind(sale_id)
-            .fetch_one(db)
-            .await?;
+    let (highest,): (i64,) = sqlx::query_as("SELECT flashsale_highest_slot($1)")
+        .bind(sale_id)
+        .fetch_one(db)
+        .await?;
     Ok(highest)
 }
 
@@ -223,6 +224,9 @@ pub(super) async fn free_slots(
         "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
          WHERE NOT EXISTS (
              SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
+           AND NOT EXISTS (
+             SELECT 1 FROM orders o
+             WHERE o.sale_id = $1 AND o.slot = candidate AND o.slot IS NOT NULL)
          ORDER BY candidate LIMIT $3",
     )
     .bind(sale_id)

@@ -118,7 +118,7 @@ const HOLD_COLUMNS: &str = "id AS hold_id, sale_id, product_id, buyer_id, quanti
 fn classify(err: sqlx::Error) -> HoldError {
     if let Some(db) = err.as_database_error() {
         match db.constraint() {
-            Some("order_units_pkey") => return HoldError::SlotTaken,
+            Some("order_units_pkey" | "orders_sale_slot") => return HoldError::SlotTaken,
             // A hold's key taken by a concurrent retry; or, at checkout, the key already names
             // another order of the buyer.
             Some("holds_buyer_idempotency_key" | "orders_buyer_idempotency_key") => {

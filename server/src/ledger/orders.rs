@@ -5,6 +5,8 @@
 //! (HAZ-10). The `_many` forms serve group commit (see [`crate::ledger`]): one statement over
 //! arrays for a whole batch of buyers.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
@@ -132,16 +134,29 @@ impl OrderColumns {
 /// any row (a taken slot, a reused key) fails the whole statement with the same error
 /// [`insert`] would give for that row; the caller then inserts them one by one to learn whose it
 /// was. Returns the stored orders in the batch's order.
+///
+/// A one-unit order of a capped sale is one row: its slot goes in `orders.slot` (migration 0010).
+/// Every other order's slots are rows of `order_units`. Before any row, the statement takes the
+/// slot lock of each sale it writes (0010's `flashsale_lock_sales_for_slots`): shared for a sale
+/// whose orders all carry their own slot, exclusive for one that gets slot rows, which the
+/// inserts' checks would take anyway. Taken this early, a PostgreSQL-path writer that wants
+/// the lock waits for this batch and then sees its slots, instead of handing them out again.
 pub async fn insert_many<'e>(
     db: impl PgExecutor<'e>,
     batch: &[NewOrder],
 ) -> Result<Vec<Order>, InsertError> {
     let columns = OrderColumns::of(batch);
+    let mut own_slots: Vec<Option<i64>> = Vec::with_capacity(batch.len());
     let mut unit_sales = Vec::new();
     let mut unit_slots = Vec::new();
     let mut unit_caps = Vec::new();
     let mut unit_orders = Vec::new();
     for (order, id) in batch.iter().zip(&columns.ids) {
+        if carries_its_own_slot(order) {
+            own_slots.push(order.slots.first().copied());
+            continue;
+        }
+        own_slots.push(None);
         for &slot in &order.slots {
             unit_sales.push(order.req.sale_id);
             unit_slots.push(slot);
@@ -149,16 +164,30 @@ pub async fn insert_many<'e>(
             unit_orders.push(*id);
         }
     }
+    let exclusive: HashSet<Uuid> = unit_sales.iter().copied().collect();
+    let shared: Vec<Uuid> = batch
+        .iter()
+        .zip(&own_slots)
+        .filter(|(o, slot)| slot.is_some() && !exclusive.contains(&o.req.sale_id))
+        .map(|(o, _)| o.req.sale_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let exclusive: Vec<Uuid> = exclusive.into_iter().collect();
     let stored = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(
-        "WITH new_orders AS (
+        "WITH locked AS (
+             SELECT flashsale_lock_slots_of_batch($14::uuid[], $15::uuid[]) AS ok
+         ), new_orders AS (
              INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
-                                 idempotency_key, decided_by)
+                                 idempotency_key, decided_by, slot)
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                                  $6::bigint[], $7::text[], $8::text[])
+                                  $6::bigint[], $7::text[], $8::text[], $9::bigint[])
+             WHERE (SELECT ok FROM locked)
              RETURNING id, created_at
          ), new_units AS (
              INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
-             SELECT * FROM unnest($9::uuid[], $10::bigint[], $11::bigint[], $12::uuid[])
+             SELECT * FROM unnest($10::uuid[], $11::bigint[], $12::bigint[], $13::uuid[])
+             WHERE (SELECT ok FROM locked)
          )
          SELECT id, created_at FROM new_orders",
     )
@@ -170,14 +199,24 @@ pub async fn insert_many<'e>(
     .bind(&columns.unit_prices)
     .bind(&columns.idempotency_keys)
     .bind(&columns.decided_by)
+    .bind(&own_slots)
     .bind(&unit_sales)
     .bind(&unit_slots)
     .bind(&unit_caps)
     .bind(&unit_orders)
+    .bind(&shared)
+    .bind(&exclusive)
     .fetch_all(db)
     .await
     .map_err(classify)?;
     Ok(stored_orders(batch, columns.ids, stored))
+}
+
+/// Whether `order` is stored as one row, its slot in `orders.slot` (migration 0010): one unit of
+/// a capped sale. Anything else the database would refuse as a one-row order is sent as before,
+/// so its refusal names the same rule.
+fn carries_its_own_slot(order: &NewOrder) -> bool {
+    order.req.quantity == 1 && order.slots.len() == 1 && order.sale_cap.is_some()
 }
 
 /// The PostgreSQL path's common case in one round trip: takes the sale's advisory lock, reads its
@@ -249,7 +288,7 @@ fn stored_orders(
 fn classify(err: sqlx::Error) -> InsertError {
     if let Some(db) = err.as_database_error() {
         match db.constraint() {
-            Some("order_units_pkey") => return InsertError::SlotTaken,
+            Some("order_units_pkey" | "orders_sale_slot") => return InsertError::SlotTaken,
             Some("orders_buyer_idempotency_key") => return InsertError::DuplicateKey,
             Some("buyer_units_within_limit") => return InsertError::BuyerLimit,
             _ => {}

@@ -25,7 +25,7 @@ fn hold_request(sale: Uuid, buyer: &str, key: &str, quantity: i32, ttl_ms: u64) 
 
 /// Units owned by orders, and by holds, in the slot ledger.
 async fn owners(app: &TestApp, sale: Uuid) -> (i64, i64) {
-    sqlx::query_as("SELECT count(order_id), count(hold_id) FROM order_units WHERE sale_id = $1")
+    sqlx::query_as("SELECT count(order_id), count(hold_id) FROM sale_slots WHERE sale_id = $1")
         .bind(sale)
         .fetch_one(&app.pool)
         .await
@@ -226,8 +226,8 @@ async fn unlimited_sales_hold_nothing() {
 #[tokio::test]
 async fn the_database_refuses_every_way_around_the_holds_rule() {
     let app = spawn_app(InventoryStrategy::Postgres).await;
-    let sale = app.live_sale(Some(4)).await;
-    let cap = Some(4);
+    let sale = app.live_sale(Some(6)).await;
+    let cap = Some(6);
     let (hold, _) = holds::reserve(
         &app.pool,
         cap,
@@ -236,38 +236,41 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
     )
     .await
     .unwrap();
-    let order = orders::insert(
-        &app.pool,
-        &OrderRequest {
-            sale_id: sale,
-            product_id: "tee".into(),
-            unit_price_cents: 1500,
-            buyer_id: "bob".into(),
-            quantity: 1,
-            idempotency_key: "o1".into(),
-        },
-        cap,
-        &[3],
-        "test",
-    )
-    .await
-    .unwrap();
+    let order_of = |key: &str, quantity: i32| OrderRequest {
+        sale_id: sale,
+        product_id: "tee".into(),
+        unit_price_cents: 1500,
+        buyer_id: "bob".into(),
+        quantity,
+        idempotency_key: key.into(),
+    };
+    // An order of two units owns two slot rows; a one-unit order carries its slot itself
+    // (migration 0010).
+    let order = orders::insert(&app.pool, &order_of("o1", 2), cap, &[3, 4], "test")
+        .await
+        .unwrap();
+    orders::insert(&app.pool, &order_of("o2", 1), cap, &[5], "test")
+        .await
+        .unwrap();
 
-    // A hold on a slot an order owns; a hold with fewer slots than units, or none.
-    let taken = holds::insert(
-        &app.pool,
-        &hold_request(sale, "carol", "h2", 1, 60_000),
-        cap,
-        &[3],
-        "test",
-    )
-    .await;
-    assert!(matches!(taken, Err(HoldError::SlotTaken)), "{taken:?}");
+    // A hold on a slot an order owns (a slot row, or an order's own slot); a hold with fewer
+    // slots than units, or none.
+    for slot in [3, 5] {
+        let taken = holds::insert(
+            &app.pool,
+            &hold_request(sale, "carol", "h2", 1, 60_000),
+            cap,
+            &[slot],
+            "test",
+        )
+        .await;
+        assert!(matches!(taken, Err(HoldError::SlotTaken)), "{taken:?}");
+    }
     let short = holds::insert(
         &app.pool,
         &hold_request(sale, "carol", "h3", 2, 60_000),
         cap,
-        &[4],
+        &[6],
         "test",
     )
     .await;
@@ -335,11 +338,11 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
     refused(format!("DELETE FROM order_units WHERE order_id = '{o}'")).await;
     // A slot owned by both, or by nobody.
     refused(format!(
-        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id, hold_id) VALUES ('{sale}', 4, 4, '{o}', '{h}')"
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id, hold_id) VALUES ('{sale}', 6, 6, '{o}', '{h}')"
     ))
     .await;
     refused(format!(
-        "INSERT INTO order_units (sale_id, slot, sale_cap) VALUES ('{sale}', 4, 4)"
+        "INSERT INTO order_units (sale_id, slot, sale_cap) VALUES ('{sale}', 6, 6)"
     ))
     .await;
 
@@ -349,7 +352,7 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
         "UPDATE holds SET state = 'live', ended_at = NULL WHERE id = '{h}'"
     ))
     .await;
-    assert_eq!(owners(&app, sale).await, (1, 0));
+    assert_eq!(owners(&app, sale).await, (3, 0));
     app.finish().await;
 }
 

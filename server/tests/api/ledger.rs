@@ -40,10 +40,16 @@ async fn the_database_refuses_every_way_to_oversell() {
         matches!(beyond, Err(InsertError::Database(_))),
         "{beyond:?}"
     );
-    // Lying about the cap.
-    let lie = orders::insert(&app.pool, &request(sale, "e", 1), Some(5), &[3], "test").await;
+    // Lying about the cap: slot rows name the cap they were checked against, and an order's own
+    // slot (migration 0010) is held against the sale's real cap.
+    let lie = orders::insert(&app.pool, &request(sale, "e", 2), Some(5), &[3, 4], "test").await;
     assert!(matches!(lie, Err(InsertError::Database(_))), "{lie:?}");
     assert!(format!("{lie:?}").contains("not the sale's"), "{lie:?}");
+    let own_lie = orders::insert(&app.pool, &request(sale, "e1", 1), Some(5), &[3], "test").await;
+    assert!(
+        format!("{own_lie:?}").contains("names slot 3, beyond the cap"),
+        "{own_lie:?}"
+    );
     // An order with fewer slots than units, or none.
     let short = orders::insert(&app.pool, &request(sale, "f", 2), cap, &[], "test").await;
     assert!(matches!(short, Err(InsertError::Database(_))), "{short:?}");
@@ -91,13 +97,37 @@ async fn the_database_refuses_every_way_to_oversell() {
         .execute(&app.pool)
         .await;
     assert!(raise.is_err());
-    let forget = sqlx::query("DELETE FROM order_units")
-        .execute(&app.pool)
-        .await;
-    assert!(forget.is_err());
+    // Forgetting a slot: an order's own slot is a column of an append-only row, and a
+    // multi-unit order's slot rows are append-only too.
+    let pair = orders::insert(&app.pool, &request(roomy, "p", 2), Some(3), &[2, 3], "test")
+        .await
+        .unwrap();
+    for forget in [
+        "UPDATE orders SET slot = NULL".to_owned(),
+        "DELETE FROM orders".to_owned(),
+        format!(
+            "DELETE FROM order_units WHERE order_id = '{}'",
+            pair.order_id
+        ),
+        format!(
+            "UPDATE order_units SET slot = 9 WHERE order_id = '{}'",
+            pair.order_id
+        ),
+    ] {
+        let refused = sqlx::query(&forget).execute(&app.pool).await;
+        assert!(refused.is_err(), "{forget} was accepted");
+    }
+    let slots: Vec<(i64, bool)> = sqlx::query_as(
+        "SELECT slot, hold_id IS NULL FROM sale_slots WHERE sale_id = $1 ORDER BY slot",
+    )
+    .bind(roomy)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(slots, [(1, true), (2, true), (3, true)]);
 
     assert_eq!(app.units_in_database(sale).await, 2);
-    assert_eq!(app.units_in_database(roomy).await, 1);
+    assert_eq!(app.units_in_database(roomy).await, 3);
     app.finish().await;
 }
 
@@ -283,7 +313,7 @@ async fn one_check_per_insert_refuses_what_the_four_refused() {
 
     // What was stored: the one order and the one hold of this sale, one slot each.
     assert_eq!(app.units_in_database(sale).await, 1);
-    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM order_units WHERE sale_id = $1")
+    let slots: i64 = sqlx::query_scalar("SELECT count(*) FROM sale_slots WHERE sale_id = $1")
         .bind(sale)
         .fetch_one(&app.pool)
         .await
@@ -342,7 +372,7 @@ async fn appending_above_the_highest_slot_writes_all_or_nothing() {
         .expect("fits");
     assert_eq!(stored.len(), 2);
     let slots: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT o.idempotency_key, u.slot FROM order_units u JOIN orders o ON o.id = u.order_id
+        "SELECT o.idempotency_key, u.slot FROM sale_slots u JOIN orders o ON o.id = u.order_id
          WHERE u.sale_id = $1 ORDER BY u.slot",
     )
     .bind(sale)
@@ -353,5 +383,144 @@ async fn appending_above_the_highest_slot_writes_all_or_nothing() {
         slots,
         vec![("hint".into(), 3), ("c".into(), 4), ("d".into(), 5)]
     );
+    app.finish().await;
+}
+
+/// Migration 0010: a one-unit order carries its slot in `orders.slot`. The same slot is refused
+/// whichever table holds it first, and a burst on the Redis path stores one row per order.
+#[tokio::test]
+async fn an_own_slot_and_a_slot_row_cannot_share_a_number() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(6)).await;
+    let cap = Some(6);
+    // Own slot first, then a slot row of a two-unit order on it.
+    orders::insert(&app.pool, &request(sale, "own", 1), cap, &[1], "test")
+        .await
+        .unwrap();
+    let row_after =
+        orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[1, 2], "test").await;
+    assert!(
+        matches!(row_after, Err(InsertError::SlotTaken)),
+        "{row_after:?}"
+    );
+    // A slot row first, then an own slot on it.
+    orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[3, 4], "test")
+        .await
+        .unwrap();
+    let own_after = orders::insert(&app.pool, &request(sale, "own2", 1), cap, &[4], "test").await;
+    assert!(
+        matches!(own_after, Err(InsertError::SlotTaken)),
+        "{own_after:?}"
+    );
+    assert_eq!(app.units_in_database(sale).await, 3);
+
+    // The server's orders: a one-unit order the Redis path decided is one row, its slot its
+    // own. (Near the end the server may recheck in PostgreSQL, whose append path writes slot
+    // rows; every order still owns exactly one slot.)
+    let bursting = app.live_sale(Some(5)).await;
+    assert_eq!(burst(&app, bursting, 12).await.0, 5);
+    let stored: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT o.decided_by, o.slot, (SELECT count(*) FROM order_units u WHERE u.order_id = o.id)
+         FROM orders o WHERE o.sale_id = $1",
+    )
+    .bind(bursting)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    assert!(stored.iter().any(|(by, ..)| by == "redis"), "{stored:?}");
+    for (decided_by, own_slot, rows) in &stored {
+        assert_eq!(i64::from(own_slot.is_some()) + rows, 1, "{stored:?}");
+        if decided_by == "redis" {
+            assert!(own_slot.is_some() && *rows == 0, "{stored:?}");
+        }
+    }
+    app.finish().await;
+}
+
+/// The lock rule of migration 0010, shown with two open transactions: a writer of a slot row
+/// waits while an own slot of the same sale is uncommitted (and the reverse), then sees it and
+/// is refused. Without the lock each would miss the other's uncommitted row and both would
+/// commit the same slot.
+#[tokio::test]
+async fn writers_of_the_two_tables_queue_on_the_sales_lock() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let cap = Some(6);
+    for own_first in [true, false] {
+        let sale = app.live_sale(cap).await;
+        let (first, second) = if own_first {
+            (
+                (request(sale, "first", 1), vec![2]),
+                (request(sale, "second", 2), vec![2, 3]),
+            )
+        } else {
+            (
+                (request(sale, "first2", 2), vec![2, 3]),
+                (request(sale, "second2", 1), vec![2]),
+            )
+        };
+        let mut tx = app.pool.begin().await.unwrap();
+        orders::insert(&mut *tx, &first.0, cap, &first.1, "test")
+            .await
+            .unwrap();
+        let pool = app.pool.clone();
+        let waiting =
+            tokio::spawn(
+                async move { orders::insert(&pool, &second.0, cap, &second.1, "test").await },
+            );
+        // Long enough for the second insert to reach the lock on a loaded machine; if it has not
+        // got there yet, it is still unfinished, so the assertion below cannot pass by accident.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "own slot first: {own_first}: the second writer did not wait"
+        );
+        tx.commit().await.unwrap();
+        let refused = waiting.await.unwrap();
+        assert!(
+            matches!(refused, Err(InsertError::SlotTaken)),
+            "own slot first: {own_first}: {refused:?}"
+        );
+        let slots: Vec<i64> =
+            sqlx::query_scalar("SELECT slot FROM sale_slots WHERE sale_id = $1 ORDER BY slot")
+                .bind(sale)
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        let expected = if own_first { vec![2] } else { vec![2, 3] };
+        assert_eq!(slots, expected, "own slot first: {own_first}");
+    }
+    app.finish().await;
+}
+
+/// The lock rule holds at READ COMMITTED only (a later snapshot sees what the lock's previous
+/// holder committed); stricter levels are refused before anything is written.
+#[tokio::test]
+async fn slots_are_not_written_at_stricter_isolation_levels() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(4)).await;
+    for level in ["REPEATABLE READ", "SERIALIZABLE"] {
+        for (key, quantity, slots) in [("one", 1, vec![1]), ("two", 2, vec![1, 2])] {
+            let mut tx = app.pool.begin().await.unwrap();
+            sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let refused = orders::insert(
+                &mut *tx,
+                &request(sale, key, quantity),
+                Some(4),
+                &slots,
+                "test",
+            )
+            .await;
+            assert!(
+                format!("{refused:?}").contains(&format!("READ COMMITTED only, not at {level}")),
+                "{level}, {quantity} units: {refused:?}"
+            );
+            tx.rollback().await.unwrap();
+        }
+    }
+    assert_eq!(app.units_in_database(sale).await, 0);
     app.finish().await;
 }
