@@ -91,12 +91,18 @@ BEGIN
     RETURN true;
 END $$;
 
--- The same for one set of sales, all in one mode.
+-- The same for one set of sales, all in one mode. (plpgsql, like every function on the order
+-- path: a plpgsql function keeps its statements' plans for the session, where a SQL function
+-- that cannot be inlined is planned again on every call.)
 CREATE FUNCTION flashsale_lock_sales_for_slots(sales uuid[], exclusive boolean) RETURNS void
-LANGUAGE sql AS $$
-    SELECT flashsale_lock_slots_of_batch(CASE WHEN exclusive THEN '{}' ELSE sales END,
-                                         CASE WHEN exclusive THEN sales ELSE '{}' END)
-$$;
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF exclusive THEN
+        PERFORM flashsale_lock_slots_of_batch('{}', sales);
+    ELSE
+        PERFORM flashsale_lock_slots_of_batch(sales, '{}');
+    END IF;
+END $$;
 
 -- 0009's orders check, with own slots: within the cap, not also a slot row, counted as owned.
 CREATE OR REPLACE FUNCTION flashsale_new_orders_checked() RETURNS trigger
@@ -286,16 +292,22 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- The highest slot of a sale in either table; 0 when it has none.
+-- The highest slot of a sale in either table; 0 when it has none. Each `max` is one index probe
+-- (the partial index holds only own slots). Volatile, so each of its statements reads a snapshot
+-- taken after the caller's lock call.
 CREATE FUNCTION flashsale_highest_slot(p_sale uuid) RETURNS bigint
-LANGUAGE sql STABLE
+LANGUAGE plpgsql
 SET enable_seqscan = off
 AS $$
-    SELECT greatest(
-        coalesce((SELECT max(u.slot) FROM order_units u WHERE u.sale_id = p_sale), 0),
-        coalesce((SELECT max(o.slot) FROM orders o
-                   WHERE o.sale_id = p_sale AND o.slot IS NOT NULL), 0))
-$$;
+DECLARE
+    in_rows   bigint;
+    in_orders bigint;
+BEGIN
+    SELECT max(u.slot) INTO in_rows FROM order_units u WHERE u.sale_id = p_sale;
+    SELECT max(o.slot) INTO in_orders FROM orders o
+     WHERE o.sale_id = p_sale AND o.slot IS NOT NULL;
+    RETURN greatest(coalesce(in_rows, 0), coalesce(in_orders, 0));
+END $$;
 
 -- 0003, with the highest slot read from both tables (each `max` one index probe).
 CREATE OR REPLACE FUNCTION flashsale_append_claims(
