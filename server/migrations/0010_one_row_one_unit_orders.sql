@@ -21,33 +21,36 @@
 --    slot; an order of any other sale owns none.
 --
 -- Why 1 holds across the tables. No index spans two tables, so the check is a probe under a
--- lock, the per-sale advisory lock 0003 and 0006 already take
--- (`hashtextextended(sale_id::text, 7)`):
+-- lock: every slot number is written under a lock of its own, the transaction advisory lock
+-- `hashtextextended(sale_id::text || '/' || slot::text, 0)` (`flashsale_lock_slots`), taken
+-- exclusively and held until commit or rollback.
 --
--- * the insert check of `orders` takes it SHARED for each sale its new rows give a slot to,
---   then looks for those slots in `order_units`;
--- * the insert check of `order_units` takes it EXCLUSIVE for each sale of its new rows, then
---   looks for those slots in `orders.slot`;
--- * both locks are transaction locks: held until commit or rollback.
+-- * The insert check of `orders` locks the own slots of its new rows, then looks for those
+--   numbers in `order_units`.
+-- * The insert check of `order_units` locks the slots of its new rows, then looks for those
+--   numbers in `orders.slot`.
 --
--- Take a writer O of own slot k and a writer U of slot row k, in different transactions. Their
--- lock modes conflict, so one of them, say the second, gets its lock only after the first
--- committed or rolled back. At READ COMMITTED every statement of a plpgsql function takes a new
--- snapshot, so the second's probe, which runs after its lock call, sees the first's committed
--- row and raises. If both are in one transaction, the later statement's probe sees the earlier
+-- Take a writer O of own slot k and a writer U of slot row k, in different transactions. Both
+-- lock (sale, k), so one of them, say the second, gets the lock only after the first committed
+-- or rolled back. At READ COMMITTED every statement of a plpgsql function takes a new snapshot,
+-- so the second's probe, which runs after its lock call, sees the first's committed row and
+-- raises. If both are in one transaction, the later statement's probe sees the earlier
 -- statement's row. A transaction at REPEATABLE READ or SERIALIZABLE keeps its first snapshot and
 -- would not see the row, so the lock function refuses to run in one: slots are written only at
 -- READ COMMITTED, where the argument holds.
 --
--- Two orders' own slots do not conflict with each other (the index decides those), so order
--- batches share the lock. Only slot rows (multi-unit orders, holds, the PostgreSQL claim path)
--- take it exclusively, and those writers took it exclusively before this migration too.
+-- Writers of different slot numbers never wait for each other (two numbers whose keys collide
+-- only wait, which is harmless). So order batches, Redis-path holds and PostgreSQL-path claims of
+-- one sale still run side by side; the per-sale lock of 0003 and 0006 keeps ordering the
+-- PostgreSQL path's reads of the highest slot, as before. Locks are taken in ascending (sale,
+-- slot) order within a call.
 --
--- The server takes the lock at the start of its order statement, before any row is inserted (the
--- trigger call then finds it held). So a PostgreSQL-path writer waiting for the exclusive lock
--- waits for order batches already under way, and then sees their slots, as the slot primary key
--- made it wait before. Taking it only in the trigger would be just as safe, but the PostgreSQL
--- path would then hand out slots that an uncommitted batch holds, and the batch would fail.
+-- The server takes its batch's slot locks at the start of its order statement, before any row is
+-- inserted (the check's own call then finds them held). So a PostgreSQL-path writer that hands
+-- out a slot an order batch under way already holds waits for that batch in its check, then sees
+-- the slot and fails, and retries, as the slot primary key made it do before. Taken only in the
+-- check, after the rows, the lock would be just as safe, but the PostgreSQL path could then win
+-- such a race, and the batch would fail instead.
 --
 -- Existing databases migrate forward unchanged: every existing slot stays in `order_units`, and
 -- every existing order keeps `slot` NULL.
@@ -61,47 +64,31 @@ CREATE VIEW sale_slots AS
     UNION ALL
     SELECT sale_id, slot, id, NULL::uuid FROM orders WHERE slot IS NOT NULL;
 
--- Takes the slot lock of each distinct sale of `shared` and `exclusive` in ascending order (two
--- writers of the same sales cannot wait for each other in a cycle): exclusive for a sale in
--- `exclusive`, shared for the others. Refused outside READ COMMITTED (see above). Returns true,
--- so that a statement can take its locks before its first row (`WHERE (SELECT …)`).
-CREATE FUNCTION flashsale_lock_slots_of_batch(shared uuid[], exclusive uuid[]) RETURNS boolean
+-- Takes the slot lock of each distinct (sale, slot) pair of `sales` and `slots` (same length,
+-- pair by pair), in ascending order so that two writers cannot wait for each other in a cycle.
+-- Refused outside READ COMMITTED when there is any slot to lock (see above). Returns true, so
+-- that a statement can take its locks before its first row (`WHERE (SELECT …)`).
+CREATE FUNCTION flashsale_lock_slots(sales uuid[], slots bigint[]) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     s record;
 BEGIN
+    IF coalesce(cardinality(sales), 0) = 0 THEN
+        RETURN true;
+    END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'slots are written at READ COMMITTED only, not at %',
             upper(current_setting('transaction_isolation'))
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
     FOR s IN
-        SELECT sale, bool_or(x) AS x
-          FROM (SELECT unnest(shared), false UNION ALL SELECT unnest(exclusive), true) t(sale, x)
-         WHERE sale IS NOT NULL
-         GROUP BY sale
-         ORDER BY sale
+        SELECT DISTINCT t.sale, t.slot FROM unnest(sales, slots) AS t(sale, slot)
+         WHERE t.sale IS NOT NULL AND t.slot IS NOT NULL
+         ORDER BY 1, 2
     LOOP
-        IF s.x THEN
-            PERFORM pg_advisory_xact_lock(hashtextextended(s.sale::text, 7));
-        ELSE
-            PERFORM pg_advisory_xact_lock_shared(hashtextextended(s.sale::text, 7));
-        END IF;
+        PERFORM pg_advisory_xact_lock(hashtextextended(s.sale::text || '/' || s.slot::text, 0));
     END LOOP;
     RETURN true;
-END $$;
-
--- The same for one set of sales, all in one mode. (plpgsql, like every function on the order
--- path: a plpgsql function keeps its statements' plans for the session, where a SQL function
--- that cannot be inlined is planned again on every call.)
-CREATE FUNCTION flashsale_lock_sales_for_slots(sales uuid[], exclusive boolean) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF exclusive THEN
-        PERFORM flashsale_lock_slots_of_batch('{}', sales);
-    ELSE
-        PERFORM flashsale_lock_slots_of_batch(sales, '{}');
-    END IF;
 END $$;
 
 -- 0009's orders check, with own slots: within the cap, not also a slot row, counted as owned.
@@ -141,9 +128,10 @@ BEGIN
                 bad.sale_id
                 USING ERRCODE = 'check_violation';
         END IF;
-        -- Not also a slot row: under the shared lock (see the header), after which this
+        -- Not also a slot row: under the slots' locks (see the header), after which this
         -- statement's snapshot holds every slot row committed before.
-        PERFORM flashsale_lock_sales_for_slots(slotted, false);
+        PERFORM flashsale_lock_slots(array_agg(o.sale_id), array_agg(o.slot))
+           FROM new_orders o WHERE o.slot IS NOT NULL;
         SELECT o.id, o.slot, o.sale_id INTO bad
           FROM new_orders o
           JOIN order_units u ON u.sale_id = o.sale_id AND u.slot = o.slot
@@ -203,8 +191,8 @@ BEGIN
             bad.sale_cap
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    -- Not also an order's own slot: under the exclusive lock (see the header).
-    PERFORM flashsale_lock_sales_for_slots(ARRAY(SELECT DISTINCT sale_id FROM new_units), true);
+    -- Not also an order's own slot: under the slots' locks (see the header).
+    PERFORM flashsale_lock_slots(array_agg(u.sale_id), array_agg(u.slot)) FROM new_units u;
     SELECT u.slot, u.sale_id, o.id AS order_id INTO bad
       FROM new_units u
       JOIN orders o ON o.sale_id = u.sale_id AND o.slot = u.slot
@@ -328,7 +316,7 @@ AS $$
 DECLARE
     highest bigint;
 BEGIN
-    PERFORM flashsale_lock_sales_for_slots(ARRAY[p_sale], true);
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_sale::text, 7));
     highest := flashsale_highest_slot(p_sale);
     IF highest + cardinality(p_unit_orders) > p_cap THEN
         RETURN;
@@ -372,7 +360,7 @@ DECLARE
     slots   bigint[];
     given_back bigint := 0;
 BEGIN
-    PERFORM flashsale_lock_sales_for_slots(ARRAY[p_sale], true);
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_sale::text, 7));
     FOR attempt IN 1..2 LOOP
         highest := flashsale_highest_slot(p_sale);
         IF highest + p_quantity <= p_cap THEN

@@ -2,12 +2,11 @@
 //!
 //! It never decides from `flash_sales.quantity_sold`, which lags by design (HAZ-4): it counts the
 //! slots the ledger holds and takes free ones, inside a transaction that holds a per-sale advisory
-//! lock so PostgreSQL-path claims of one sale queue instead of colliding. Redis-path order batches
-//! take the same lock, shared, before their first row (migration 0010), so this path waits for
-//! a batch under way and then sees its slots. A slot it still picks twice (one Redis granted
-//! but whose batch had not started) fails one of the two inserts with a unique violation (the
-//! slot's index, or the lock-guarded probe between the two tables), and that one is retried: no
-//! slot is sold twice.
+//! lock so PostgreSQL-path claims of one sale queue instead of colliding. Claims granted by Redis
+//! whose orders are still in flight hold their slots through the slot primary key or, for a
+//! one-unit order, through the slot's own lock, which the batch takes before its first row
+//! (migration 0010): if this path picks such a slot, its insert waits for the batch, then fails
+//! with a unique violation and is retried, so no slot is sold twice.
 //!
 //! Claims that queue together are decided together ([`claim_together`], batched by
 //! [`super::Ledger`]): one lock, one read of the highest slot and one insert for the whole batch. That, not a faster statement, is what lets

@@ -5,8 +5,6 @@
 //! (HAZ-10). The `_many` forms serve group commit (see [`crate::ledger`]): one statement over
 //! arrays for a whole batch of buyers.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
 use time::OffsetDateTime;
@@ -137,10 +135,10 @@ impl OrderColumns {
 ///
 /// A one-unit order of a capped sale is one row: its slot goes in `orders.slot` (migration 0010).
 /// Every other order's slots are rows of `order_units`. Before any row, the statement takes the
-/// slot lock of each sale it writes (0010's `flashsale_lock_sales_for_slots`): shared for a sale
-/// whose orders all carry their own slot, exclusive for one that gets slot rows, which the
-/// inserts' checks would take anyway. Taken this early, a PostgreSQL-path writer that wants
-/// the lock waits for this batch and then sees its slots, instead of handing them out again.
+/// lock of every slot it writes (0010's `flashsale_lock_slots`), which the inserts' checks would
+/// take anyway. Taken this early, a PostgreSQL-path writer that hands out one of those slots
+/// meanwhile waits for this batch in its check, then sees the slot and retries, instead of
+/// making this batch fail.
 pub async fn insert_many<'e>(
     db: impl PgExecutor<'e>,
     batch: &[NewOrder],
@@ -164,19 +162,16 @@ pub async fn insert_many<'e>(
             unit_orders.push(*id);
         }
     }
-    let exclusive: HashSet<Uuid> = unit_sales.iter().copied().collect();
-    let shared: Vec<Uuid> = batch
+    // Every (sale, slot) the batch writes, in either table, for the locks taken before its rows.
+    let (lock_sales, lock_slots): (Vec<Uuid>, Vec<i64>) = batch
         .iter()
         .zip(&own_slots)
-        .filter(|(o, slot)| slot.is_some() && !exclusive.contains(&o.req.sale_id))
-        .map(|(o, _)| o.req.sale_id)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let exclusive: Vec<Uuid> = exclusive.into_iter().collect();
+        .filter_map(|(o, slot)| slot.map(|slot| (o.req.sale_id, slot)))
+        .chain(unit_sales.iter().copied().zip(unit_slots.iter().copied()))
+        .unzip();
     let stored = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(
         "WITH locked AS (
-             SELECT flashsale_lock_slots_of_batch($14::uuid[], $15::uuid[]) AS ok
+             SELECT flashsale_lock_slots($14::uuid[], $15::bigint[]) AS ok
          ), new_orders AS (
              INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
                                  idempotency_key, decided_by, slot)
@@ -204,8 +199,8 @@ pub async fn insert_many<'e>(
     .bind(&unit_slots)
     .bind(&unit_caps)
     .bind(&unit_orders)
-    .bind(&shared)
-    .bind(&exclusive)
+    .bind(&lock_sales)
+    .bind(&lock_slots)
     .fetch_all(db)
     .await
     .map_err(classify)?;

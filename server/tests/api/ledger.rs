@@ -439,11 +439,11 @@ async fn an_own_slot_and_a_slot_row_cannot_share_a_number() {
 }
 
 /// The lock rule of migration 0010, shown with two open transactions: a writer of a slot row
-/// waits while an own slot of the same sale is uncommitted (and the reverse), then sees it and
-/// is refused. Without the lock each would miss the other's uncommitted row and both would
-/// commit the same slot.
+/// waits while the same slot is an uncommitted own slot (and the reverse), then sees it and is
+/// refused. Without the lock each would miss the other's uncommitted row and both would commit
+/// the same slot. Writers of other slots of the sale do not wait.
 #[tokio::test]
-async fn writers_of_the_two_tables_queue_on_the_sales_lock() {
+async fn writers_of_one_slot_in_the_two_tables_queue_on_its_lock() {
     let app = spawn_app(InventoryStrategy::Redis).await;
     let cap = Some(6);
     for own_first in [true, false] {
@@ -475,6 +475,19 @@ async fn writers_of_the_two_tables_queue_on_the_sales_lock() {
             !waiting.is_finished(),
             "own slot first: {own_first}: the second writer did not wait"
         );
+        // Other slots of the same sale, in either table, are written meanwhile.
+        let key = if own_first { "other-own" } else { "other-own2" };
+        orders::insert(&app.pool, &request(sale, key, 1), cap, &[5], "test")
+            .await
+            .unwrap();
+        let key = if own_first {
+            "other-rows"
+        } else {
+            "other-rows2"
+        };
+        orders::insert(&app.pool, &request(sale, key, 2), cap, &[4, 6], "test")
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let refused = waiting.await.unwrap();
         assert!(
@@ -487,7 +500,11 @@ async fn writers_of_the_two_tables_queue_on_the_sales_lock() {
                 .fetch_all(&app.pool)
                 .await
                 .unwrap();
-        let expected = if own_first { vec![2] } else { vec![2, 3] };
+        let expected = if own_first {
+            vec![2, 4, 5, 6]
+        } else {
+            vec![2, 3, 4, 5, 6]
+        };
         assert_eq!(slots, expected, "own slot first: {own_first}");
     }
     app.finish().await;
