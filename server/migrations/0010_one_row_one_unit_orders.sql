@@ -99,7 +99,6 @@ SET jit = off
 AS $$
 DECLARE
     bad record;
-    slotted uuid[];
 BEGIN
     -- Each order is of a product its sale sells (one lookup per distinct pair).
     SELECT o.sale_id, o.product_id INTO bad
@@ -116,8 +115,7 @@ BEGIN
             bad.product_id, bad.sale_id
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    slotted := ARRAY(SELECT DISTINCT sale_id FROM new_orders WHERE slot IS NOT NULL);
-    IF cardinality(slotted) > 0 THEN
+    IF EXISTS (SELECT 1 FROM new_orders WHERE slot IS NOT NULL) THEN
         -- Own slots within the cap (an unlimited sale has no slot to give).
         SELECT o.id, o.slot, o.sale_id INTO bad
           FROM new_orders o JOIN flash_sales s ON s.id = o.sale_id
