@@ -128,6 +128,35 @@ impl OrderColumns {
     }
 }
 
+/// [`insert_many`]'s statement for a batch whose every slot is an order's own: the slot locks
+/// (`$1`, `$2`), then the orders (`$3`..`$11`).
+const INSERT_ORDERS: &str = "WITH locked AS (
+         SELECT flashsale_lock_slots($1::uuid[], $2::bigint[]) AS ok
+     )
+     INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                         idempotency_key, decided_by, slot)
+     SELECT * FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::int[],
+                          $8::bigint[], $9::text[], $10::text[], $11::bigint[])
+     WHERE (SELECT ok FROM locked)
+     RETURNING id, created_at";
+
+/// [`INSERT_ORDERS`] with slot rows (`$12`..`$15`), for a batch with multi-unit orders.
+const INSERT_ORDERS_AND_SLOT_ROWS: &str = "WITH locked AS (
+         SELECT flashsale_lock_slots($1::uuid[], $2::bigint[]) AS ok
+     ), new_orders AS (
+         INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                             idempotency_key, decided_by, slot)
+         SELECT * FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::int[],
+                              $8::bigint[], $9::text[], $10::text[], $11::bigint[])
+         WHERE (SELECT ok FROM locked)
+         RETURNING id, created_at
+     ), new_units AS (
+         INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
+         SELECT * FROM unnest($12::uuid[], $13::bigint[], $14::bigint[], $15::uuid[])
+         WHERE (SELECT ok FROM locked)
+     )
+     SELECT id, created_at FROM new_orders";
+
 /// Stores a batch of orders and their slots in one statement: all of them or none. A conflict on
 /// any row (a taken slot, a reused key) fails the whole statement with the same error
 /// [`insert`] would give for that row; the caller then inserts them one by one to learn whose it
@@ -169,41 +198,35 @@ pub async fn insert_many<'e>(
         .filter_map(|(o, slot)| slot.map(|slot| (o.req.sale_id, slot)))
         .chain(unit_sales.iter().copied().zip(unit_slots.iter().copied()))
         .unzip();
-    let stored = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(
-        "WITH locked AS (
-             SELECT flashsale_lock_slots($14::uuid[], $15::bigint[]) AS ok
-         ), new_orders AS (
-             INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
-                                 idempotency_key, decided_by, slot)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int[],
-                                  $6::bigint[], $7::text[], $8::text[], $9::bigint[])
-             WHERE (SELECT ok FROM locked)
-             RETURNING id, created_at
-         ), new_units AS (
-             INSERT INTO order_units (sale_id, slot, sale_cap, order_id)
-             SELECT * FROM unnest($10::uuid[], $11::bigint[], $12::bigint[], $13::uuid[])
-             WHERE (SELECT ok FROM locked)
-         )
-         SELECT id, created_at FROM new_orders",
-    )
-    .bind(&columns.ids)
-    .bind(batch.iter().map(|o| o.req.sale_id).collect::<Vec<_>>())
-    .bind(&columns.product_ids)
-    .bind(&columns.buyer_ids)
-    .bind(&columns.quantities)
-    .bind(&columns.unit_prices)
-    .bind(&columns.idempotency_keys)
-    .bind(&columns.decided_by)
-    .bind(&own_slots)
-    .bind(&unit_sales)
-    .bind(&unit_slots)
-    .bind(&unit_caps)
-    .bind(&unit_orders)
-    .bind(&lock_sales)
-    .bind(&lock_slots)
-    .fetch_all(db)
-    .await
-    .map_err(classify)?;
+    let sale_ids: Vec<Uuid> = batch.iter().map(|o| o.req.sale_id).collect();
+    // Without slot rows the `order_units` insert is left out of the statement, and with it that
+    // table's statement check, which would otherwise run its queries over no rows (migration
+    // 0011's header: a batch's cost is mostly per statement).
+    let statement = if unit_sales.is_empty() {
+        INSERT_ORDERS
+    } else {
+        INSERT_ORDERS_AND_SLOT_ROWS
+    };
+    let mut query = sqlx::query_as::<_, (Uuid, OffsetDateTime)>(statement)
+        .bind(&lock_sales)
+        .bind(&lock_slots)
+        .bind(&columns.ids)
+        .bind(&sale_ids)
+        .bind(&columns.product_ids)
+        .bind(&columns.buyer_ids)
+        .bind(&columns.quantities)
+        .bind(&columns.unit_prices)
+        .bind(&columns.idempotency_keys)
+        .bind(&columns.decided_by)
+        .bind(&own_slots);
+    if !unit_sales.is_empty() {
+        query = query
+            .bind(&unit_sales)
+            .bind(&unit_slots)
+            .bind(&unit_caps)
+            .bind(&unit_orders);
+    }
+    let stored = query.fetch_all(db).await.map_err(classify)?;
     Ok(stored_orders(batch, columns.ids, stored))
 }
 

@@ -541,3 +541,63 @@ async fn slots_are_not_written_at_stricter_isolation_levels() {
     assert_eq!(app.units_in_database(sale).await, 0);
     app.finish().await;
 }
+
+/// Migration 0011: the orders check no longer counts the slot rows of a one-unit order that
+/// carries its own slot in a guarded sale, because the slot-row checks count that own slot. So a
+/// slot row naming such an order is refused in the very statement that creates the order, as in
+/// a later one; and an own slot in an unguarded sale is still counted, and refused.
+#[tokio::test]
+async fn a_one_unit_order_gains_no_slot_row_even_in_its_own_statement() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(6)).await;
+    let order_id = Uuid::now_v7();
+    let same_statement = sqlx::query(
+        "WITH new_order AS (
+             INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                                 idempotency_key, decided_by, slot)
+             VALUES ($2, $1, 'tee', 'b', 1, 1500, 'k', 'test', 1)
+         )
+         INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 2, 6, $2)",
+    )
+    .bind(sale)
+    .bind(order_id)
+    .execute(&app.pool)
+    .await;
+    let refusal = same_statement
+        .expect_err("a one-unit order cannot own a second slot")
+        .to_string();
+    assert!(refusal.contains("owns 2 slots"), "{refusal}");
+    assert_eq!(app.units_in_database(sale).await, 0);
+
+    let unguarded = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO flash_sales (id, name, starts_at, ends_at, state, unit_cap, ledger)
+         VALUES ($1, 'unguarded', now() - interval '1 minute', now() + interval '1 hour',
+                 'active', 6, 'unguarded')",
+    )
+    .bind(unguarded)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO flash_sale_products (sale_id, product_id, sale_price_cents)
+         VALUES ($1, 'tee', 1500)",
+    )
+    .bind(unguarded)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let own_slot = orders::insert(
+        &app.pool,
+        &request(unguarded, "u", 1),
+        Some(6),
+        &[1],
+        "test",
+    )
+    .await;
+    assert!(
+        format!("{own_slot:?}").contains("unlimited or unguarded sale owns slots"),
+        "{own_slot:?}"
+    );
+    app.finish().await;
+}
