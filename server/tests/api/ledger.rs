@@ -601,3 +601,47 @@ async fn a_one_unit_order_gains_no_slot_row_even_in_its_own_statement() {
     );
     app.finish().await;
 }
+
+/// Migration 0012: the orders check takes the lock of each own slot itself, in the one query
+/// that also counts what the other checks must look at. So an own slot written by a plain
+/// `INSERT`, without the server's statement (which takes the locks before its rows), is still
+/// under its lock until the writer commits, and only that slot is.
+#[tokio::test]
+async fn the_orders_check_takes_the_own_slot_locks_itself() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(6)).await;
+    let lock_is_free = |slot: i64| {
+        let pool = app.pool.clone();
+        async move {
+            // Outside a transaction the lock, when granted, ends with this statement.
+            sqlx::query_scalar::<_, bool>(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended($1::text || '/' || $2::text, 0))",
+            )
+            .bind(sale)
+            .bind(slot)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                             idempotency_key, decided_by, slot)
+         VALUES ($2, $1, 'tee', 'b', 1, 1500, 'plain', 'test', 3),
+                ($3, $1, 'tee', 'b', 1, 1500, 'plain2', 'test', 5)",
+    )
+    .bind(sale)
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    assert!(!lock_is_free(3).await, "own slot 3 is not under its lock");
+    assert!(!lock_is_free(5).await, "own slot 5 is not under its lock");
+    assert!(lock_is_free(4).await, "slot 4, not written, is locked");
+    tx.commit().await.unwrap();
+    assert!(lock_is_free(3).await, "the lock outlived the transaction");
+    assert_eq!(app.units_in_database(sale).await, 2);
+    app.finish().await;
+}
