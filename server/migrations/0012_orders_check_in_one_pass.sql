@@ -55,8 +55,9 @@ DECLARE
     tally record;
     bad record;
 BEGIN
-    -- One pass: the own slots' locks (the CTE runs once, before the counts are read) and what
-    -- each check below has to look at.
+    -- One pass: the own slots' locks and what each check below has to look at. `locked` is
+    -- never read: selecting it is what makes the CTE run (once), so every lock is held before
+    -- the probe below takes its snapshot.
     WITH locks AS MATERIALIZED (
         SELECT count(pg_advisory_xact_lock(flashsale_slot_lock_key(k.sale_id, k.slot))) AS taken
           FROM (SELECT DISTINCT sale_id, slot FROM new_orders
