@@ -99,3 +99,63 @@ async fn nothing_listening_is_a_setup_error_naming_the_url() {
         "{err}"
     );
 }
+
+/// Every third answer ends its connection (`Connection: close`) and one request in fifty is
+/// answered after the timeout: the closed connections are reopened without a failed attempt, and
+/// each slow request is recorded once, as a timeout, whose connection is then reopened.
+async fn closing_and_slow(State(seen): State<Arc<Seen>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let n = seen.requests.fetch_add(1, Ordering::SeqCst);
+    if n % 50 == 49 {
+        seen.failed.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    if n % 3 == 2 {
+        ([(axum::http::header::CONNECTION, "close")], "bye").into_response()
+    } else {
+        "ok".into_response()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_connections_are_reopened_and_slow_answers_are_timeouts() {
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/", get(closing_and_slow))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let options = BlastOptions::new(
+        &url,
+        "GET",
+        &[],
+        4,
+        2,
+        Duration::from_millis(500),
+        // Far above a normal answer even on a loaded machine, far below the slow one's 1.5 s.
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    let run = blast::blast(&options).await.unwrap();
+    let summary = BlastSummary::of(&options, &run);
+    // Let the slow handlers still sleeping finish, so the server's counts are final.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    let requests = seen.requests.load(Ordering::SeqCst);
+    let slow = seen.failed.load(Ordering::SeqCst);
+    assert!(slow > 0, "no request was slow: {summary:?}");
+    assert_eq!(summary.requests, requests, "{summary:?}");
+    assert_eq!(
+        summary.errors_by_kind.get("timeout"),
+        Some(&slow),
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.errors, slow,
+        "a closed connection is no error: {summary:?}"
+    );
+    server.abort();
+}

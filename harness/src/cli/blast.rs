@@ -6,7 +6,7 @@ use crate::load::blast;
 
 /// `flashsale blast`: validates the arguments, blasts, prints (and writes) the summary.
 pub async fn blast(args: BlastArgs) -> i32 {
-    let options = match blast::BlastOptions::new(
+    let mut options = match blast::BlastOptions::new(
         &args.url,
         &args.method,
         &args.headers,
@@ -24,6 +24,7 @@ pub async fn blast(args: BlastArgs) -> i32 {
             return exit::SETUP;
         }
     };
+    options.busy_poll = args.busy_poll;
     let run = match blast::blast(&options).await {
         Ok(run) => run,
         Err(err) => {

@@ -108,6 +108,10 @@ pub struct BlastArgs {
     /// Per-request timeout; a slower request is recorded as a `timeout` error.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// After its last answer, a thread keeps polling its sockets this long before it sleeps, so
+    /// the server's answers do not have to wake it; 0s turns it off.
+    #[arg(long, default_value = "100us", value_parser = humantime::parse_duration)]
+    pub busy_poll: std::time::Duration,
     /// Print the summary as one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
@@ -580,6 +584,7 @@ mod tests {
         assert_eq!(args.duration, std::time::Duration::from_secs(2));
         assert_eq!((args.method.as_str(), args.headers.len()), ("GET", 1));
         assert!(args.json && args.out.is_none());
+        assert_eq!(args.busy_poll, crate::load::blast::DEFAULT_BUSY_POLL);
         let err = Opts::try_parse_from(["flashsale", "blast", "http://x/", "-d", "ten"])
             .unwrap_err()
             .to_string();

@@ -7,7 +7,8 @@
 //! - [`health`]: the generator's self-check (schedule lag, CPU), which says whether a run's
 //!   latencies are the server's;
 //! - [`progress`]: the live progress line on stderr;
-//! - [`blast`]: `flashsale blast`, the raw request rate against one URL.
+//! - [`blast`]: `flashsale blast`, the raw request rate against one URL;
+//! - [`wire`]: `blast`'s HTTP/1.1 exchange, one request at a time with nothing allocated per request.
 
 pub mod blast;
 pub mod buyers;
@@ -16,3 +17,4 @@ pub mod journeys;
 pub mod progress;
 pub mod request;
 pub mod schedule;
+pub mod wire;
