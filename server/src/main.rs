@@ -9,6 +9,11 @@ use flashsale_server::notify::NotifySettings;
 use flashsale_server::settings::{DEFAULT_ADMIN_TOKEN, DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL};
 use flashsale_server::{AdminToken, InventoryStrategy, Settings};
 
+/// jemalloc instead of the C library's allocator: see "Allocator" in server/README.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The strategies a deployed server may run. The deliberately broken ones are not listed, so no
 /// flag or environment variable can select them, whatever features the binary was built with.
 #[derive(Debug, Clone, Copy, ValueEnum)]
