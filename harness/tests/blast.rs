@@ -28,29 +28,48 @@ async fn health(State(seen): State<Arc<Seen>>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Serves `handler` at `path` on a loopback port with `seen` as its state, and blasts it with
+/// 4 connections on 2 threads: the run, its summary, and the server's task.
+async fn blast_served<H, T>(
+    path: &str,
+    handler: H,
+    seen: &Arc<Seen>,
+    duration: Duration,
+    timeout: Duration,
+) -> (
+    blast::BlastRun,
+    BlastSummary,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)
+where
+    H: axum::handler::Handler<T, Arc<Seen>>,
+    T: 'static,
+{
+    let app = Router::new()
+        .route(path, get(handler))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let options = BlastOptions::new(&url, "GET", &[], 4, 2, duration, timeout)
+        .await
+        .unwrap();
+    let run = blast::blast(&options).await.unwrap();
+    let summary = BlastSummary::of(&options, &run);
+    (run, summary, server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_attempt_is_recorded_and_500s_are_errors() {
     let seen = Arc::new(Seen::default());
-    let app = Router::new()
-        .route("/health", get(health))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/health", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let options = BlastOptions::new(
-        &url,
-        "GET",
-        &[],
-        4,
-        2,
+    let (run, summary, server) = blast_served(
+        "/health",
+        health,
+        &seen,
         Duration::from_millis(300),
         Duration::from_secs(10),
     )
-    .await
-    .unwrap();
-    let run = blast::blast(&options).await.unwrap();
-    let summary = BlastSummary::of(&options, &run);
+    .await;
 
     let requests = seen.requests.load(Ordering::SeqCst);
     let failed = seen.failed.load(Ordering::SeqCst);
@@ -120,27 +139,15 @@ async fn closing_and_slow(State(seen): State<Arc<Seen>>) -> axum::response::Resp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_connections_are_reopened_and_slow_answers_are_timeouts() {
     let seen = Arc::new(Seen::default());
-    let app = Router::new()
-        .route("/", get(closing_and_slow))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let options = BlastOptions::new(
-        &url,
-        "GET",
-        &[],
-        4,
-        2,
+    let (_, summary, server) = blast_served(
+        "/",
+        closing_and_slow,
+        &seen,
         Duration::from_millis(500),
         // Far above a normal answer even on a loaded machine, far below the slow one's 1.5 s.
         Duration::from_millis(500),
     )
-    .await
-    .unwrap();
-    let run = blast::blast(&options).await.unwrap();
-    let summary = BlastSummary::of(&options, &run);
+    .await;
     // Let the slow handlers still sleeping finish, so the server's counts are final.
     tokio::time::sleep(Duration::from_millis(1600)).await;
 

@@ -304,11 +304,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
         }
     }
-
-    /// The stream, for closing or reuse by the caller.
-    pub fn into_inner(self) -> S {
-        self.stream
-    }
 }
 
 #[cfg(test)]
