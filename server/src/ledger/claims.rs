@@ -208,7 +208,8 @@ pub(super) async fn lock_sale(
 }
 
 /// Up to `wanted` free slots: above `highest` (the highest slot taken, when known) if they fit
-/// there, since every slot above it is free; else the lowest holes.
+/// there, since every slot above it is free; else the lowest holes (a slot inside an order's own
+/// range is taken: migration 0013).
 pub(super) async fn free_slots(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     sale_id: Uuid,
@@ -223,9 +224,7 @@ pub(super) async fn free_slots(
         "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
          WHERE NOT EXISTS (
              SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
-           AND NOT EXISTS (
-             SELECT 1 FROM orders o
-             WHERE o.sale_id = $1 AND o.slot = candidate AND o.slot IS NOT NULL)
+           AND flashsale_order_owning_slot($1, candidate) IS NULL
          ORDER BY candidate LIMIT $3",
     )
     .bind(sale_id)

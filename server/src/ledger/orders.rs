@@ -142,7 +142,8 @@ const INSERT_ORDERS: &str = "WITH locked AS (
      WHERE (SELECT ok FROM locked)
      RETURNING id, created_at";
 
-/// [`INSERT_ORDERS`] with slot rows (`$12`..`$15`), for a batch with multi-unit orders.
+/// [`INSERT_ORDERS`] with slot rows (`$12`..`$15`), for a batch with orders whose slots are not
+/// consecutive.
 const INSERT_ORDERS_AND_SLOT_ROWS: &str = "WITH locked AS (
          SELECT count(pg_advisory_xact_lock(flashsale_slot_lock_key(k.sale, k.slot))) >= 0 AS ok
            FROM (SELECT DISTINCT t.sale, t.slot FROM unnest($1::uuid[], $2::bigint[]) AS t(sale, slot)
@@ -166,8 +167,9 @@ const INSERT_ORDERS_AND_SLOT_ROWS: &str = "WITH locked AS (
 /// [`insert`] would give for that row; the caller then inserts them one by one to learn whose it
 /// was. Returns the stored orders in the batch's order.
 ///
-/// A one-unit order of a capped sale is one row: its slot goes in `orders.slot` (migration 0010).
-/// Every other order's slots are rows of `order_units`. Before any row, the statement takes the
+/// An order of a capped sale with consecutive slots is one row: its first slot goes in
+/// `orders.slot` and it owns `slot .. slot + quantity - 1` (migrations 0010, 0013). Every other
+/// order's slots are rows of `order_units`. Before any row, the statement takes the
 /// lock of every slot it writes (0010's lock rule), which the inserts' checks would take anyway.
 /// Taken this early, a PostgreSQL-path writer that hands out one of those slots meanwhile waits
 /// for this batch in its check, then sees the slot and retries, instead of making this batch
@@ -198,11 +200,13 @@ pub async fn insert_many<'e>(
             unit_orders.push(*id);
         }
     }
-    // Every (sale, slot) the batch writes, in either table, for the locks taken before its rows.
+    // Every (sale, slot) the batch writes, in either table (every slot of an own range), for the
+    // locks taken before its rows.
     let (lock_sales, lock_slots): (Vec<Uuid>, Vec<i64>) = batch
         .iter()
         .zip(&own_slots)
-        .filter_map(|(o, slot)| slot.map(|slot| (o.req.sale_id, slot)))
+        .filter(|(_, own)| own.is_some())
+        .flat_map(|(o, _)| o.slots.iter().map(|&slot| (o.req.sale_id, slot)))
         .chain(unit_sales.iter().copied().zip(unit_slots.iter().copied()))
         .unzip();
     let sale_ids: Vec<Uuid> = batch.iter().map(|o| o.req.sale_id).collect();
@@ -237,11 +241,18 @@ pub async fn insert_many<'e>(
     Ok(stored_orders(batch, columns.ids, stored))
 }
 
-/// Whether `order` is stored as one row, its slot in `orders.slot` (migration 0010): one unit of
-/// a capped sale. Anything else the database would refuse as a one-row order is sent as before,
-/// so its refusal names the same rule.
+/// Whether `order` is stored as one row owning its slots as a range, its first slot in
+/// `orders.slot` (migrations 0010 and 0013): an order of a capped sale whose slots are exactly
+/// its quantity of consecutive numbers, in order. Anything else is sent as slot rows, as before,
+/// so a refusal names the same rule it always did.
 fn carries_its_own_slot(order: &NewOrder) -> bool {
-    order.req.quantity == 1 && order.slots.len() == 1 && order.sale_cap.is_some()
+    order.sale_cap.is_some()
+        && !order.slots.is_empty()
+        && usize::try_from(order.req.quantity).is_ok_and(|q| q == order.slots.len())
+        && order
+            .slots
+            .windows(2)
+            .all(|w| w[0].checked_add(1) == Some(w[1]))
 }
 
 /// The PostgreSQL path's common case in one round trip: takes the sale's advisory lock, reads its

@@ -244,9 +244,9 @@ async fn the_database_refuses_every_way_around_the_holds_rule() {
         quantity,
         idempotency_key: key.into(),
     };
-    // An order of two units owns two slot rows; a one-unit order carries its slot itself
-    // (migration 0010).
-    let order = orders::insert(&app.pool, &order_of("o1", 2), cap, &[3, 4], "test")
+    // An order of two units whose slots are not in consecutive order owns two slot rows; a
+    // one-unit order carries its slot itself (migrations 0010, 0013).
+    let order = orders::insert(&app.pool, &order_of("o1", 2), cap, &[4, 3], "test")
         .await
         .unwrap();
     orders::insert(&app.pool, &order_of("o2", 1), cap, &[5], "test")

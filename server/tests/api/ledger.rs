@@ -42,9 +42,15 @@ async fn the_database_refuses_every_way_to_oversell() {
     );
     // Lying about the cap: slot rows name the cap they were checked against, and an order's own
     // slot (migration 0010) is held against the sale's real cap.
-    let lie = orders::insert(&app.pool, &request(sale, "e", 2), Some(5), &[3, 4], "test").await;
+    let lie = orders::insert(&app.pool, &request(sale, "e", 2), Some(5), &[3, 5], "test").await;
     assert!(matches!(lie, Err(InsertError::Database(_))), "{lie:?}");
     assert!(format!("{lie:?}").contains("not the sale's"), "{lie:?}");
+    let range_lie =
+        orders::insert(&app.pool, &request(sale, "e2", 2), Some(5), &[3, 4], "test").await;
+    assert!(
+        format!("{range_lie:?}").contains("names slot 4, beyond the cap"),
+        "{range_lie:?}"
+    );
     let own_lie = orders::insert(&app.pool, &request(sale, "e1", 1), Some(5), &[3], "test").await;
     assert!(
         format!("{own_lie:?}").contains("names slot 3, beyond the cap"),
@@ -98,8 +104,9 @@ async fn the_database_refuses_every_way_to_oversell() {
         .await;
     assert!(raise.is_err());
     // Forgetting a slot: an order's own slot is a column of an append-only row, and a
-    // multi-unit order's slot rows are append-only too.
-    let pair = orders::insert(&app.pool, &request(roomy, "p", 2), Some(3), &[2, 3], "test")
+    // multi-unit order's slot rows are append-only too (slots sent out of order are stored as
+    // rows, migration 0013).
+    let pair = orders::insert(&app.pool, &request(roomy, "p", 2), Some(3), &[3, 2], "test")
         .await
         .unwrap();
     for forget in [
@@ -393,21 +400,22 @@ async fn an_own_slot_and_a_slot_row_cannot_share_a_number() {
     let app = spawn_app(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(6)).await;
     let cap = Some(6);
-    // Own slot first, then a slot row of a two-unit order on it.
+    // Own slot first, then a slot row of a two-unit order on it (slots 1 and 3 are not
+    // consecutive, so they are rows).
     orders::insert(&app.pool, &request(sale, "own", 1), cap, &[1], "test")
         .await
         .unwrap();
     let row_after =
-        orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[1, 2], "test").await;
+        orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[1, 3], "test").await;
     assert!(
         matches!(row_after, Err(InsertError::SlotTaken)),
         "{row_after:?}"
     );
     // A slot row first, then an own slot on it.
-    orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[3, 4], "test")
+    orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[3, 5], "test")
         .await
         .unwrap();
-    let own_after = orders::insert(&app.pool, &request(sale, "own2", 1), cap, &[4], "test").await;
+    let own_after = orders::insert(&app.pool, &request(sale, "own2", 1), cap, &[5], "test").await;
     assert!(
         matches!(own_after, Err(InsertError::SlotTaken)),
         "{own_after:?}"
@@ -451,11 +459,11 @@ async fn writers_of_one_slot_in_the_two_tables_queue_on_its_lock() {
         let (first, second) = if own_first {
             (
                 (request(sale, "first", 1), vec![2]),
-                (request(sale, "second", 2), vec![2, 3]),
+                (request(sale, "second", 2), vec![2, 5]),
             )
         } else {
             (
-                (request(sale, "first2", 2), vec![2, 3]),
+                (request(sale, "first2", 2), vec![2, 5]),
                 (request(sale, "second2", 1), vec![2]),
             )
         };
@@ -477,7 +485,7 @@ async fn writers_of_one_slot_in_the_two_tables_queue_on_its_lock() {
         );
         // Other slots of the same sale, in either table, are written meanwhile.
         let key = if own_first { "other-own" } else { "other-own2" };
-        orders::insert(&app.pool, &request(sale, key, 1), cap, &[5], "test")
+        orders::insert(&app.pool, &request(sale, key, 1), cap, &[4], "test")
             .await
             .unwrap();
         let key = if own_first {
@@ -485,7 +493,7 @@ async fn writers_of_one_slot_in_the_two_tables_queue_on_its_lock() {
         } else {
             "other-rows2"
         };
-        orders::insert(&app.pool, &request(sale, key, 2), cap, &[4, 6], "test")
+        orders::insert(&app.pool, &request(sale, key, 2), cap, &[3, 6], "test")
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -501,7 +509,7 @@ async fn writers_of_one_slot_in_the_two_tables_queue_on_its_lock() {
                 .await
                 .unwrap();
         let expected = if own_first {
-            vec![2, 4, 5, 6]
+            vec![2, 3, 4, 6]
         } else {
             vec![2, 3, 4, 5, 6]
         };
@@ -517,7 +525,11 @@ async fn slots_are_not_written_at_stricter_isolation_levels() {
     let app = spawn_app(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(4)).await;
     for level in ["REPEATABLE READ", "SERIALIZABLE"] {
-        for (key, quantity, slots) in [("one", 1, vec![1]), ("two", 2, vec![1, 2])] {
+        for (key, quantity, slots) in [
+            ("one", 1, vec![1]),
+            ("range", 2, vec![1, 2]),
+            ("rows", 2, vec![1, 3]),
+        ] {
             let mut tx = app.pool.begin().await.unwrap();
             sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))
                 .execute(&mut *tx)
@@ -609,7 +621,7 @@ async fn a_one_unit_order_gains_no_slot_row_even_in_its_own_statement() {
 #[tokio::test]
 async fn the_orders_check_takes_the_own_slot_locks_itself() {
     let app = spawn_app(InventoryStrategy::Redis).await;
-    let sale = app.live_sale(Some(6)).await;
+    let sale = app.live_sale(Some(9)).await;
     let lock_is_free = |slot: i64| {
         let pool = app.pool.clone();
         async move {
@@ -629,9 +641,11 @@ async fn the_orders_check_takes_the_own_slot_locks_itself() {
         "INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
                              idempotency_key, decided_by, slot)
          VALUES ($2, $1, 'tee', 'b', 1, 1500, 'plain', 'test', 3),
-                ($3, $1, 'tee', 'b', 1, 1500, 'plain2', 'test', 5)",
+                ($3, $1, 'tee', 'b', 1, 1500, 'plain2', 'test', 5),
+                ($4, $1, 'tee', 'b', 2, 1500, 'plain3', 'test', 7)",
     )
     .bind(sale)
+    .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .bind(Uuid::now_v7())
     .execute(&mut *tx)
@@ -639,9 +653,256 @@ async fn the_orders_check_takes_the_own_slot_locks_itself() {
     .unwrap();
     assert!(!lock_is_free(3).await, "own slot 3 is not under its lock");
     assert!(!lock_is_free(5).await, "own slot 5 is not under its lock");
+    // Every slot of a range (migration 0013), not only its first.
+    assert!(!lock_is_free(7).await, "range slot 7 is not under its lock");
+    assert!(!lock_is_free(8).await, "range slot 8 is not under its lock");
     assert!(lock_is_free(4).await, "slot 4, not written, is locked");
+    assert!(lock_is_free(9).await, "slot 9, not written, is locked");
     tx.commit().await.unwrap();
     assert!(lock_is_free(3).await, "the lock outlived the transaction");
-    assert_eq!(app.units_in_database(sale).await, 2);
+    assert_eq!(app.units_in_database(sale).await, 4);
+    app.finish().await;
+}
+
+/// Migration 0013: an order whose slots are consecutive owns them as one row, a range from
+/// `orders.slot`. Every way one slot could get a second owner through a range is refused: a
+/// range over a slot row or a slot row inside a range, a one-unit order inside a range, a range
+/// over another order's first slot or starting inside another range (also within one
+/// statement), and a slot row added to a range order. The ranges count as their slots
+/// everywhere the ledger is read.
+#[tokio::test]
+async fn an_order_of_consecutive_slots_is_one_row_that_no_other_owner_can_overlap() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(12)).await;
+    let cap = Some(12);
+    let range = orders::insert(&app.pool, &request(sale, "r35", 3), cap, &[3, 4, 5], "test")
+        .await
+        .unwrap();
+    orders::insert(&app.pool, &request(sale, "rows", 2), cap, &[7, 9], "test")
+        .await
+        .unwrap();
+    let (own_slot, rows): (Option<i64>, i64) = sqlx::query_as(
+        "SELECT o.slot, (SELECT count(*) FROM order_units u WHERE u.order_id = o.id)
+         FROM orders o WHERE o.id = $1",
+    )
+    .bind(range.order_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((own_slot, rows), (Some(3), 0), "a range order is one row");
+
+    // Each is refused; the slot lists are chosen so that consecutive ones are ranges.
+    for (key, quantity, slots) in [
+        ("inside", 1, vec![4]),
+        ("at-the-end", 1, vec![5]),
+        ("over-a-first-slot", 3, vec![1, 2, 3]),
+        ("over-a-range-end", 2, vec![5, 6]),
+        ("starting-inside", 3, vec![4, 5, 6]),
+        ("around-a-range", 5, vec![2, 3, 4, 5, 6]),
+        ("over-a-row", 2, vec![6, 7]),
+        ("around-a-row", 3, vec![8, 9, 10]),
+        ("row-inside", 2, vec![4, 11]),
+    ] {
+        let refused = orders::insert(
+            &app.pool,
+            &request(sale, key, quantity),
+            cap,
+            &slots,
+            "test",
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(InsertError::SlotTaken)),
+            "{key}: {refused:?}"
+        );
+    }
+    // Two ranges of one statement that overlap each other, and the same two apart.
+    let batch = |a: i64, b: i64| {
+        [("batch-a", a), ("batch-b", b)].map(|(key, first)| NewOrder {
+            req: request(sale, key, 2),
+            sale_cap: cap,
+            slots: vec![first, first + 1],
+            decided_by: "test",
+        })
+    };
+    let overlapping = orders::insert_many(&app.pool, &batch(10, 11)).await;
+    assert!(
+        matches!(overlapping, Err(InsertError::SlotTaken)),
+        "{overlapping:?}"
+    );
+    // A range order given one slot row more, in a later statement or in its own.
+    let extra = sqlx::query(
+        "INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 12, 12, $2)",
+    )
+    .bind(sale)
+    .bind(range.order_id)
+    .execute(&app.pool)
+    .await
+    .expect_err("a range order cannot gain a slot row")
+    .to_string();
+    assert!(extra.contains("owns 4 slots"), "{extra}");
+    let same_statement = sqlx::query(
+        "WITH new_order AS (
+             INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                                 idempotency_key, decided_by, slot)
+             VALUES ($2, $1, 'tee', 'b', 2, 1500, 'k', 'test', 10)
+         )
+         INSERT INTO order_units (sale_id, slot, sale_cap, order_id) VALUES ($1, 12, 12, $2)",
+    )
+    .bind(sale)
+    .bind(Uuid::now_v7())
+    .execute(&app.pool)
+    .await
+    .expect_err("a range order cannot own a slot row")
+    .to_string();
+    assert!(same_statement.contains("owns 3 slots"), "{same_statement}");
+
+    orders::insert_many(&app.pool, &batch(10, 1)).await.unwrap();
+    let slots: Vec<(i64, Option<Uuid>)> =
+        sqlx::query_as("SELECT slot, order_id FROM sale_slots WHERE sale_id = $1 ORDER BY slot")
+            .bind(sale)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let numbers: Vec<i64> = slots.iter().map(|(slot, _)| *slot).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5, 7, 9, 10, 11]);
+    assert!(
+        slots[2..5]
+            .iter()
+            .all(|(_, owner)| *owner == Some(range.order_id)),
+        "{slots:?}"
+    );
+    let highest: i64 = sqlx::query_scalar("SELECT flashsale_highest_slot($1)")
+        .bind(sale)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(highest, 11);
+    assert_eq!(app.units_in_database(sale).await, 9);
+    app.finish().await;
+}
+
+/// Migration 0013's lock rule for ranges: a range takes the lock of every slot it owns, so a
+/// writer of any overlapping owner (a one-unit order, another range, a slot row) waits for it,
+/// then sees it and is refused, in either order. Without the locks both would commit.
+#[tokio::test]
+async fn writers_of_overlapping_ranges_queue_on_their_slot_locks() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let cap = Some(8);
+    let range = (3, vec![2, 3, 4]);
+    for (name, first, second) in [
+        ("range, then one unit inside", range.clone(), (1, vec![3])),
+        (
+            "one unit, then a range over it",
+            (1, vec![4]),
+            range.clone(),
+        ),
+        (
+            "range, then a range starting inside",
+            range.clone(),
+            (2, vec![4, 5]),
+        ),
+        (
+            "range, then a range around its start",
+            (2, vec![3, 4]),
+            range.clone(),
+        ),
+        (
+            "range, then slot rows in it",
+            range.clone(),
+            (2, vec![4, 6]),
+        ),
+        (
+            "slot rows, then a range over one",
+            (2, vec![1, 3]),
+            range.clone(),
+        ),
+    ] {
+        let sale = app.live_sale(cap).await;
+        let mut tx = app.pool.begin().await.unwrap();
+        orders::insert(
+            &mut *tx,
+            &request(sale, &format!("first-{sale}"), first.0),
+            cap,
+            &first.1,
+            "test",
+        )
+        .await
+        .unwrap();
+        let pool = app.pool.clone();
+        let waiting = tokio::spawn(async move {
+            orders::insert(
+                &pool,
+                &request(sale, &format!("second-{sale}"), second.0),
+                cap,
+                &second.1,
+                "test",
+            )
+            .await
+        });
+        // As in the test above: long enough to reach the lock on a loaded machine, and if it
+        // has not, the writer is still unfinished, so the assertion cannot pass by accident.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{name}: the second writer did not wait"
+        );
+        tx.commit().await.unwrap();
+        let refused = waiting.await.unwrap();
+        assert!(
+            matches!(refused, Err(InsertError::SlotTaken)),
+            "{name}: {refused:?}"
+        );
+        assert_eq!(
+            app.units_in_database(sale).await,
+            i64::from(first.0),
+            "{name}"
+        );
+    }
+    app.finish().await;
+}
+
+/// The server's Redis path hands a claim of several units consecutive slots, so its multi-unit
+/// orders are one row each (migration 0013), and the sale still sells exactly its cap.
+#[tokio::test]
+async fn the_redis_path_stores_a_multi_unit_order_as_one_row() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let sale = app.live_sale(Some(10)).await;
+    let statuses = futures::future::join_all((0..12).map(|i| {
+        let app = &app;
+        async move {
+            app.buy(sale, &format!("pair-{i}"), &format!("buyer-{i}"), 2)
+                .await
+                .status()
+        }
+    }))
+    .await;
+    let created = statuses.iter().filter(|s| s.as_u16() == 201).count();
+    assert_eq!(created, 5, "{statuses:?}");
+    let stored: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT o.decided_by, o.slot, (SELECT count(*) FROM order_units u WHERE u.order_id = o.id)
+         FROM orders o WHERE o.sale_id = $1",
+    )
+    .bind(sale)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    assert!(stored.iter().any(|(by, ..)| by == "redis"), "{stored:?}");
+    for (decided_by, own_slot, rows) in &stored {
+        if decided_by == "redis" {
+            assert!(own_slot.is_some() && *rows == 0, "{stored:?}");
+        } else {
+            // Near the end the server may decide in PostgreSQL, whose path writes slot rows.
+            assert_eq!(*rows, 2, "{stored:?}");
+        }
+    }
+    let slots: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT slot) FROM sale_slots WHERE sale_id = $1")
+            .bind(sale)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(slots, 10);
     app.finish().await;
 }
