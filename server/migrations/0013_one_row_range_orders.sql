@@ -24,8 +24,8 @@
 -- * Own range and row: both writers take the lock of every slot they write (0010's lock rule,
 --   now over every slot of a range), so the second to get the lock of k sees the first's
 --   committed owner of k in its probe: a range's check looks for rows anywhere in its range
---   (one index range scan of the primary key), a row's check looks for the own range that
---   covers it (below).
+--   (index scans of the primary key), a row's check looks for the own range that covers it:
+--   one starting at its slot, or the nearest multi-unit range below (see the next point).
 -- * Own range and own range. Equal first slots are refused by `orders_sale_slot`. Otherwise two
 --   ranges A and B with A.slot < B.slot overlap exactly when B.slot <= A's last slot: the later
 --   range starts inside the earlier one, which therefore has more than one unit. The checks
@@ -49,15 +49,23 @@
 --
 -- Locks: a range of q units takes q slot locks, in ascending (sale, slot) order with the rest of
 -- its statement, as 0010 and 0012 take them. The server's statement takes them before its first
--- row, and the orders check takes them again itself (held locks are granted at once). A range
--- beyond the cap takes locks only up to the cap: the statement is refused anyway.
+-- row, and the orders check takes them again itself (held locks are granted at once).
+--
+-- Cost: for a batch of one-unit orders the orders check does what 0012's did, plus one descent
+-- of `orders_sale_ranges` per order in the same probe query; the queries for ranges run only
+-- when the batch has one. Measured with EXPLAIN ANALYZE (six alternations of 300 statements of
+-- 16 one-unit orders, commits not waited for): the check took a median 0.110 ms per statement
+-- with 0012's function and 0.146 ms with this one, of a statement of ~0.7 ms. That ~5 % is the
+-- price of multi-unit orders being one row; a batch of 16 two-unit orders saves 32 rows.
 --
 -- Existing databases migrate forward unchanged: every existing own slot is of a one-unit order,
 -- which owns the same single slot under the new reading, and every existing slot row stays.
 -- `server/tests/api/ledger.rs` proves each refusal of the three pairs, in one statement and
 -- across concurrent transactions.
 
-CREATE INDEX orders_sale_ranges ON orders (sale_id, slot) WHERE slot IS NOT NULL AND quantity > 1;
+-- `quantity` and `id` ride in the index, so the nearest-range probe reads no table row.
+CREATE INDEX orders_sale_ranges ON orders (sale_id, slot) INCLUDE (quantity, id)
+    WHERE slot IS NOT NULL AND quantity > 1;
 
 -- Every slot of every sale, whoever owns it: an own range expands to its slots.
 CREATE OR REPLACE VIEW sale_slots AS
@@ -66,22 +74,6 @@ CREATE OR REPLACE VIEW sale_slots AS
     SELECT o.sale_id, s.slot, o.id, NULL::uuid
       FROM orders o CROSS JOIN LATERAL generate_series(o.slot, o.slot + o.quantity - 1) AS s(slot)
      WHERE o.slot IS NOT NULL;
-
--- The order whose own range covers slot `k` of sale `sale`, if any: an own range starting at k,
--- else the multi-unit range starting nearest below k when it reaches k (see the header for why
--- the nearest is enough). Each branch is one index descent.
--- Plain SQL without settings, so the planner inlines it into the query that calls it.
-CREATE FUNCTION flashsale_order_owning_slot(sale uuid, k bigint) RETURNS uuid
-LANGUAGE sql STABLE
-AS $$
-    SELECT coalesce(
-        (SELECT o.id FROM orders o WHERE o.sale_id = sale AND o.slot = k),
-        (SELECT r.id FROM (SELECT r.id, r.slot, r.quantity FROM orders r
-                            WHERE r.sale_id = sale AND r.slot < k
-                              AND r.slot IS NOT NULL AND r.quantity > 1
-                            ORDER BY r.slot DESC LIMIT 1) r
-          WHERE r.slot + r.quantity > k))
-$$;
 
 -- 0012's orders check, for own ranges: the locks of every slot of a range, the cap against the
 -- range's last slot, the probes of the header, and a range counted as its quantity.
@@ -99,12 +91,14 @@ BEGIN
     -- before the probe below takes its snapshot.
     WITH locks AS MATERIALIZED (
         SELECT count(pg_advisory_xact_lock(flashsale_slot_lock_key(k.sale_id, k.slot))) AS taken
-          FROM (SELECT DISTINCT o.sale_id, r.slot
-                  FROM new_orders o
-                  JOIN flash_sales s ON s.id = o.sale_id
-                  CROSS JOIN LATERAL generate_series(
-                      o.slot, least(o.slot + o.quantity - 1, coalesce(s.unit_cap, o.slot))) AS r(slot)
-                 WHERE o.slot IS NOT NULL
+          FROM (SELECT DISTINCT own.sale_id, own.slot
+                  FROM (SELECT o.sale_id, o.slot FROM new_orders o
+                         WHERE o.slot IS NOT NULL AND o.quantity = 1
+                        UNION ALL
+                        SELECT o.sale_id, r.slot FROM new_orders o
+                         CROSS JOIN LATERAL generate_series(o.slot, o.slot + o.quantity - 1)
+                               AS r(slot)
+                         WHERE o.slot IS NOT NULL AND o.quantity > 1) own
                  ORDER BY 1, 2) k
     )
     SELECT count(*) FILTER (WHERE p.sale_id IS NULL) AS unsold,
@@ -112,6 +106,7 @@ BEGIN
                               AND (s.unit_cap IS NULL
                                    OR o.slot + o.quantity - 1 > s.unit_cap)) AS beyond_cap,
            count(*) FILTER (WHERE o.slot IS NOT NULL) AS own_slots,
+           count(*) FILTER (WHERE o.slot IS NOT NULL AND o.quantity > 1) AS ranges,
            count(*) FILTER (WHERE NOT (o.slot IS NOT NULL
                                       AND s.ledger = 'slots' AND s.unit_cap IS NOT NULL)
                                OR s.id IS NULL) AS to_count,
@@ -150,32 +145,53 @@ BEGIN
                 upper(current_setting('transaction_isolation'))
                 USING ERRCODE = 'invalid_transaction_state';
         END IF;
-        -- No other owner of any slot of a new range: this query's snapshot is newer than the
-        -- locks taken above. A slot row in the range; a multi-unit range the new one starts
-        -- inside; for a multi-unit range, another range starting inside it.
-        SELECT o.id, o.sale_id, c.slot, c.kind INTO bad
+        -- No other owner of any slot of a new range: these queries' snapshots are newer than
+        -- the locks taken above. First, for every own slot: a slot row on its first slot, or a
+        -- multi-unit range it starts inside (the nearest one below it; the header says why that
+        -- is enough). One pass, two index probes per order, as cheap as 0012's one probe for a
+        -- sale without multi-unit ranges.
+        SELECT o.id, o.sale_id, coalesce(u.slot, o.slot) AS slot,
+               u.slot IS NOT NULL AS on_a_row
+          INTO bad
           FROM new_orders o
-          CROSS JOIN LATERAL (
-              (SELECT u.slot, 'row' AS kind FROM order_units u
-                WHERE u.sale_id = o.sale_id
-                  AND u.slot BETWEEN o.slot AND o.slot + o.quantity - 1
-                LIMIT 1)
-              UNION ALL
-              (SELECT o.slot, 'range' FROM (
-                   SELECT r.slot, r.quantity FROM orders r
-                    WHERE r.sale_id = o.sale_id AND r.slot < o.slot
-                      AND r.slot IS NOT NULL AND r.quantity > 1
-                    ORDER BY r.slot DESC LIMIT 1) r
-                WHERE r.slot + r.quantity > o.slot)
-              UNION ALL
-              (SELECT n.slot, 'range' FROM orders n
-                WHERE o.quantity > 1 AND n.sale_id = o.sale_id
-                  AND n.slot > o.slot AND n.slot < o.slot + o.quantity
-                LIMIT 1)
-          ) c
+          LEFT JOIN order_units u ON u.sale_id = o.sale_id AND u.slot = o.slot
+          LEFT JOIN LATERAL (
+              SELECT r.slot, r.quantity FROM orders r
+               WHERE r.sale_id = o.sale_id AND r.slot < o.slot
+                 AND r.slot IS NOT NULL AND r.quantity > 1
+               ORDER BY r.slot DESC LIMIT 1) r ON true
          WHERE o.slot IS NOT NULL
+           AND (u.slot IS NOT NULL OR r.slot + r.quantity > o.slot)
          LIMIT 1;
-        IF FOUND AND bad.kind = 'row' THEN
+        -- Then, for multi-unit ranges only: a slot row on any later slot of the range, or
+        -- another own slot starting inside it.
+        IF NOT FOUND AND tally.ranges > 0 THEN
+            SELECT c.id, c.sale_id, c.slot, c.on_a_row INTO bad FROM (
+                (SELECT o.id, o.sale_id, u.slot, true AS on_a_row
+                   FROM new_orders o
+                   CROSS JOIN LATERAL (
+                       SELECT u.slot FROM order_units u
+                        WHERE u.sale_id = o.sale_id
+                          AND u.slot > o.slot AND u.slot < o.slot + o.quantity
+                        LIMIT 1) u
+                  WHERE o.slot IS NOT NULL AND o.quantity > 1
+                  LIMIT 1)
+                UNION ALL
+                -- `n.slot IS NOT NULL` lets the planner use the partial index of own slots
+                -- for each order (a join clause alone does not prove its predicate).
+                (SELECT o.id, o.sale_id, n.slot, false
+                   FROM new_orders o
+                   CROSS JOIN LATERAL (
+                       SELECT n.slot FROM orders n
+                        WHERE n.sale_id = o.sale_id AND n.slot IS NOT NULL
+                          AND n.slot > o.slot AND n.slot < o.slot + o.quantity
+                        LIMIT 1) n
+                  WHERE o.slot IS NOT NULL AND o.quantity > 1
+                  LIMIT 1)
+            ) c
+            LIMIT 1;
+        END IF;
+        IF FOUND AND bad.on_a_row THEN
             RAISE EXCEPTION 'slot % of sale % is already taken (order %)', bad.slot, bad.sale_id,
                 bad.id
                 USING ERRCODE = 'unique_violation', CONSTRAINT = 'order_units_pkey';
@@ -244,10 +260,15 @@ BEGIN
     -- Not also in an order's own range: under the slots' locks (0010's header), after which
     -- this query's snapshot holds every own range committed before.
     PERFORM flashsale_lock_slots(array_agg(u.sale_id), array_agg(u.slot)) FROM new_units u;
-    SELECT u.slot, u.sale_id, c.owner AS order_id INTO bad
+    SELECT u.slot, u.sale_id, coalesce(o.id, r.id) AS order_id INTO bad
       FROM new_units u
-      CROSS JOIN LATERAL (SELECT flashsale_order_owning_slot(u.sale_id, u.slot) AS owner) c
-     WHERE c.owner IS NOT NULL
+      LEFT JOIN orders o ON o.sale_id = u.sale_id AND o.slot IS NOT NULL AND o.slot = u.slot
+      LEFT JOIN LATERAL (
+          SELECT r.id, r.slot, r.quantity FROM orders r
+           WHERE r.sale_id = u.sale_id AND r.slot < u.slot
+             AND r.slot IS NOT NULL AND r.quantity > 1
+           ORDER BY r.slot DESC LIMIT 1) r ON true
+     WHERE o.id IS NOT NULL OR r.slot + r.quantity > u.slot
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'slot % of sale % is already taken (order %)', bad.slot, bad.sale_id,
@@ -351,8 +372,8 @@ BEGIN
     RETURN greatest(coalesce(in_rows, 0), coalesce(in_orders, 0));
 END $$;
 
--- 0010's reservation, with the free slots read through `flashsale_order_owning_slot`, so a slot
--- inside an own range is not free.
+-- 0010's reservation: a slot inside an own range is not free (the nearest multi-unit range
+-- below a candidate is the only one that can cover it, as in the checks).
 CREATE OR REPLACE FUNCTION flashsale_reserve_hold(
     p_hold       uuid,
     p_sale       uuid,
@@ -383,7 +404,15 @@ BEGIN
                 SELECT candidate FROM generate_series(1::bigint, p_cap) AS candidate
                 WHERE NOT EXISTS (
                     SELECT 1 FROM order_units u WHERE u.sale_id = p_sale AND u.slot = candidate)
-                  AND flashsale_order_owning_slot(p_sale, candidate) IS NULL
+                  AND NOT EXISTS (
+                    SELECT 1 FROM orders o
+                     WHERE o.sale_id = p_sale AND o.slot IS NOT NULL AND o.slot = candidate)
+                  AND NOT EXISTS (
+                    SELECT 1 FROM (SELECT r.slot, r.quantity FROM orders r
+                                    WHERE r.sale_id = p_sale AND r.slot < candidate
+                                      AND r.slot IS NOT NULL AND r.quantity > 1
+                                    ORDER BY r.slot DESC LIMIT 1) r
+                     WHERE r.slot + r.quantity > candidate)
                 ORDER BY candidate LIMIT p_quantity);
         END IF;
         EXIT WHEN cardinality(slots) >= p_quantity OR attempt = 2;

@@ -208,8 +208,9 @@ pub(super) async fn lock_sale(
 }
 
 /// Up to `wanted` free slots: above `highest` (the highest slot taken, when known) if they fit
-/// there, since every slot above it is free; else the lowest holes (a slot inside an order's own
-/// range is taken: migration 0013).
+/// there, since every slot above it is free; else the lowest holes. A slot inside an order's own
+/// range is taken; the only range that can cover a slot is the multi-unit range starting nearest
+/// below it (migration 0013's header).
 pub(super) async fn free_slots(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     sale_id: Uuid,
@@ -224,7 +225,15 @@ pub(super) async fn free_slots(
         "SELECT candidate FROM generate_series(1::bigint, $2::bigint) AS candidate
          WHERE NOT EXISTS (
              SELECT 1 FROM order_units u WHERE u.sale_id = $1 AND u.slot = candidate)
-           AND flashsale_order_owning_slot($1, candidate) IS NULL
+           AND NOT EXISTS (
+             SELECT 1 FROM orders o
+             WHERE o.sale_id = $1 AND o.slot IS NOT NULL AND o.slot = candidate)
+           AND NOT EXISTS (
+             SELECT 1 FROM (SELECT r.slot, r.quantity FROM orders r
+                             WHERE r.sale_id = $1 AND r.slot < candidate
+                               AND r.slot IS NOT NULL AND r.quantity > 1
+                             ORDER BY r.slot DESC LIMIT 1) r
+             WHERE r.slot + r.quantity > candidate)
          ORDER BY candidate LIMIT $3",
     )
     .bind(sale_id)

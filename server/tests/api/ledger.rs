@@ -436,7 +436,8 @@ async fn an_own_slot_and_a_slot_row_cannot_share_a_number() {
     .await
     .unwrap();
     assert_eq!(stored.len(), 5, "{stored:?}");
-    assert!(stored.iter().any(|(by, ..)| by == "redis"), "{stored:?}");
+    let by_redis = stored.iter().filter(|(by, ..)| by == "redis").count();
+    assert!(by_redis >= 3, "{stored:?}");
     for (decided_by, own_slot, rows) in &stored {
         assert_eq!(i64::from(own_slot.is_some()) + rows, 1, "{stored:?}");
         if decided_by == "redis" {
@@ -863,12 +864,23 @@ async fn writers_of_overlapping_ranges_queue_on_their_slot_locks() {
 }
 
 /// The server's Redis path hands a claim of several units consecutive slots, so its multi-unit
-/// orders are one row each (migration 0013), and the sale still sells exactly its cap.
+/// orders are one row each (migration 0013), and the sale still sells exactly its cap when the
+/// rest goes in a burst.
 #[tokio::test]
 async fn the_redis_path_stores_a_multi_unit_order_as_one_row() {
     let app = spawn_app(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(10)).await;
-    let statuses = futures::future::join_all((0..12).map(|i| {
+    // One at a time, far from the end: Redis grants each, so each is decided by the Redis path.
+    // (In a burst, buyers Redis turns away while the granted orders are still being written are
+    // rechecked in PostgreSQL, which may then decide every order of a sale this small.)
+    for i in 0..3 {
+        let status = app
+            .buy(sale, &format!("pair-{i}"), &format!("buyer-{i}"), 2)
+            .await
+            .status();
+        assert_eq!(status.as_u16(), 201, "buy {i}");
+    }
+    let statuses = futures::future::join_all((3..11).map(|i| {
         let app = &app;
         async move {
             app.buy(sale, &format!("pair-{i}"), &format!("buyer-{i}"), 2)
@@ -878,7 +890,7 @@ async fn the_redis_path_stores_a_multi_unit_order_as_one_row() {
     }))
     .await;
     let created = statuses.iter().filter(|s| s.as_u16() == 201).count();
-    assert_eq!(created, 5, "{statuses:?}");
+    assert_eq!(created, 2, "{statuses:?}");
     let stored: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
         "SELECT o.decided_by, o.slot, (SELECT count(*) FROM order_units u WHERE u.order_id = o.id)
          FROM orders o WHERE o.sale_id = $1",
@@ -888,7 +900,8 @@ async fn the_redis_path_stores_a_multi_unit_order_as_one_row() {
     .await
     .unwrap();
     assert_eq!(stored.len(), 5, "{stored:?}");
-    assert!(stored.iter().any(|(by, ..)| by == "redis"), "{stored:?}");
+    let by_redis = stored.iter().filter(|(by, ..)| by == "redis").count();
+    assert!(by_redis >= 3, "{stored:?}");
     for (decided_by, own_slot, rows) in &stored {
         if decided_by == "redis" {
             assert!(own_slot.is_some() && *rows == 0, "{stored:?}");
