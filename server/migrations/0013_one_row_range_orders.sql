@@ -148,8 +148,8 @@ BEGIN
         -- No other owner of any slot of a new range: these queries' snapshots are newer than
         -- the locks taken above. First, for every own slot: a slot row on its first slot, or a
         -- multi-unit range it starts inside (the nearest one below it; the header says why that
-        -- is enough). One pass, two index probes per order, as cheap as 0012's one probe for a
-        -- sale without multi-unit ranges.
+        -- is enough). One pass, two index probes per order where 0012 made one; for a sale
+        -- without multi-unit ranges the second is a descent of an index empty for that sale.
         SELECT o.id, o.sale_id, coalesce(u.slot, o.slot) AS slot,
                u.slot IS NOT NULL AS on_a_row
           INTO bad
