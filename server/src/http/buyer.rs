@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -25,6 +25,8 @@ use crate::ledger::orders::{Order, OrderRequest};
 use crate::sales::{Sale, sale_not_found};
 
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// The header's name made once: a lookup by `&str` parses and hashes the name for every buy.
+static IDEMPOTENCY_HEADER_NAME: HeaderName = HeaderName::from_static(IDEMPOTENCY_HEADER);
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 const MAX_KEY_LEN: usize = 255;
 const MAX_BUYER_LEN: usize = 128;
@@ -93,8 +95,24 @@ pub fn read_buy_body(bytes: &[u8], max_quantity: u32) -> Result<BuyBody, ApiErro
 }
 
 pub(super) fn check_buyer(buyer_id: &str) -> Result<(), ApiError> {
-    // Characters, as the contract's maxLength counts them, not UTF-8 bytes.
-    if buyer_id.is_empty() || buyer_id.chars().count() > MAX_BUYER_LEN {
+    // Characters, as the contract's maxLength counts them, not UTF-8 bytes. An ASCII id, the
+    // usual one, has as many characters as bytes, and its control characters are ASCII's.
+    if buyer_id.is_ascii() {
+        return if buyer_id.is_empty() || buyer_id.len() > MAX_BUYER_LEN {
+            Err(ApiError::invalid_field(
+                "buyer_id",
+                "must be 1 to 128 characters",
+            ))
+        } else if buyer_id.bytes().any(|b| b.is_ascii_control()) {
+            Err(ApiError::invalid_field(
+                "buyer_id",
+                "must not contain control characters",
+            ))
+        } else {
+            Ok(())
+        };
+    }
+    if buyer_id.chars().count() > MAX_BUYER_LEN {
         return Err(ApiError::invalid_field(
             "buyer_id",
             "must be 1 to 128 characters",
@@ -188,7 +206,7 @@ pub(super) fn quantity_above(quantity: i64, limit: i64) -> ApiError {
 
 /// The `Idempotency-Key` header: required, 1 to 255 visible ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(raw) = headers.get(IDEMPOTENCY_HEADER) else {
+    let Some(raw) = headers.get(&IDEMPOTENCY_HEADER_NAME) else {
         return Err(ApiError::new(
             ErrorCode::MissingIdempotencyKey,
             "send an Idempotency-Key header (e.g. a UUID) so a retry cannot buy twice",
@@ -274,26 +292,29 @@ async fn decide_buy(state: &AppState, raw_id: &str, request: Request) -> Result<
         ));
     }
     let product = sale.product(buy.product_id.as_deref())?;
+    let quantity =
+        i32::try_from(buy.quantity).map_err(|_| quantity_above(buy.quantity, i32::MAX.into()))?;
+    let frozen = state.inventory.sold_out_orders(sale_id);
+    // Confirmed sold out: its orders are final and in memory, so neither a retry nor a new buyer
+    // needs a round trip (see `Inventory::sold_out_orders` for the one answer this changes). A
+    // new buyer's refusal is decided before the order request is built: its copies are G2's cost.
+    let first = match &frozen {
+        Some(frozen) => match frozen.get(&buy.buyer_id).and_then(|keys| keys.get(&key)) {
+            Some(first) => Some(first.clone()),
+            None => return Ok(Answer::SoldOutFromMemory),
+        },
+        None => None,
+    };
     let req = OrderRequest {
         sale_id,
         product_id: product.product_id.clone(),
         unit_price_cents: product.sale_price_cents,
         buyer_id: buy.buyer_id,
-        quantity: i32::try_from(buy.quantity)
-            .map_err(|_| quantity_above(buy.quantity, i32::MAX.into()))?,
+        quantity,
         idempotency_key: key,
     };
-    if let Some(frozen) = state.inventory.sold_out_orders(sale_id) {
-        // Confirmed sold out: its orders are final and in memory, so neither a retry nor a new
-        // buyer needs a round trip (see `Inventory::sold_out_orders` for the one answer this
-        // changes).
-        return match frozen
-            .get(&req.buyer_id)
-            .and_then(|keys| keys.get(&req.idempotency_key))
-        {
-            Some(first) => replayed(&req, first.clone()),
-            None => Ok(Answer::SoldOutFromMemory),
-        };
+    if let Some(first) = first {
+        return replayed(&req, first);
     }
     // A strategy whose `buy` refuses a used key itself (the ledger's unique key) is asked first,
     // and the key is looked up only when it does not sell: a fresh key, the common case, costs no
@@ -454,6 +475,41 @@ mod tests {
             "128 characters (256 bytes) fit"
         );
         assert_eq!(ids("ä".repeat(129)), Err(ErrorCode::InvalidField));
+    }
+
+    #[test]
+    fn the_ascii_shortcut_judges_buyer_ids_as_the_character_rule_does() {
+        // The rule itself, by characters: what `check_buyer`'s ASCII shortcut must agree with.
+        let rule = |id: &str| {
+            if id.is_empty() || id.chars().count() > MAX_BUYER_LEN {
+                Some("must be 1 to 128 characters")
+            } else if id.chars().any(char::is_control) {
+                Some("must not contain control characters")
+            } else {
+                None
+            }
+        };
+        let ids = [
+            String::new(),
+            "b".into(),
+            "a".repeat(128),
+            "a".repeat(129),
+            "ä".repeat(128),
+            "ä".repeat(129),
+            format!("{}ä", "a".repeat(127)),
+            format!("{}ä", "a".repeat(128)),
+            "tab\there".into(),
+            "nl\n".into(),
+            "del\u{7f}".into(),
+            "nel\u{85}".into(),
+            "\u{0}".into(),
+            "space ok".into(),
+        ];
+        for id in ids {
+            let got = check_buyer(&id).err().map(|e| e.message);
+            let want = rule(&id).map(|m| format!("buyer_id: {m}"));
+            assert_eq!(got, want, "{id:?}");
+        }
     }
 
     #[test]

@@ -214,7 +214,8 @@ pub struct Inventory {
     /// a full ledger takes no new slot, so a sold-out answer for them needs no round trip. For a
     /// sale of at most [`MAX_FROZEN_ORDERS`] orders, those orders are kept too, by idempotency
     /// key: the set can never change, so retries are answered from memory as well.
-    confirmed_sold_out: RwLock<HashMap<Uuid, Option<Arc<FrozenOrders>>>>,
+    /// Keyed by sale ids (see `SaleCache`'s map for the hasher).
+    confirmed_sold_out: RwLock<foldhash::HashMap<Uuid, Option<Arc<FrozenOrders>>>>,
 }
 
 impl Inventory {
@@ -231,7 +232,7 @@ impl Inventory {
             ledger: Ledger::new(pool, ledger_deadline, metrics),
             redis,
             breaker,
-            confirmed_sold_out: RwLock::new(HashMap::new()),
+            confirmed_sold_out: RwLock::new(foldhash::HashMap::default()),
         }
     }
 

@@ -191,6 +191,39 @@ async fn a_withheld_body_is_answered_408_and_closed_within_the_body_timeout() {
 }
 
 #[tokio::test]
+async fn a_body_that_arrives_in_parts_within_the_body_timeout_is_read_whole() {
+    // The body is read without a timer while it is all there at once (`http::body::read`);
+    // this one is not, so the read waits, under the deadline, for its second part.
+    let app = spawn_app_with(InventoryStrategy::Redis, |s| {
+        s.body_read_timeout = SHORT * SLACK;
+    })
+    .await;
+    let sale = app.live_sale(Some(10)).await;
+    let body = r#"{"buyer_id":"parts","quantity":2}"#;
+    let (first, second) = body.split_at(12);
+    let mut stream = TcpStream::connect(addr(&app)).await.unwrap();
+    let head = format!(
+        "POST /sales/{sale}/orders HTTP/1.1\r\nHost: test\r\nIdempotency-Key: parts\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(SHORT / 3).await;
+    stream.write_all(second.as_bytes()).await.unwrap();
+    let (status, answer) = tokio::time::timeout(SHORT * SLACK, read_answer(&mut stream))
+        .await
+        .expect("an answer within the body timeout");
+    assert_eq!(status, 201, "{answer}");
+    let order: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (order["buyer_id"].as_str(), order["quantity"].as_i64()),
+        (Some("parts"), Some(2))
+    );
+    assert_eq!(app.units_in_database(sale).await, 2);
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let app = spawn_app_with(InventoryStrategy::Redis, |s| {
         s.idle_timeout = SHORT;
