@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of the figures in docs/performance.md: measures flashsale side by side with the tools a user would pick
 # instead, in the same run on the same machine, and reports ratios (machines here are noisy, so
-# read the ratios, not the absolute figures). Every pair is run alternately ROUNDS times.
+# read the ratios, not the absolute figures). Every pair is run alternately ROUNDS times; the
+# four /health and sold-out figures of G1 and G2, cheap to take, are taken as SAMPLES short runs
+# of SAMPLE_DURATION seconds each per round, the four in turn (see "How we measure" in
+# docs/performance.md).
 #
 #   G1  requests/s against GET /health: `flashsale blast` (every attempt recorded) vs oha and
 #       wrk, same connections and duration                   -> ratios, targets >= 1.0 and >= 1.0
@@ -27,7 +30,8 @@
 # (scripts/bench-load.py): a round where they used more than DISTURBED cores (default 0.25) is
 # marked disturbed in both files, with the processes to blame.
 #
-# Usage: scripts/bench.sh            (env: ROUNDS=3 DURATION=10 CLIENTS=32 THREADS=2)
+# Usage: scripts/bench.sh
+#   env: ROUNDS=3 DURATION=10 CLIENTS=32 THREADS=2 SAMPLES=4 SAMPLE_DURATION=3
 # Needs PostgreSQL and Redis on 127.0.0.1 (scripts/ensure-services.sh), root or sudo for
 # `apt-get install wrk` when wrk is missing; oha is installed with `cargo install` when missing
 # and skipped when that fails or takes longer than OHA_INSTALL_TIMEOUT seconds (default 600).
@@ -40,6 +44,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-32}
 THREADS=${THREADS:-2}
+SAMPLES=${SAMPLES:-4}
+SAMPLE_DURATION=${SAMPLE_DURATION:-3}
 OHA_INSTALL_TIMEOUT=${OHA_INSTALL_TIMEOUT:-600}
 DISTURBED=${DISTURBED:-0.25}
 TOKEN=flashsale-bench-token
@@ -136,11 +142,13 @@ new_sale() { # port cap -> prints the sale id of an active sale
 }
 
 # wrk's requests/s, after checking the answers were the expected kind: `expect` is `2xx` (no
-# non-2xx answer allowed) or `non2xx` (every answer must be non-2xx, e.g. 409 sold_out).
+# non-2xx answer allowed) or `non2xx` (every answer must be non-2xx, e.g. 409 sold_out). Like
+# every tool here, it runs RUN_DURATION seconds when that is set (G1's and G2's samples),
+# DURATION otherwise.
 wrk_rate() { # logname expect wrk-args...
   local name=$1 expect=$2 total non2xx
   shift 2
-  wrk -t"$THREADS" -c"$CLIENTS" -d"${DURATION}s" "$@" >"$OUT/logs/$name.log" 2>&1
+  wrk -t"$THREADS" -c"$CLIENTS" -d"${RUN_DURATION:-$DURATION}s" "$@" >"$OUT/logs/$name.log" 2>&1
   total=$(awk '/requests in/ {print $1}' "$OUT/logs/$name.log")
   non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ {print $2}' "$OUT/logs/$name.log")
   non2xx=${non2xx:-0}
@@ -166,7 +174,7 @@ journeys_rate() { half "$(wrk_rate "$@")"; } # wrk_rate's arguments
 # The harness's own rate: `flashsale blast`, every attempt recorded, same connections, threads
 # and duration as wrk. Reported only if every answer was 2xx (like wrk_rate's check).
 blast_rate() { # logname url
-  target/release/flashsale blast "$2" -c "$CLIENTS" -t "$THREADS" -d "${DURATION}s" --json \
+  target/release/flashsale blast "$2" -c "$CLIENTS" -t "$THREADS" -d "${RUN_DURATION:-$DURATION}s" --json \
     --out "$OUT/logs/$1" >"$OUT/logs/$1.json" 2>"$OUT/logs/$1.err" || { log "$1: blast failed (see logs)"; return 0; }
   python3 - "$OUT/logs/$1.json" <<'PY'
 import json, sys
@@ -178,7 +186,7 @@ PY
 }
 
 oha_rate() { # logname url
-  "$OHA" -z "${DURATION}s" -c "$CLIENTS" --no-tui --output-format json "$2" \
+  "$OHA" -z "${RUN_DURATION:-$DURATION}s" -c "$CLIENTS" --no-tui --output-format json "$2" \
     >"$OUT/logs/$1.json" 2>"$OUT/logs/$1.err" || true
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["requestsPerSec"])' \
     "$OUT/logs/$1.json" 2>/dev/null || echo ""
@@ -239,18 +247,25 @@ curl -sf -X POST "http://127.0.0.1:$PORT_REDIS/sales/$SOLD_OUT_SALE/orders" -H '
 H="http://127.0.0.1:$PORT_REDIS"
 for round in $(seq 1 "$ROUNDS"); do
   log "round $round/$ROUNDS"
-  # G1 / G2 denominator: the trivial route, the three tools in turn (which one goes first
-  # rotates with the round, so none always gets the quietest slot).
-  for tool in $(case $((round % 3)) in 1) echo harness wrk oha ;; 2) echo wrk oha harness ;; *) echo oha harness wrk ;; esac); do
-    case $tool in
-      wrk) measure health_wrk "$round" wrk_rate "health-wrk-$round" 2xx "$H/health" ;;
-      oha) [ -n "$OHA" ] && measure health_oha "$round" oha_rate "health-oha-$round" "$H/health" ;;
-      harness) measure health_harness "$round" blast_rate "health-harness-$round" "$H/health" ;;
-    esac
+  # G1 and G2: the trivial route with the three tools, and sold-out decisions with wrk, as
+  # SAMPLES short runs each, the four in turn. This machine's speed drifts by tens of percent
+  # within a minute; one 10 s run of each per round put the sides of a ratio in different
+  # spells, and short runs in turn put every side in all of them. Which run goes first rotates
+  # with the sample, so none always gets the quietest slot.
+  for sample in $(seq 1 "$SAMPLES"); do
+    slot=$(((round - 1) * SAMPLES + sample))
+    order=(harness wrk oha soldout)
+    shift_by=$(((slot - 1) % 4))
+    for tool in "${order[@]:shift_by}" "${order[@]:0:shift_by}"; do
+      case $tool in
+        wrk) RUN_DURATION=$SAMPLE_DURATION measure health_wrk "$slot" wrk_rate "health-wrk-$slot" 2xx "$H/health" ;;
+        oha) [ -n "$OHA" ] && RUN_DURATION=$SAMPLE_DURATION measure health_oha "$slot" oha_rate "health-oha-$slot" "$H/health" ;;
+        harness) RUN_DURATION=$SAMPLE_DURATION measure health_harness "$slot" blast_rate "health-harness-$slot" "$H/health" ;;
+        soldout) RUN_DURATION=$SAMPLE_DURATION measure soldout_wrk "$slot" wrk_rate "soldout-$slot" non2xx \
+          -s scripts/bench.lua "$H/sales/$SOLD_OUT_SALE/orders" -- "so-$TS-$slot" ;;
+      esac
+    done
   done
-  # G2: sold-out decisions.
-  measure soldout_wrk "$round" wrk_rate "soldout-$round" non2xx -s scripts/bench.lua \
-    "$H/sales/$SOLD_OUT_SALE/orders" -- "so-$TS-$round"
   # G3: durable orders (Redis path) vs pgbench plain INSERT.
   sale=$(new_sale "$PORT_REDIS" 1000000000)
   measure orders_wrk "$round" wrk_rate "orders-$round" 2xx -s scripts/bench.lua \
@@ -288,9 +303,9 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 # --- report -----------------------------------------------------------------------------------
-python3 - "$OUT" "$TS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$(nproc)" "$DISTURBED" <<'PY'
+python3 - "$OUT" "$TS" "$ROUNDS" "$DURATION" "$CLIENTS" "$THREADS" "$(nproc)" "$DISTURBED" "$SAMPLES" "$SAMPLE_DURATION" <<'PY'
 import json, statistics, sys
-out, ts, rounds, duration, clients, threads, cores, disturbed_at = sys.argv[1:]
+out, ts, rounds, duration, clients, threads, cores, disturbed_at, samples, sample_duration = sys.argv[1:]
 disturbed_at = float(disturbed_at)
 raw = {}
 for line in open(f"{out}/raw.tsv"):
@@ -345,6 +360,7 @@ absolute = {
            "met": med("checker_peak_rss_mb") < 300 if med("checker_peak_rss_mb") is not None else None},
 }
 doc = {"timestamp": ts, "rounds": int(rounds), "duration_s": int(duration), "clients": int(clients),
+       "samples_per_round": int(samples), "sample_duration_s": float(sample_duration),
        "threads": int(threads), "cores": int(cores), "disturbed_above_cores": disturbed_at,
        "figures": figs, "ratios": ratios, "absolute": absolute}
 json.dump(doc, open(f"{out}/bench.json", "w"), indent=2)
@@ -364,6 +380,7 @@ labels = {
 fmt = lambda v: "—" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
 lines = [f"# Benchmark {ts}", "",
          f"{rounds} rounds of {duration} s, {clients} clients, {threads} wrk/pgbench threads, {cores} cores, loopback.",
+         f"The four /health and sold-out figures (G1, G2): {samples} runs of {sample_duration} s each per round, in turn.",
          "Median of the rounds; spread = (max − min) / median. A round marked † was disturbed: other",
          f"processes used more than {disturbed_at} cores while it ran (listed below the table).", "",
          "| figure | median | min | max | spread | rounds |", "|---|---|---|---|---|---|"]
@@ -380,8 +397,9 @@ for key, label in labels.items():
 worst = max((c for f in figs.values() for c in f["foreign_cpu_cores"] if c is not None), default=None)
 lines += [""] + (notes or [f"No round was disturbed (the most other processes used in one was "
                            f"{worst:.2f} cores)." if worst is not None else "No load was recorded."])
-lines += ["", "Round by round: the same ratio within each round (both figures measured minutes apart);",
-          "informative, the target is judged on the ratio of medians.", "",
+lines += ["", "Round by round: the same ratio within each round (both figures measured minutes apart; for",
+          "G1 and G2, within each sample, seconds apart); informative, the target is judged on the",
+          "ratio of medians.", "",
           "| # | ratio of medians | measured | round by round | target | met |",
           "|---|---|---|---|---|---|"]
 for gid, r in ratios.items():
