@@ -11,7 +11,7 @@ mod request_id;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::routing::{get, post, put};
 use serde_json::json;
 use sqlx::PgPool;
@@ -22,7 +22,9 @@ use crate::metrics::ServerMetrics;
 use crate::sales::SaleCache;
 use crate::settings::Settings;
 
-/// Bodies are small JSON documents; anything bigger is refused before it is read (HAZ-11).
+/// Bodies are small JSON documents; anything bigger is refused while it is read (HAZ-11). Every
+/// route with a body reads it through `body::read`, which holds this limit itself, so no axum
+/// `DefaultBodyLimit` layer marks each request with it.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Shared by every handler. axum clones the state for every request that extracts it, so the
@@ -86,7 +88,6 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/sales/{sale_id}/holds", get(holds::export_holds))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(request_id::tag_and_log))
         .with_state(state)
 }
