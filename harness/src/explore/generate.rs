@@ -29,6 +29,11 @@ pub struct GenProfile {
     /// Draw buyers who reuse another buyer's idempotency key with another body; off lets a
     /// search aim at a hazard that needs none.
     pub reused_keys: bool,
+    /// Draw faults timed from the sale's start as well as faults triggered by the units left.
+    /// Off (for a sale with a cap), every fault waits for its sale's last units: a search that
+    /// needs a fault while units remain then finds it whatever the machine's speed, where on a
+    /// fast machine a small sale sells out before a fault timed in seconds lands.
+    pub timed_faults: bool,
 }
 
 impl GenProfile {
@@ -41,6 +46,7 @@ impl GenProfile {
             fault_kinds: Vec::new(),
             journeys: true,
             reused_keys: true,
+            timed_faults: true,
         }
     }
 
@@ -53,6 +59,7 @@ impl GenProfile {
             fault_kinds: Vec::new(),
             journeys: true,
             reused_keys: true,
+            timed_faults: true,
         }
     }
 }
@@ -196,7 +203,7 @@ const ALL_KINDS: [FaultKind; 9] = [
     FaultKind::Reset,
 ];
 
-fn fault(cap: Cap, kinds: Vec<FaultKind>) -> impl Strategy<Value = FaultSpec> {
+fn fault(cap: Cap, kinds: Vec<FaultKind>, timed: bool) -> impl Strategy<Value = FaultSpec> {
     let kinds = if kinds.is_empty() {
         ALL_KINDS.to_vec()
     } else {
@@ -207,8 +214,13 @@ fn fault(cap: Cap, kinds: Vec<FaultKind>) -> impl Strategy<Value = FaultSpec> {
     let trigger = match limited {
         // "Exactly when the last unit goes" is `when_remaining_below = 1`... or 2: the unit
         // before the last.
-        Some(c) => prop_oneof![
+        Some(c) if timed => prop_oneof![
             2 => millis(0..=1500).prop_map(|at| (Some(at), None)),
+            1 => Just((None, Some(1))),
+            1 => (1..=c).prop_map(|k| (None, Some(k))),
+        ]
+        .boxed(),
+        Some(c) => prop_oneof![
             1 => Just((None, Some(1))),
             1 => (1..=c).prop_map(|k| (None, Some(k))),
         ]
@@ -239,6 +251,7 @@ fn fault(cap: Cap, kinds: Vec<FaultKind>) -> impl Strategy<Value = FaultSpec> {
 pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
     let faults_allowed = profile.faults;
     let kinds = profile.fault_kinds.clone();
+    let timed_faults = profile.timed_faults;
     let journeys = if profile.journeys {
         journeys().boxed()
     } else {
@@ -254,7 +267,7 @@ pub fn scenarios(profile: GenProfile) -> impl Strategy<Value = Scenario> {
     )
         .prop_flat_map(move |(cap, buyers, arrival, requests, seed, journeys)| {
             let faults = if faults_allowed {
-                prop::collection::vec(fault(cap, kinds.clone()), 0..=2).boxed()
+                prop::collection::vec(fault(cap, kinds.clone(), timed_faults), 0..=2).boxed()
             } else {
                 Just(Vec::new()).boxed()
             };
@@ -401,6 +414,30 @@ mod tests {
                 .journeys
                 .is_none()
         }));
+    }
+
+    #[test]
+    fn without_timed_faults_a_capped_sale_gets_faults_on_its_last_units_only() {
+        let mut runner = TestRunner::deterministic();
+        let profile = GenProfile {
+            timed_faults: false,
+            ..GenProfile::ci()
+        };
+        let strategy = scenarios(profile);
+        let drawn: Vec<Scenario> = (0..300)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect();
+        let capped_faults: Vec<&FaultSpec> = drawn
+            .iter()
+            .filter(|s| matches!(s.sale.cap, Cap::Limited(c) if c > 0))
+            .flat_map(|s| &s.faults)
+            .collect();
+        assert!(capped_faults.len() >= 20, "{}", capped_faults.len());
+        assert!(
+            capped_faults
+                .iter()
+                .all(|f| f.at.is_none() && f.when_remaining_below.is_some())
+        );
     }
 
     #[test]
