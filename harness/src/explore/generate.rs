@@ -398,35 +398,31 @@ mod tests {
         );
     }
 
+    /// The first `cases` scenarios a deterministic runner draws from `profile`.
+    fn drawn(profile: GenProfile, cases: usize) -> Vec<Scenario> {
+        let mut runner = TestRunner::deterministic();
+        let strategy = scenarios(profile);
+        (0..cases)
+            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+            .collect()
+    }
+
     #[test]
     fn a_target_without_holds_gets_no_journeys() {
-        let mut runner = TestRunner::deterministic();
         let profile = GenProfile {
             journeys: false,
             ..GenProfile::ci()
         };
-        let strategy = scenarios(profile);
-        assert!((0..200).all(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .unwrap()
-                .current()
-                .journeys
-                .is_none()
-        }));
+        assert!(drawn(profile, 200).iter().all(|s| s.journeys.is_none()));
     }
 
     #[test]
     fn without_timed_faults_a_capped_sale_gets_faults_on_its_last_units_only() {
-        let mut runner = TestRunner::deterministic();
         let profile = GenProfile {
             timed_faults: false,
             ..GenProfile::ci()
         };
-        let strategy = scenarios(profile);
-        let drawn: Vec<Scenario> = (0..300)
-            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
-            .collect();
+        let drawn = drawn(profile, 300);
         let capped_faults: Vec<&FaultSpec> = drawn
             .iter()
             .filter(|s| matches!(s.sale.cap, Cap::Limited(c) if c > 0))
@@ -442,10 +438,8 @@ mod tests {
 
     #[test]
     fn caps_cluster_near_small_multiples() {
-        let mut runner = TestRunner::deterministic();
-        let strategy = scenarios(GenProfile::explore(false));
-        let near = (0..200)
-            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        let near = drawn(GenProfile::explore(false), 200)
+            .iter()
             .filter(|s| {
                 s.sale
                     .cap
@@ -458,11 +452,7 @@ mod tests {
 
     #[test]
     fn the_generator_reaches_the_edges() {
-        let mut runner = TestRunner::deterministic();
-        let strategy = scenarios(GenProfile::ci());
-        let drawn: Vec<Scenario> = (0..400)
-            .map(|_| strategy.new_tree(&mut runner).unwrap().current())
-            .collect();
+        let drawn = drawn(GenProfile::ci(), 400);
         assert!(drawn.iter().any(|s| s.sale.cap == Cap::Limited(0)));
         assert!(drawn.iter().any(|s| s.sale.cap == Cap::Unlimited));
         assert!(drawn.iter().any(|s| s.buyers.count == 0));
