@@ -10,19 +10,19 @@
 //! counter should converge. It is corrected only when neither figure moved for a whole interval
 //! (no claim in flight), and only by compare-and-set, so a claim made in between is never lost.
 //!
-//! Both passes read only the sales that can have moved. Summing every order of every sale each tick
-//! made the job's cost grow with the whole order history: with 226k orders in one active sale, ~60
-//! ms for the sum and 65 ms for the slot count through the `sale_slots` view, every second; with
-//! ~270k, PostgreSQL spent 0.20 cores on it while the server was otherwise idle (0.02 since this
-//! change), taken from whatever ran meanwhile. A sale's sum is redone when its newest order changed
-//! (one index descent of `orders_sale_created` tells), a counter's ledger is counted only when the
-//! counter stood still since the last tick or disagreed with the ledger, and every
-//! [`FULL_PASS_EVERY`]th tick redoes everything: that catches what the shortcut cannot see, an
-//! order committed after a newer one was read (its `created_at` is older) or a ledger that moved
-//! while its counter did not (PostgreSQL-path claims during a Redis outage).
+//! Both passes leave out the sales that have not moved lately. Summing every order of every sale
+//! each tick made the job's cost grow with the whole order history: with 226k orders in one
+//! active sale, ~60 ms for the sum and 65 ms for the slot count through the `sale_slots` view,
+//! every second; with ~270k, PostgreSQL spent 0.20 cores on it while the server was otherwise
+//! idle, taken from whatever ran meanwhile. A sale is read again while its newest order (one
+//! index descent of `orders_sale_created`), and for the reconcile its Redis counter and slot rows,
+//! changed within the last [`STILL_FOR`], and a counter is counted again whenever it disagreed
+//! with its ledger at the last count; every [`FULL_PASS_EVERY`]th tick reads every sale, for what
+//! the signature cannot see (a transaction committing longer than [`STILL_FOR`] after its rows
+//! took their `created_at`).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -33,6 +33,11 @@ use crate::inventory::redis::RedisCounter;
 
 /// Every how many ticks both passes redo every sale, whatever changed (see the module's header).
 pub const FULL_PASS_EVERY: u64 = 10;
+/// How long a sale must look the same before a tick leaves it out: longer than a ledger batch
+/// waits for its commit after its rows take their `created_at` (the ledger's deadline is the
+/// database acquire timeout, 5 s by default), so an order committed after a newer one was read is
+/// summed by the next ticks; a transaction open longer still is left to the full pass.
+pub const STILL_FOR: Duration = Duration::from_secs(10);
 
 /// Sets `quantity_sold` of every active or expired sale to the units in its orders. Returns how
 /// many sales changed. Safe to run twice or concurrently: it only ever writes the truth.
@@ -66,22 +71,75 @@ async fn sync_sales(pool: &PgPool, sales: &[Uuid]) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Remembers each sale's newest order, to sum again only the sales whose orders changed.
-#[derive(Debug, Default)]
+/// When a sale last looked different to the job: its newest order (and for the reconcile, its
+/// Redis counter and slot rows), and since when it has looked the same.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen<S> {
+    signature: S,
+    since: Instant,
+}
+
+/// Tells whether a sale that now shows `signature` is still to be read (it looked different at a
+/// tick of the last `still_for`, or was not seen before), and what to remember of it.
+fn still_moving<S: PartialEq>(
+    seen: Option<&Seen<S>>,
+    signature: S,
+    now: Instant,
+    still_for: Duration,
+) -> (bool, Seen<S>) {
+    match seen {
+        Some(before) if before.signature == signature => (
+            now.duration_since(before.since) < still_for,
+            Seen {
+                signature,
+                since: before.since,
+            },
+        ),
+        _ => (
+            true,
+            Seen {
+                signature,
+                since: now,
+            },
+        ),
+    }
+}
+
+/// Sums again only the sales that moved lately (see the module's header).
+#[derive(Debug)]
 pub struct UnitsSync {
-    newest_seen: HashMap<Uuid, Option<OffsetDateTime>>,
+    seen: HashMap<Uuid, Seen<Option<OffsetDateTime>>>,
     passes: u64,
+    still_for: Duration,
+}
+
+impl Default for UnitsSync {
+    fn default() -> Self {
+        Self {
+            seen: HashMap::new(),
+            passes: 0,
+            still_for: STILL_FOR,
+        }
+    }
 }
 
 impl UnitsSync {
+    /// How long a sale must look the same to be left out, instead of [`STILL_FOR`] (tests).
+    pub fn still_for(mut self, still_for: Duration) -> Self {
+        self.still_for = still_for;
+        self
+    }
+
     /// One tick: [`sync_once`] on the first tick and every [`FULL_PASS_EVERY`]th; otherwise the
-    /// same for the sales whose newest order is not the one seen at the last tick. Returns how
+    /// same for the sales whose newest order changed within the last [`STILL_FOR`]. Returns how
     /// many sales changed.
     pub async fn pass(&mut self, pool: &PgPool) -> Result<u64, sqlx::Error> {
         let full = self.passes % FULL_PASS_EVERY == 0;
         self.passes += 1;
-        // Read before the sums: an order committed after this read changes the sale's newest
-        // order (and is summed next tick) or is older than it (and is summed by a full pass).
+        let now = Instant::now();
+        // Read before the sums: an order committed after this read either changes its sale's
+        // newest order or, older than it, commits within STILL_FOR of it (a transaction open
+        // longer is left to the full pass); either way the sale is summed again.
         let newest: Vec<(Uuid, Option<OffsetDateTime>)> = sqlx::query_as(
             "SELECT s.id, (SELECT max(o.created_at) FROM orders o WHERE o.sale_id = s.id)
              FROM flash_sales s
@@ -89,40 +147,68 @@ impl UnitsSync {
         )
         .fetch_all(pool)
         .await?;
-        let moved: Vec<Uuid> = newest
-            .iter()
-            .filter(|(sale, at)| self.newest_seen.get(sale) != Some(at))
-            .map(|(sale, _)| *sale)
-            .collect();
+        let mut seen = HashMap::with_capacity(newest.len());
+        let mut moving = Vec::new();
+        for (sale, at) in newest {
+            let (read, now_seen) = still_moving(self.seen.get(&sale), at, now, self.still_for);
+            if read {
+                moving.push(sale);
+            }
+            seen.insert(sale, now_seen);
+        }
         let changed = if full {
             sync_once(pool).await?
-        } else if moved.is_empty() {
+        } else if moving.is_empty() {
             0
         } else {
-            sync_sales(pool, &moved).await?
+            sync_sales(pool, &moving).await?
         };
-        // Remembered only once the sums are written: a failed tick sums the same sales again.
-        self.newest_seen = newest.into_iter().collect();
+        // Kept only once the sums are written: after a failed tick the same sales look new.
+        self.seen = seen;
         Ok(changed)
     }
 }
 
-/// Remembers the last counter seen for each sale and, when it was counted, the ledger's units
-/// then: to tell a quiet sale from a busy one, and a settled one from one to count.
-#[derive(Debug, Default)]
+/// What the reconcile compares between ticks for a sale: its Redis counter, its newest order
+/// and its slot rows (holds and orders of scattered slots), which between them move whenever the
+/// ledger's units do, up to an order committed after a newer one (see [`UnitsSync::pass`]).
+type LedgerSignature = (i64, Option<OffsetDateTime>, i64);
+
+/// Remembers, for each sale, the (counter, units) of its last count, to correct a counter only
+/// when both read the same at two ticks in a row, and when the sale last moved, to count only
+/// the sales that moved lately or disagreed.
+#[derive(Debug)]
 pub struct RedisReconciler {
-    last_seen: HashMap<Uuid, (i64, Option<i64>)>,
+    last_count: HashMap<Uuid, (i64, i64)>,
+    seen: HashMap<Uuid, Seen<LedgerSignature>>,
     passes: u64,
+    still_for: Duration,
+}
+
+impl Default for RedisReconciler {
+    fn default() -> Self {
+        Self {
+            last_count: HashMap::new(),
+            seen: HashMap::new(),
+            passes: 0,
+            still_for: STILL_FOR,
+        }
+    }
 }
 
 impl RedisReconciler {
+    /// How long a sale must look the same to be left out, instead of [`STILL_FOR`] (tests).
+    pub fn still_for(mut self, still_for: Duration) -> Self {
+        self.still_for = still_for;
+        self
+    }
+
     /// One pass over the capped sales with a slot ledger that are active or ended within the
     /// hour (a sale expired early still has holds whose units come back to it; its counter should
     /// settle too). A counter is set to the ledger's units when both read the same at two ticks
-    /// in a row and disagree. Between full passes (every [`FULL_PASS_EVERY`]th tick) a sale is
-    /// not counted when its counter moved since the last tick (busy: no correction could be made
-    /// this tick anyway) or stood still at the units last counted (settled). Returns how many
-    /// counters it set.
+    /// in a row and disagree. A sale whose counter agreed with its ledger at the last count and
+    /// that has not moved for [`STILL_FOR`] is not counted again until the next full pass (every
+    /// [`FULL_PASS_EVERY`]th tick). Returns how many counters it set.
     pub async fn reconcile_once(
         &mut self,
         pool: &PgPool,
@@ -130,8 +216,11 @@ impl RedisReconciler {
     ) -> Result<u32, sqlx::Error> {
         let full = self.passes % FULL_PASS_EVERY == 0;
         self.passes += 1;
-        let sales: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT s.id FROM flash_sales s
+        let now = Instant::now();
+        let sales: Vec<(Uuid, Option<OffsetDateTime>, i64)> = sqlx::query_as(
+            "SELECT s.id, (SELECT max(o.created_at) FROM orders o WHERE o.sale_id = s.id),
+                    (SELECT count(*) FROM order_units u WHERE u.sale_id = s.id)
+             FROM flash_sales s
              WHERE (s.state = 'active'
                     OR (s.state = 'expired' AND s.ends_at > now() - interval '1 hour'))
                AND s.ledger = 'slots' AND s.unit_cap IS NOT NULL",
@@ -139,27 +228,22 @@ impl RedisReconciler {
         .fetch_all(pool)
         .await?;
         let mut seen = HashMap::with_capacity(sales.len());
+        let mut last_count = HashMap::with_capacity(sales.len());
         let mut to_count = Vec::new();
-        for (sale_id,) in sales {
+        for (sale_id, newest, slot_rows) in sales {
             let Ok(Some(counter)) = redis.read(sale_id).await else {
                 continue;
             };
-            if !full {
-                match self.last_seen.get(&sale_id) {
-                    // Busy: its counter moved since the last tick, so two readings cannot agree.
-                    Some(&(before, _)) if before != counter => {
-                        seen.insert(sale_id, (counter, None));
-                        continue;
-                    }
-                    // Settled: the counter stood still at the units counted last time.
-                    Some(&(_, Some(units))) if units == counter => {
-                        seen.insert(sale_id, (counter, Some(units)));
-                        continue;
-                    }
-                    _ => {}
-                }
+            let signature = (counter, newest, slot_rows);
+            let (moving, now_seen) =
+                still_moving(self.seen.get(&sale_id), signature, now, self.still_for);
+            seen.insert(sale_id, now_seen);
+            let agreed = self.last_count.get(&sale_id) == Some(&(counter, counter));
+            if full || moving || !agreed {
+                to_count.push((sale_id, counter));
+            } else {
+                last_count.insert(sale_id, (counter, counter));
             }
-            to_count.push((sale_id, counter));
         }
         let ids: Vec<Uuid> = to_count.iter().map(|(sale, _)| *sale).collect();
         let counted: HashMap<Uuid, i64> = if ids.is_empty() {
@@ -185,15 +269,16 @@ impl RedisReconciler {
             let Some(&units) = counted.get(&sale_id) else {
                 continue;
             };
-            if counter != units && self.last_seen.get(&sale_id) == Some(&(counter, Some(units))) {
+            if counter != units && self.last_count.get(&sale_id) == Some(&(counter, units)) {
                 if let Ok(true) = redis.compare_and_set(sale_id, counter, units).await {
                     tracing::info!(sale = %sale_id, from = counter, to = units, "redis counter reconciled with the ledger");
                     fixed += 1;
                 }
             }
-            seen.insert(sale_id, (counter, Some(units)));
+            last_count.insert(sale_id, (counter, units));
         }
-        self.last_seen = seen;
+        self.seen = seen;
+        self.last_count = last_count;
         Ok(fixed)
     }
 }

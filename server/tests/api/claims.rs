@@ -196,77 +196,86 @@ async fn unlimited_sales_sell_without_claims() {
 }
 
 #[tokio::test]
-async fn the_reconcile_counts_a_ledger_only_once_its_counter_stands_still_and_always_on_a_full_pass()
- {
+async fn the_reconcile_leaves_out_a_settled_sale_still_for_a_while_until_it_moves_or_a_full_pass() {
     use flashsale_server::inventory::redis::RedisCounter;
     use flashsale_server::jobs::units_sync::{FULL_PASS_EVERY, RedisReconciler};
+    let still_for = Duration::from_secs(2);
     let mut app = spawn_app_without_jobs(InventoryStrategy::Redis).await;
     let sale = app.live_sale(Some(10)).await;
     assert_eq!(burst(&app, sale, 3).await.0, 3);
     let redis = RedisCounter::connect(&redis_url(), Duration::from_millis(500))
         .await
         .unwrap();
-    let mut reconciler = RedisReconciler::default();
+    let mut reconciler = RedisReconciler::default().still_for(still_for);
+    let pool = app.pool.clone();
+    let tick = async |reconciler: &mut RedisReconciler| {
+        reconciler.reconcile_once(&pool, &redis).await.unwrap()
+    };
     assert_eq!(
-        reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-        0
+        tick(&mut reconciler).await,
+        0,
+        "full pass: counter and ledger agree"
     );
-    // Claims whose orders never landed: the counter moves, so the next tick only notes it (busy),
-    // the one after counts the ledger, and the third, reading the same again, corrects it.
-    app.redis_cmd(redis::cmd("SET").arg(sold_key(sale)).arg(9))
-        .await;
-    for tick in 1..=2 {
-        assert_eq!(
-            reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-            0,
-            "tick {tick}"
-        );
-        assert_eq!(app.redis_counter(sale).await, Some(9));
-    }
-    assert_eq!(
-        reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-        1
-    );
-    assert_eq!(app.redis_counter(sale).await, Some(3));
-    // The correction moved the counter (one busy tick), then a count finds them equal: settled.
-    for _ in 0..2 {
-        assert_eq!(
-            reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-            0
-        );
-    }
     // A ledger that moves while the counter stands still (a PostgreSQL-path order during an
-    // outage; written here straight into the ledger) is not counted between full passes, so it is
-    // first seen by the next full pass and corrected one tick later.
-    let mut passes = 6;
+    // outage, written here straight into the ledger) moves the sale's newest order: counted at
+    // once, and corrected when the next tick reads the same.
+    let pg_order = async |slot: i64, key: &str| {
+        sqlx::query(
+            "INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
+                                 idempotency_key, decided_by, slot)
+             VALUES ($1, $2, 'tee', 'pg-buyer', 1, 1500, $3, 'postgres', $4)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(sale)
+        .bind(key)
+        .bind(slot)
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    pg_order(4, "pg-1").await;
+    assert_eq!(tick(&mut reconciler).await, 0);
+    assert_eq!(tick(&mut reconciler).await, 1);
+    assert_eq!(app.redis_counter(sale).await, Some(4));
+    // Settled and still for longer than `still_for`: left out until the full pass. What the
+    // signature cannot see waits for it: an order committed with a `created_at` older than the
+    // newest one (a transaction that stayed open), which moves neither the counter nor the newest
+    // order.
+    assert_eq!(
+        tick(&mut reconciler).await,
+        0,
+        "the correction moved the counter"
+    );
+    tokio::time::sleep(still_for + Duration::from_millis(500)).await;
+    assert_eq!(tick(&mut reconciler).await, 0);
+    let mut passes = 5;
     sqlx::query(
         "INSERT INTO orders (id, sale_id, product_id, buyer_id, quantity, unit_price_cents,
-                             idempotency_key, decided_by, slot)
-         VALUES ($1, $2, 'tee', 'pg-buyer', 1, 1500, 'pg-key', 'postgres', 4)",
+                             idempotency_key, decided_by, slot, created_at)
+         VALUES ($1, $2, 'tee', 'late-buyer', 1, 1500, 'late', 'postgres', 5,
+                 now() - interval '1 hour')",
     )
     .bind(uuid::Uuid::now_v7())
     .bind(sale)
-    .execute(&app.pool)
+    .execute(&pool)
     .await
     .unwrap();
     while passes % FULL_PASS_EVERY != 0 {
-        assert_eq!(
-            reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-            0
-        );
+        assert_eq!(tick(&mut reconciler).await, 0, "pass {passes}");
         passes += 1;
     }
     assert_eq!(
-        reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-        0,
-        "full pass"
+        app.redis_counter(sale).await,
+        Some(4),
+        "left out until the full pass"
     );
-    assert_eq!(app.redis_counter(sale).await, Some(3));
+    assert_eq!(tick(&mut reconciler).await, 0, "the full pass counts it");
     assert_eq!(
-        reconciler.reconcile_once(&app.pool, &redis).await.unwrap(),
-        1
+        tick(&mut reconciler).await,
+        1,
+        "and the next tick corrects it"
     );
-    assert_eq!(app.redis_counter(sale).await, Some(4));
+    assert_eq!(app.redis_counter(sale).await, Some(5));
     app.finish().await;
 }
 
