@@ -73,7 +73,7 @@ async fn sync_sales(pool: &PgPool, sales: &[Uuid]) -> Result<u64, sqlx::Error> {
 
 /// When a sale last looked different to the job: its newest order (and for the reconcile, its
 /// Redis counter and slot rows), and since when it has looked the same.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 struct Seen<S> {
     signature: S,
     since: Instant,
@@ -163,7 +163,7 @@ impl UnitsSync {
         } else {
             sync_sales(pool, &moving).await?
         };
-        // Kept only once the sums are written: after a failed tick the same sales look new.
+        // Kept only once the sums are written: after a failed tick, what moved still looks moved.
         self.seen = seen;
         Ok(changed)
     }
