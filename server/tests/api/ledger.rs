@@ -365,15 +365,6 @@ async fn quantity_sold_converges_to_the_orders() {
     app.finish().await;
 }
 
-/// `flash_sales.quantity_sold` as stored.
-async fn quantity_sold(app: &TestApp, sale: Uuid) -> i64 {
-    sqlx::query_scalar("SELECT quantity_sold FROM flash_sales WHERE id = $1")
-        .bind(sale)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn units_sync_leaves_out_a_sale_still_for_a_while_until_its_next_order_or_a_full_pass() {
     use flashsale_server::jobs::units_sync::{FULL_PASS_EVERY, UnitsSync};
@@ -384,7 +375,7 @@ async fn units_sync_leaves_out_a_sale_still_for_a_while_until_its_next_order_or_
     let mut sync = UnitsSync::default().still_for(still_for);
     sync.pass(&app.pool).await.unwrap();
     assert_eq!(
-        quantity_sold(&app, sale).await,
+        app.inventory(sale).await["quantity_sold"],
         3,
         "the first pass is a full one"
     );
@@ -401,7 +392,7 @@ async fn units_sync_leaves_out_a_sale_still_for_a_while_until_its_next_order_or_
     spoil().await;
     sync.pass(&app.pool).await.unwrap();
     assert_eq!(
-        quantity_sold(&app, sale).await,
+        app.inventory(sale).await["quantity_sold"],
         3,
         "a sale that moved lately is summed"
     );
@@ -411,21 +402,21 @@ async fn units_sync_leaves_out_a_sale_still_for_a_while_until_its_next_order_or_
     for _ in 2..FULL_PASS_EVERY {
         sync.pass(&app.pool).await.unwrap();
         assert_eq!(
-            quantity_sold(&app, sale).await,
+            app.inventory(sale).await["quantity_sold"],
             0,
             "a still sale is left out"
         );
     }
     sync.pass(&app.pool).await.unwrap();
     assert_eq!(
-        quantity_sold(&app, sale).await,
+        app.inventory(sale).await["quantity_sold"],
         3,
         "the full pass sums every sale"
     );
     // A new order moves the sale: summed at the next tick, a short one.
     assert_eq!(app.buy(sale, "late", "zoe", 1).await.status().as_u16(), 201);
     sync.pass(&app.pool).await.unwrap();
-    assert_eq!(quantity_sold(&app, sale).await, 4);
+    assert_eq!(app.inventory(sale).await["quantity_sold"], 4);
     app.finish().await;
 }
 
