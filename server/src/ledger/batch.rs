@@ -70,6 +70,18 @@ impl<J: Send + 'static> Coalescer<J> {
         F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        Self::spawn_with_idle(max_batch, concurrency, run, || {})
+    }
+
+    /// [`Coalescer::spawn`], calling `idle` whenever a runner is free and finds no job queued,
+    /// before it waits for the next one: the ledger hands its runners' kept connections back to
+    /// the pool then (`super::kept`).
+    pub fn spawn_with_idle<F, Fut, I>(max_batch: usize, concurrency: usize, run: F, idle: I) -> Self
+    where
+        F: Fn(Vec<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+        I: Fn() + Send + 'static,
+    {
         assert!(max_batch >= 1 && concurrency >= 1);
         let (queue, mut jobs) = mpsc::unbounded_channel::<J>();
         let runners = Arc::new(Semaphore::new(concurrency));
@@ -83,6 +95,9 @@ impl<J: Send + 'static> Coalescer<J> {
                     return;
                 };
                 let mut batch = Vec::new();
+                if jobs.is_empty() {
+                    idle();
+                }
                 if jobs.recv_many(&mut batch, max_batch).await == 0 {
                     return;
                 }
@@ -280,6 +295,49 @@ mod tests {
             "the batch waited {waited:?}: until the job was withdrawn, not the whole linger"
         );
         assert_eq!(*batches.lock().unwrap(), [vec![1]]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_is_called_when_a_free_runner_finds_nothing_queued_not_between_busy_batches() {
+        let idles = Arc::new(AtomicUsize::new(0));
+        let counted = idles.clone();
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let coalescer = Arc::new(Coalescer::spawn_with_idle(
+            2,
+            1,
+            move |batch: Vec<Job>| {
+                seen.lock().unwrap().push(batch.len());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    for job in batch {
+                        let _ = job.reply.send(job.n);
+                    }
+                }
+            },
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(idles.load(Ordering::SeqCst), 1, "idle before the first job");
+        // Six jobs queued at once: three batches back to back, the queue never empty between them.
+        let calls: Vec<_> = (0..6u32)
+            .map(|n| {
+                let c = coalescer.clone();
+                tokio::spawn(async move { c.call(|reply| Job { n, reply }).await })
+            })
+            .collect();
+        for call in calls {
+            assert!(call.await.unwrap().is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(*batches.lock().unwrap(), [2, 2, 2]);
+        assert_eq!(
+            idles.load(Ordering::SeqCst),
+            2,
+            "idle once more, after the last batch, not between the three"
+        );
     }
 
     #[tokio::test(start_paused = true)]

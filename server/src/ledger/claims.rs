@@ -12,7 +12,7 @@
 //! [`super::Ledger`]): one lock, one read of the highest slot and one insert for the whole batch. That, not a faster statement, is what lets
 //! this path outrun the naive hot-row `UPDATE` (G4 in docs/performance.md).
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::ClaimError;
@@ -85,7 +85,8 @@ pub async fn claim(
     decided_by: &'static str,
 ) -> Result<Order, ClaimError> {
     for _ in 0..SLOT_RACE_RETRIES {
-        match claim_together(pool, sale_id, cap, &[(req, decided_by)]).await {
+        let mut conn = pool.acquire().await?;
+        match claim_together(&mut conn, sale_id, cap, &[(req, decided_by)]).await {
             Ok(mut decisions) => {
                 return match decisions.pop() {
                     Some(Decision::Granted(order)) => Ok(order),
@@ -108,7 +109,7 @@ pub async fn claim(
 /// one may still fit). All granted orders are stored by one statement; if any row conflicts,
 /// nothing is stored and the error says which kind, so the caller can decide them one by one.
 pub async fn claim_together(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     sale_id: Uuid,
     cap: i64,
     claims: &[(&OrderRequest, &'static str)],
@@ -123,13 +124,13 @@ pub async fn claim_together(
             decided_by,
         })
         .collect();
-    if let Some(stored) = orders::append_many(pool, sale_id, cap, &batch).await? {
+    if let Some(stored) = orders::append_many(&mut *conn, sale_id, cap, &batch).await? {
         return Ok(stored.into_iter().map(Decision::Granted).collect());
     }
     // Near the end: the free slots may be holes below the highest one. The per-sale advisory
     // lock serialises this path per sale; Redis-path inserts do not take it, the slot primary key
     // settles races with them. The lock is held until this transaction ends ([`lock_sale`]).
-    let mut tx = lock_sale(pool, sale_id, cap).await?;
+    let mut tx = lock_sale(conn, sale_id, cap).await?;
     // The index answers max(slot) at once; counting the slots is a scan, needed only near the
     // end, when the free slots may be holes below the highest one (released claims, orders that
     // never landed). Every slot above the highest is free.
@@ -189,13 +190,15 @@ pub async fn claim_together(
 /// `a_reservation_dropped_while_it_waits_for_the_sale_lock_leaves_no_lock_behind`, when
 /// reservations still came through here; they now take the lock inside migration 0006's
 /// function). A plain BEGIN returns at once; the lock is then taken inside a transaction sqlx
-/// rolls back on release if its caller is dropped.
+/// rolls back if its caller is dropped: the rollback is queued on the connection and sent before
+/// anything else, by the pool's ping when the connection goes back to the pool, or ahead of the
+/// next statement when a ledger runner keeps it (`super::kept`).
 pub(super) async fn lock_sale(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     sale_id: Uuid,
     cap: i64,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
     sqlx::query(
         "SELECT count(*) FROM flashsale_append_claims($1, $2, \
          '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')",
@@ -212,7 +215,7 @@ pub(super) async fn lock_sale(
 /// range is taken; the only range that can cover a slot is the multi-unit range starting nearest
 /// below it (migration 0013's header).
 pub(super) async fn free_slots(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     sale_id: Uuid,
     cap: i64,
     highest: Option<i64>,

@@ -4,6 +4,7 @@
 //! - [`claims`]: the PostgreSQL claim path's SQL (per-sale advisory lock, free slots, holes).
 //! - [`holds`]: cart holds, which own slots as orders do (reserve, check out, release, expire).
 //! - [`batch`]: group commit's queue, the [`Coalescer`].
+//! - [`kept`]: the connection each batch runner keeps from one batch to the next.
 //!
 //! [`Ledger`] is the front door for buys: idempotency-key lookups, order inserts and
 //! PostgreSQL-path claims, each group-committed through a [`Coalescer`], plus the reads a claim
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod claims;
 pub mod holds;
+pub mod kept;
 pub mod orders;
 
 use std::future::Future;
@@ -30,6 +32,7 @@ use uuid::Uuid;
 
 use self::batch::{Coalescer, OnItsWay};
 use self::claims::Decision;
+use self::kept::KeptConnections;
 use self::orders::{InsertError, NewOrder, Order, OrderRequest};
 use crate::metrics::ServerMetrics;
 
@@ -229,25 +232,33 @@ impl Ledger {
     }
 }
 
-/// A coalescer whose batches run `run` on the pool within the deadline.
+/// A coalescer whose batches run `run` within the deadline, on the connection its runner keeps
+/// from one batch to the next (`kept`), which goes back to the pool whenever the runner finds no
+/// job waiting.
 fn dispatcher<J, Fut>(
     pool: &PgPool,
     deadline: Duration,
     kind: &'static str,
-    run: fn(PgPool, Vec<J>) -> Fut,
+    run: fn(Arc<KeptConnections>, Vec<J>) -> Fut,
     metrics: Arc<ServerMetrics>,
 ) -> Coalescer<J>
 where
     J: Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let pool = pool.clone();
-    Coalescer::spawn(MAX_BATCH, RUNNERS, move |batch: Vec<J>| {
-        let size = batch.len();
-        let metrics = metrics.clone();
-        let work = within(deadline, kind, size, run(pool.clone(), batch));
-        async move { metrics.batch_ran(kind, size, work.await) }
-    })
+    let db = Arc::new(KeptConnections::for_pool(pool, RUNNERS));
+    let idle = db.clone();
+    Coalescer::spawn_with_idle(
+        MAX_BATCH,
+        RUNNERS,
+        move |batch: Vec<J>| {
+            let size = batch.len();
+            let metrics = metrics.clone();
+            let work = within(deadline, kind, size, run(db.clone(), batch));
+            async move { metrics.batch_ran(kind, size, work.await) }
+        },
+        move || idle.release(),
+    )
 }
 
 /// Runs a batch, dropping it (and with it the reply channels it still holds) after `deadline`.
@@ -285,10 +296,18 @@ fn dropped(what: &str) -> sqlx::Error {
 }
 
 /// One query for the whole batch.
-async fn lookup_batch(pool: PgPool, batch: Vec<KeyLookup>) {
+async fn lookup_batch(db: Arc<KeptConnections>, batch: Vec<KeyLookup>) {
     let buyers: Vec<String> = batch.iter().map(|l| l.buyer_id.clone()).collect();
     let keys: Vec<String> = batch.iter().map(|l| l.key.clone()).collect();
-    match orders::find_many_by_key(&pool, &buyers, &keys).await {
+    let found = match db.take().await {
+        Ok(mut conn) => {
+            let found = orders::find_many_by_key(&mut *conn, &buyers, &keys).await;
+            db.put_back(conn, found.as_ref().err().is_none_or(kept::survives));
+            found
+        }
+        Err(err) => Err(err),
+    };
+    match found {
         Ok(found) => {
             for lookup in batch {
                 let order = found
@@ -310,13 +329,19 @@ async fn lookup_batch(pool: PgPool, batch: Vec<KeyLookup>) {
 
 /// One statement for the whole batch; on a conflict, each order alone, so only the order that
 /// conflicts gets the error.
-async fn insert_batch(pool: PgPool, batch: Vec<QueuedInsert>) {
+async fn insert_batch(db: Arc<KeptConnections>, batch: Vec<QueuedInsert>) {
     together_else_alone(
         batch,
         "insert",
         async |batch: &[QueuedInsert]| {
             let orders: Vec<NewOrder> = batch.iter().map(|q| q.order.clone()).collect();
-            orders::insert_many(&pool, &orders).await
+            let mut conn = db.take().await?;
+            let stored = orders::insert_many(&mut *conn, &orders).await;
+            db.put_back(
+                conn,
+                stored.as_ref().err().is_none_or(InsertError::survives),
+            );
+            stored
         },
         |queued, order| {
             let _ = queued.reply.send(Ok(order));
@@ -325,7 +350,7 @@ async fn insert_batch(pool: PgPool, batch: Vec<QueuedInsert>) {
             let _ = queued.reply.send(Err(InsertError::Database(err)));
         },
         |queued| {
-            let pool = pool.clone();
+            let pool = db.pool().clone();
             async move {
                 let o = &queued.order;
                 let result =
@@ -340,7 +365,7 @@ async fn insert_batch(pool: PgPool, batch: Vec<QueuedInsert>) {
 /// Decides a batch of queued claims: one transaction per sale (sales concurrently). When a
 /// sale's transaction conflicts (a reused key, a slot taken by an in-flight Redis-path order),
 /// its claims are decided one by one instead, so one bad row never fails its neighbours.
-async fn claim_batch(pool: PgPool, batch: Vec<QueuedClaim>) {
+async fn claim_batch(db: Arc<KeptConnections>, batch: Vec<QueuedClaim>) {
     let mut by_sale: Vec<Vec<QueuedClaim>> = Vec::new();
     for claim in batch {
         match by_sale
@@ -351,17 +376,23 @@ async fn claim_batch(pool: PgPool, batch: Vec<QueuedClaim>) {
             None => by_sale.push(vec![claim]),
         }
     }
-    futures::future::join_all(by_sale.into_iter().map(|group| claim_group(&pool, group))).await;
+    futures::future::join_all(by_sale.into_iter().map(|group| claim_group(&db, group))).await;
 }
 
-async fn claim_group(pool: &PgPool, group: Vec<QueuedClaim>) {
+async fn claim_group(db: &KeptConnections, group: Vec<QueuedClaim>) {
     let (sale_id, cap) = (group[0].sale_id, group[0].cap);
     together_else_alone(
         group,
         "claim",
         async |group: &[QueuedClaim]| {
             let claims: Vec<_> = group.iter().map(|c| (&c.req, c.decided_by)).collect();
-            claims::claim_together(pool, sale_id, cap, &claims).await
+            let mut conn = db.take().await?;
+            let decided = claims::claim_together(&mut conn, sale_id, cap, &claims).await;
+            db.put_back(
+                conn,
+                decided.as_ref().err().is_none_or(InsertError::survives),
+            );
+            decided
         },
         |claim, decision| {
             let _ = claim.reply.send(match decision {
@@ -374,7 +405,7 @@ async fn claim_group(pool: &PgPool, group: Vec<QueuedClaim>) {
         },
         |queued| async move {
             let result = claims::claim(
-                pool,
+                db.pool(),
                 queued.sale_id,
                 queued.cap,
                 &queued.req,

@@ -66,6 +66,17 @@ pub enum InsertError {
     Database(#[from] sqlx::Error),
 }
 
+impl InsertError {
+    /// Whether the connection that gave this answer is at a clean point and may be kept for the
+    /// next statement ([`super::kept`]): every refusal PostgreSQL itself made.
+    pub fn survives(&self) -> bool {
+        match self {
+            InsertError::SlotTaken | InsertError::DuplicateKey | InsertError::BuyerLimit => true,
+            InsertError::Database(err) => super::kept::survives(err),
+        }
+    }
+}
+
 const ORDER_COLUMNS: &str = "id AS order_id, sale_id, product_id, buyer_id, quantity, \
      unit_price_cents, idempotency_key, decided_by, created_at";
 
@@ -354,8 +365,8 @@ pub async fn find_by_key(
 /// made while `orders` was small is a sequential scan, kept as the table grows (seen here: 600
 /// scans reading 7 million rows in 8 s). Planned with the real arrays each time, it probes the
 /// unique (buyer_id, idempotency_key) index.
-pub async fn find_many_by_key(
-    pool: &PgPool,
+pub async fn find_many_by_key<'e>(
+    db: impl PgExecutor<'e>,
     buyer_ids: &[String],
     keys: &[String],
 ) -> Result<Vec<Order>, sqlx::Error> {
@@ -366,7 +377,7 @@ pub async fn find_many_by_key(
     .persistent(false)
     .bind(buyer_ids)
     .bind(keys)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await
 }
 

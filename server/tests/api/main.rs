@@ -9,6 +9,7 @@ mod contract;
 mod helpers;
 mod holds;
 mod idempotency;
+mod kept_connections;
 mod ledger;
 mod lifecycle;
 mod metrics;
