@@ -44,7 +44,8 @@ use crate::metrics::ServerMetrics;
 /// order takes no lock on a shared row (pgbench: two concurrent batch writers 920 batches/s
 /// against 768 before), yet on this machine more insert runners still lose: 4.9k orders/s with
 /// one, 4.1k with two, 3.8k with four (2026-12-03, wrk 32 connections): the two cores are busy
-/// and the batches only get smaller.
+/// and the batches only get smaller. Measured again once runners kept their connection
+/// (`kept`, 2026-12-05): 15.5-17.6k orders/s with one, 12.1-12.9k with two.
 const RUNNERS: usize = 1;
 /// The largest batch: bounds one statement's arrays and one transaction's lock time.
 const MAX_BATCH: usize = 128;
