@@ -251,8 +251,8 @@ impl Server {
             })
             .collect();
         let limits = serve::Limits::from(&self.state.settings);
-        let app = router(self.state);
-        let served = serve::serve(self.listener, app, limits, shutdown).await;
+        let app = router(self.state.clone());
+        let served = serve::serve(self.listener, app, self.state, limits, shutdown).await;
         let _ = stop_jobs.send(true);
         sync.join().await;
         lifecycle.join().await;

@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::http::{AppState, Route};
 use crate::settings::{REFUSAL_SLOTS, Settings};
 
 /// The connection settings, copied out of [`Settings`].
@@ -57,6 +58,7 @@ impl From<&Settings> for Limits {
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
+    state: AppState,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -91,7 +93,14 @@ pub(crate) async fn serve(
                     at_limit = false;
                     tracing::info!("below the connection limit again; serving new connections");
                 }
-                let conn = serve_connection(stream, app.clone(), true, limits, stopping.clone());
+                let conn = serve_connection(
+                    stream,
+                    app.clone(),
+                    Some(state.clone()),
+                    true,
+                    limits,
+                    stopping.clone(),
+                );
                 connections.spawn(hold(permit, conn));
             }
             Err(_) => {
@@ -108,6 +117,7 @@ pub(crate) async fn serve(
                     let conn = serve_connection(
                         stream,
                         refusal_app.clone(),
+                        None,
                         false,
                         limits,
                         stopping.clone(),
@@ -132,10 +142,12 @@ async fn hold(permit: OwnedSemaphorePermit, conn: impl Future<Output = ()>) {
 }
 
 /// Serves one connection with hyper's HTTP/1 server: its header-read timer, keep-alive when
-/// `keep_alive`, and an idle watchdog hyper does not have.
+/// `keep_alive`, and an idle watchdog hyper does not have. With `state`, buys are answered
+/// without the router ([`crate::http::direct_buy`]); a refused connection has none.
 async fn serve_connection(
     stream: TcpStream,
     app: Router,
+    state: Option<AppState>,
     keep_alive: bool,
     limits: Limits,
     mut stopping: watch::Receiver<bool>,
@@ -150,10 +162,20 @@ async fn serve_connection(
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
             let busy = activity.begin_request();
+            let route = match &state {
+                Some(state) => crate::http::direct_buy(state, request),
+                None => Route::ToRouter(request),
+            };
             async move {
-                let response = app.oneshot(request.map(Body::new)).await;
+                let response = match route {
+                    Route::Answered(answer) => answer.await,
+                    Route::ToRouter(request) => match app.oneshot(request.map(Body::new)).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                };
                 drop(busy);
-                response
+                Ok::<_, std::convert::Infallible>(response)
             }
         })
     };

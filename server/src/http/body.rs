@@ -29,7 +29,17 @@ use super::MAX_BODY_BYTES;
 /// `DefaultBodyLimit` wrapper, saved ~1,100 of the ~13,100 instructions a sold-out buy cost
 /// beyond `GET /health` (callgrind; G2 in docs/performance.md).
 pub async fn read(request: Request, within: Duration) -> Result<Bytes, ApiError> {
-    let reading = Limited::new(request.into_body(), MAX_BODY_BYTES).collect();
+    read_body(request.into_body(), within).await
+}
+
+/// [`read`] of any body: axum's, or hyper's own for a buy answered without the router
+/// (`super::direct_buy`).
+pub async fn read_body<B>(body: B, within: Duration) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let reading = Limited::new(body, MAX_BODY_BYTES).collect();
     let mut reading = std::pin::pin!(reading);
     let first_poll = std::future::poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await;
     let read = match first_poll {

@@ -233,17 +233,34 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-/// `POST /sales/{id}/orders`: decides the buy and counts its answer in the server's metrics
-/// (outcome, the path that decided the order, time).
+/// `POST /sales/{id}/orders` through the router: an id that is not a plain path segment (one with
+/// percent-escapes); every other buy is answered without the router (`super::direct_buy`), by the
+/// same [`answer_buy`].
 pub async fn buy(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
     request: Request,
-) -> Result<Response, ApiError> {
-    let started = std::time::Instant::now();
+) -> Response {
     // The headers are read from the request itself: axum's `HeaderMap` extractor would clone
     // them all for every buy (G2, the sold-out path, is mostly such per-request costs).
-    let decided = decide_buy(&state, &raw_id, request).await;
+    let (parts, body) = request.into_parts();
+    answer_buy(&state, &raw_id, &parts.headers, body).await
+}
+
+/// Decides a buy and counts its answer in the server's metrics (outcome, the path that decided
+/// the order, time).
+pub(super) async fn answer_buy<B>(
+    state: &AppState,
+    raw_id: &str,
+    headers: &HeaderMap,
+    body: B,
+) -> Response
+where
+    B: hyper::body::Body<Data = axum::body::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = std::time::Instant::now();
+    let decided = decide_buy(state, raw_id, headers, body).await;
     let took = started.elapsed();
     let metrics = &state.metrics;
     match &decided {
@@ -256,9 +273,9 @@ pub async fn buy(
         Err(e) => metrics.buy_answered(e.code.as_str(), "none", took),
     }
     match decided {
-        Ok(Answer::Order(order, replayed)) => Ok(created(order, replayed)),
-        Ok(Answer::SoldOutFromMemory) => Ok(SOLD_OUT_FROM_MEMORY.response()),
-        Ok(Answer::RefusedByClaim(e)) | Err(e) => Err(e),
+        Ok(Answer::Order(order, replayed)) => created(order, replayed),
+        Ok(Answer::SoldOutFromMemory) => SOLD_OUT_FROM_MEMORY.response(),
+        Ok(Answer::RefusedByClaim(e)) | Err(e) => e.into_response(),
     }
 }
 
@@ -276,10 +293,19 @@ enum Answer {
     RefusedByClaim(ApiError),
 }
 
-async fn decide_buy(state: &AppState, raw_id: &str, request: Request) -> Result<Answer, ApiError> {
+async fn decide_buy<B>(
+    state: &AppState,
+    raw_id: &str,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Answer, ApiError>
+where
+    B: hyper::body::Body<Data = axum::body::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let sale_id = body::sale_id(raw_id)?;
-    let key = idempotency_key(request.headers())?;
-    let raw_body = body::read(request, state.settings.body_read_timeout).await?;
+    let key = idempotency_key(headers)?;
+    let raw_body = body::read_body(body, state.settings.body_read_timeout).await?;
     let buy = read_buy_body(&raw_body, state.settings.max_quantity_per_order)?;
     let sale = state
         .sales

@@ -92,6 +92,46 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `POST /sales/{id}/orders` answered without the router, when `{id}` is a plain path segment (not
+/// empty, no `/`, no `%`, so that axum's percent-decoding would leave it as it is): the same
+/// answer the router would give, from the same code (`buyer::answer_buy`) and the same request-id
+/// step, without the router's own work for each request (the route lookup, the capture stored in
+/// the request and decoded again, the body boxed, the middleware's boxed call). That work was the
+/// largest piece of a sold-out answer's cost that the server could still avoid (G2,
+/// docs/performance.md). Any other request is given back, for the router.
+pub(crate) fn direct_buy(
+    state: &AppState,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Route<impl std::future::Future<Output = axum::response::Response> + Send + use<>> {
+    const PREFIX: &str = "/sales/";
+    let plain_id = (request.method() == axum::http::Method::POST)
+        .then(|| request.uri().path())
+        .and_then(|path| path.strip_prefix(PREFIX)?.strip_suffix("/orders"))
+        .filter(|id| !id.is_empty() && !id.contains(['/', '%']))
+        .map(str::len);
+    let Some(id_len) = plain_id else {
+        return Route::ToRouter(request);
+    };
+    let state = state.clone();
+    Route::Answered(async move {
+        let id = request_id::request_id(request.headers());
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let raw_id = &path[PREFIX.len()..PREFIX.len() + id_len];
+        let answer = buyer::answer_buy(&state, raw_id, &parts.headers, body).await;
+        request_id::tag_and_log_answer(&id, &parts.method, path, answer)
+    })
+}
+
+/// What [`direct_buy`] made of a request: its answer on the way, or the request, for the router.
+// Made and taken apart once per request, within one function: boxing the request would cost an
+// allocation on every request instead.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Route<A> {
+    Answered(A),
+    ToRouter(hyper::Request<hyper::body::Incoming>),
+}
+
 /// What a connection beyond the limit is served (see `serve.rs`): `/health` answers, so a probe
 /// still learns the process is up, and everything else is refused without touching a database.
 pub(crate) fn refusal_router() -> Router {

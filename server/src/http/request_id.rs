@@ -6,7 +6,7 @@
 //! [`ErrorCause`] and never log it themselves.
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use uuid::Uuid;
@@ -16,12 +16,8 @@ use crate::error::ErrorCause;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// A client's id is kept when it is short and printable (it goes into logs); otherwise one is made.
-fn request_id(request: &Request) -> String {
-    match request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .map(HeaderValue::to_str)
-    {
+pub(super) fn request_id(headers: &HeaderMap) -> String {
+    match headers.get(REQUEST_ID_HEADER).map(HeaderValue::to_str) {
         Some(Ok(id))
             if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
         {
@@ -32,10 +28,21 @@ fn request_id(request: &Request) -> String {
 }
 
 pub async fn tag_and_log(request: Request, next: Next) -> Response {
-    let id = request_id(&request);
+    let id = request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mut response = next.run(request).await;
+    let response = next.run(request).await;
+    tag_and_log_answer(&id, &method, &path, response)
+}
+
+/// What [`tag_and_log`] does with an answer: its 5xx cause logged, the id on it. Shared with the
+/// buy answered without the router (`super::direct_buy`).
+pub(super) fn tag_and_log_answer(
+    id: &str,
+    method: &Method,
+    path: &str,
+    mut response: Response,
+) -> Response {
     let status = response.status();
     if status.is_server_error() {
         match response.extensions_mut().remove::<ErrorCause>() {
@@ -49,7 +56,7 @@ pub async fn tag_and_log(request: Request, next: Next) -> Response {
             ),
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::from_str(id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response

@@ -351,3 +351,77 @@ async fn every_answer_carries_a_request_id_and_a_client_one_is_kept() {
     assert_eq!(kept.headers()["x-request-id"], "trace-42");
     app.finish().await;
 }
+
+/// A buy whose sale id is a plain path segment is answered without the router
+/// (`http::direct_buy`); one with a percent-escape in its id goes through the router. Both must
+/// give the same answer to the same request: the same status, code and request-id echo, and the
+/// same one order for one key.
+#[tokio::test]
+async fn a_buy_answered_without_the_router_answers_as_the_router_does() {
+    let app = spawn_app(InventoryStrategy::Redis).await;
+    let live = app.live_sale(Some(100)).await;
+    let sold_out = app.live_sale(Some(1)).await;
+    assert_eq!(
+        app.buy(sold_out, "only", "b-only", 1).await.status(),
+        StatusCode::CREATED
+    );
+    // The first character of the id written as a percent-escape: the router decodes it to the
+    // same id; the direct path leaves such paths to the router.
+    let escaped = |sale: uuid::Uuid| {
+        let id = sale.to_string();
+        format!("%{:02X}{}", id.as_bytes()[0], &id[1..])
+    };
+    let good = |buyer: &str| json!({"buyer_id": buyer, "quantity": 1}).to_string();
+    let cases: Vec<(&str, uuid::Uuid, Option<&str>, String)> = vec![
+        ("a new order", live, Some("new"), good("b-new")),
+        ("sold out", sold_out, Some("late"), good("b-late")),
+        ("malformed JSON", live, Some("bad-json"), "{".to_owned()),
+        ("no key", live, None, good("b-nokey")),
+        (
+            "unknown field",
+            live,
+            Some("unknown"),
+            r#"{"buyer_id":"b","quantity":1,"x":1}"#.to_owned(),
+        ),
+        (
+            "unknown sale",
+            uuid::Uuid::new_v4(),
+            Some("nosale"),
+            good("b-nosale"),
+        ),
+    ];
+    for (what, sale, key, body) in cases {
+        let mut answers = Vec::new();
+        for (route, id) in [("direct", sale.to_string()), ("router", escaped(sale))] {
+            let mut request = app
+                .client
+                .post(app.url(&format!("/sales/{id}/orders")))
+                .header("content-type", "application/json")
+                .header("x-request-id", format!("{what}-{route}").replace(' ', "-"))
+                .body(body.clone());
+            if let Some(key) = key {
+                request = request.header("idempotency-key", key);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            assert_eq!(
+                response.headers()["x-request-id"],
+                format!("{what}-{route}").replace(' ', "-"),
+                "{what} ({route})"
+            );
+            let body: serde_json::Value = response.json().await.unwrap();
+            let code = body["error"]["code"].as_str().map(str::to_owned);
+            let order = body["order_id"].as_str().map(str::to_owned);
+            answers.push((status, code, order));
+        }
+        let (direct, router) = (&answers[0], &answers[1]);
+        assert_eq!(direct.0, router.0, "{what}: {answers:?}");
+        assert_eq!(direct.1, router.1, "{what}: {answers:?}");
+        if direct.0 == StatusCode::CREATED {
+            // The same key twice: the router's answer is the replay of the direct one's order.
+            assert_eq!(direct.2, router.2, "{what}: one order for one key");
+        }
+    }
+    assert_eq!(app.orders(live).await.len(), 1);
+    app.finish().await;
+}
