@@ -102,7 +102,7 @@ pub fn router(state: AppState) -> Router {
 pub(crate) fn direct_buy(
     state: &AppState,
     request: hyper::Request<hyper::body::Incoming>,
-) -> Route<impl std::future::Future<Output = axum::response::Response> + Send + use<>> {
+) -> Route {
     const PREFIX: &str = "/sales/";
     let plain_id = (request.method() == axum::http::Method::POST)
         .then(|| request.uri().path())
@@ -113,22 +113,26 @@ pub(crate) fn direct_buy(
         return Route::ToRouter(request);
     };
     let state = state.clone();
-    Route::Answered(async move {
+    Route::Answered(Box::pin(async move {
         let id = request_id::request_id(request.headers());
         let (parts, body) = request.into_parts();
         let path = parts.uri.path();
         let raw_id = &path[PREFIX.len()..PREFIX.len() + id_len];
         let answer = buyer::answer_buy(&state, raw_id, &parts.headers, body).await;
         request_id::tag_and_log_answer(&id, &parts.method, path, answer)
-    })
+    }))
 }
 
 /// What [`direct_buy`] made of a request: its answer on the way, or the request, for the router.
+///
+/// The answer is boxed: the future hyper keeps for each request is as large as its largest arm,
+/// and with the buy's whole decision inline every other request paid for moving it (`/health`
+/// ~3 % slower under wrk, ~0.25 µs of server time per request). One allocation per buy is less.
 // Made and taken apart once per request, within one function: boxing the request would cost an
 // allocation on every request instead.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum Route<A> {
-    Answered(A),
+pub(crate) enum Route {
+    Answered(std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>),
     ToRouter(hyper::Request<hyper::body::Incoming>),
 }
 
