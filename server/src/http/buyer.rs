@@ -233,9 +233,9 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-/// `POST /sales/{id}/orders` through the router: an id that is not a plain path segment (one with
-/// percent-escapes); every other buy is answered without the router (`super::direct_buy`), by the
-/// same [`answer_buy`].
+/// `POST /sales/{id}/orders` through the router: a buy whose id has a percent-escape, or any buy
+/// when the router is served by itself (tests, an embedder). The server's accept loop answers every
+/// other buy without the router (`super::direct_buy`), by the same [`answer_buy`].
 pub async fn buy(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
