@@ -7,8 +7,8 @@
 //! took a pooled connection for each batch therefore paid a second round trip per batch, and
 //! each batch woke a different backend process of the pool's thirty-odd, whose caches had gone
 //! cold meanwhile. With 32 wrk connections on two cores (G3, docs/performance.md), keeping the
-//! connection took durable orders from 13.8-14.2k to 17.5-18.4k a second, the same build
-//! alternating.
+//! connection took durable orders from 13.3-15.5k to 15.5-17.6k a second (nine 8 s runs of
+//! each, servers alternating).
 //!
 //! The rule that keeps this as safe as the pool's ping: a connection is kept only after the
 //! statement that used it completed, successfully or refused by PostgreSQL itself (a constraint,
