@@ -26,7 +26,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres};
 
 /// The smallest pool whose runners keep connections. The ledger's three runners keep at most
 /// one each; with eight or more connections, at least five stay for holds, jobs and the
@@ -71,6 +71,24 @@ impl KeptConnections {
             Some(conn) => Ok(conn),
             None => self.pool.acquire().await,
         }
+    }
+
+    /// Runs `work` on a kept connection (or one from the pool) and keeps the connection afterwards
+    /// when `work` succeeded or failed with an error `sound` calls a clean point ([`survives`]).
+    /// Dropped half-way (a batch past its deadline), the connection goes back through the pool.
+    pub async fn run<T, E>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+        sound: impl FnOnce(&E) -> bool,
+    ) -> Result<T, E>
+    where
+        E: From<sqlx::Error>,
+    {
+        let mut conn = self.take().await?;
+        let done = work(&mut conn).await;
+        let keep = done.as_ref().err().is_none_or(sound);
+        self.put_back(conn, keep);
+        done
     }
 
     /// Keeps `conn` for the next batch when `sound` (its last statement completed; see

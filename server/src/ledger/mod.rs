@@ -300,14 +300,12 @@ fn dropped(what: &str) -> sqlx::Error {
 async fn lookup_batch(db: Arc<KeptConnections>, batch: Vec<KeyLookup>) {
     let buyers: Vec<String> = batch.iter().map(|l| l.buyer_id.clone()).collect();
     let keys: Vec<String> = batch.iter().map(|l| l.key.clone()).collect();
-    let found = match db.take().await {
-        Ok(mut conn) => {
-            let found = orders::find_many_by_key(&mut *conn, &buyers, &keys).await;
-            db.put_back(conn, found.as_ref().err().is_none_or(kept::survives));
-            found
-        }
-        Err(err) => Err(err),
-    };
+    let found = db
+        .run(
+            async |conn| orders::find_many_by_key(conn, &buyers, &keys).await,
+            kept::survives,
+        )
+        .await;
     match found {
         Ok(found) => {
             for lookup in batch {
@@ -336,13 +334,11 @@ async fn insert_batch(db: Arc<KeptConnections>, batch: Vec<QueuedInsert>) {
         "insert",
         async |batch: &[QueuedInsert]| {
             let orders: Vec<NewOrder> = batch.iter().map(|q| q.order.clone()).collect();
-            let mut conn = db.take().await?;
-            let stored = orders::insert_many(&mut *conn, &orders).await;
-            db.put_back(
-                conn,
-                stored.as_ref().err().is_none_or(InsertError::survives),
-            );
-            stored
+            db.run(
+                async |conn| orders::insert_many(conn, &orders).await,
+                InsertError::survives,
+            )
+            .await
         },
         |queued, order| {
             let _ = queued.reply.send(Ok(order));
@@ -387,13 +383,11 @@ async fn claim_group(db: &KeptConnections, group: Vec<QueuedClaim>) {
         "claim",
         async |group: &[QueuedClaim]| {
             let claims: Vec<_> = group.iter().map(|c| (&c.req, c.decided_by)).collect();
-            let mut conn = db.take().await?;
-            let decided = claims::claim_together(&mut conn, sale_id, cap, &claims).await;
-            db.put_back(
-                conn,
-                decided.as_ref().err().is_none_or(InsertError::survives),
-            );
-            decided
+            db.run(
+                async |conn| claims::claim_together(conn, sale_id, cap, &claims).await,
+                InsertError::survives,
+            )
+            .await
         },
         |claim, decision| {
             let _ = claim.reply.send(match decision {
